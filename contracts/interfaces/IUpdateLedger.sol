@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {ITaskRegistry} from "./ITaskRegistry.sol";
+
+/**
+ * @title IUpdateLedger
+ * @notice Model updates from edge operators and the global models aggregated from them.
+ * @dev Payloads (canonical safetensors bytes) are calldata only; storage keeps their
+ * keccak-256 digest and metadata. Ledger order is update id order.
+ */
+interface IUpdateLedger {
+    /// @dev What the ledger stores about an update. `aggregatedIn` is 0 until a version uses it.
+    struct Update {
+        uint256 taskId;
+        address edge;
+        uint32 baseVersion;
+        uint64 numExamples;
+        bytes32 digest;
+        uint64 epsilonMicro;
+        uint32 payloadSize;
+        uint64 blockNumber;
+        uint32 aggregatedIn;
+    }
+
+    /// @dev What the ledger stores about a global model version.
+    struct GlobalModel {
+        bytes32 digest;
+        address aggregator;
+        uint64 blockNumber;
+        uint256[] updateIds;
+    }
+
+    /// @dev Task `taskId` is in state `current`, which accepts no updates or global models.
+    error UpdateLedgerUnexpectedTaskState(uint256 taskId, ITaskRegistry.TaskState current);
+
+    /// @dev A payload is empty or larger than `maxSize` bytes.
+    error UpdateLedgerInvalidPayloadSize(uint256 size, uint256 maxSize);
+
+    /// @dev An update must be trained on at least one example.
+    error UpdateLedgerZeroExamples();
+
+    /// @dev `baseVersion` is newer than the task's latest global version.
+    error UpdateLedgerFutureBase(uint256 taskId, uint32 baseVersion, uint32 latestVersion);
+
+    /// @dev `baseVersion` is more than `maxStaleness` versions behind the latest.
+    error UpdateLedgerStaleBase(
+        uint256 taskId, uint32 baseVersion, uint32 latestVersion, uint32 maxStaleness
+    );
+
+    /// @dev `edge` already submitted an update on `baseVersion` of task `taskId`.
+    error UpdateLedgerDuplicateSubmission(uint256 taskId, uint32 baseVersion, address edge);
+
+    /// @dev The next version of task `taskId` is `expected`, not `version`.
+    error UpdateLedgerUnexpectedVersion(uint256 taskId, uint32 version, uint32 expected);
+
+    /// @dev A global model of task `taskId` needs at least `minUpdates` updates, got `count`.
+    error UpdateLedgerTooFewUpdates(uint256 taskId, uint256 count, uint32 minUpdates);
+
+    /// @dev No update has id `updateId`.
+    error UpdateLedgerUnknownUpdate(uint256 updateId);
+
+    /// @dev Update ids must be strictly increasing; `updateId` follows `previousId`.
+    error UpdateLedgerUnorderedUpdates(uint256 previousId, uint256 updateId);
+
+    /// @dev Update `updateId` belongs to another task than `taskId`.
+    error UpdateLedgerUpdateNotInTask(uint256 updateId, uint256 taskId);
+
+    /// @dev Update `updateId` on `baseVersion` is too stale to be aggregated into `version`.
+    error UpdateLedgerStaleUpdate(uint256 updateId, uint32 baseVersion, uint32 version);
+
+    /// @dev Update `updateId` is already aggregated into global version `version`.
+    error UpdateLedgerUpdateAlreadyAggregated(uint256 updateId, uint32 version);
+
+    /// @dev Task `taskId` has no global version `version` yet.
+    error UpdateLedgerUnknownVersion(uint256 taskId, uint32 version);
+
+    /// @notice `edge` submitted update `updateId` on `baseVersion` of task `taskId`.
+    event UpdateSubmitted(
+        uint256 updateId,
+        uint256 indexed taskId,
+        uint32 indexed baseVersion,
+        address indexed edge,
+        bytes32 digest,
+        uint64 numExamples,
+        uint64 epsilonMicro,
+        uint32 payloadSize
+    );
+
+    /// @notice `aggregator` committed global model `version` of task `taskId`.
+    event GlobalModelCommitted(
+        uint256 indexed taskId,
+        uint32 indexed version,
+        bytes32 digest,
+        address indexed aggregator,
+        uint256 updateCount
+    );
+
+    /**
+     * @notice Submits one model update of the caller's devices; `payload` stays in calldata.
+     * @dev Requirements, checked in this order:
+     * - the caller has the consortium's EDGE_ROLE;
+     * - the task exists and is Open or Training;
+     * - `payload` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
+     * - `numExamples` > 0;
+     * - latest - maxStaleness <= `baseVersion` <= latest;
+     * - the caller has not submitted on (`taskId`, `baseVersion`) before.
+     *
+     * Emits an {UpdateSubmitted} event.
+     */
+    function submitUpdate(
+        uint256 taskId,
+        uint32 baseVersion,
+        uint64 numExamples,
+        uint64 epsilonMicro,
+        bytes calldata payload
+    ) external returns (uint256 updateId);
+
+    /**
+     * @notice Commits global model `version` of task `taskId`, aggregated from `updateIds`.
+     * @dev Requirements, checked in this order:
+     * - the caller has the consortium's AGGREGATOR_ROLE;
+     * - the task exists and is Open or Training;
+     * - `version` is the latest version + 1 (hence at most `rounds`);
+     * - `payload` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
+     * - at least `minUpdates` update ids, each existing, strictly increasing, of this task,
+     *   based on a version in [version - 1 - maxStaleness, version - 1], not aggregated before.
+     *
+     * Emits a {GlobalModelCommitted} event.
+     */
+    function commitGlobalModel(
+        uint256 taskId,
+        uint32 version,
+        uint256[] calldata updateIds,
+        bytes calldata payload
+    ) external;
+
+    /**
+     * @notice The latest committed global version of task `taskId` (0: only the initial model).
+     * @dev Requirements: the task exists. Emits nothing.
+     */
+    function latestVersion(uint256 taskId) external view returns (uint32);
+
+    /**
+     * @notice Global model `version` of task `taskId`; version 0 is the initial model, with
+     * the publisher as aggregator and the publishing block.
+     * @dev Requirements: the task exists and `version` <= latest. Emits nothing.
+     */
+    function globalModel(uint256 taskId, uint32 version) external view returns (GlobalModel memory);
+
+    /**
+     * @notice The stored record of update `updateId`.
+     * @dev Requirements: the update exists. Emits nothing.
+     */
+    function update(uint256 updateId) external view returns (Update memory);
+
+    /**
+     * @notice Number of updates over all tasks; ids run from 1 to this number.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function updateCount() external view returns (uint256);
+
+    /**
+     * @notice Number of updates of task `taskId`.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function taskUpdateCount(uint256 taskId) external view returns (uint256);
+
+    /**
+     * @notice The update `edge` submitted on `baseVersion` of task `taskId`, or 0.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function submissionOf(uint256 taskId, uint32 baseVersion, address edge)
+        external
+        view
+        returns (uint256);
+
+    /**
+     * @notice The task registry this ledger belongs to.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function registry() external view returns (address);
+
+    /**
+     * @notice The consortium whose roles this ledger checks.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function consortium() external view returns (address);
+}

@@ -1,0 +1,262 @@
+"""Edge: the HTTP API devices talk to (FastAPI): post signed deltas, pull tasks and global models.
+
+``POST /v1/updates`` runs, in order: body size limit, JSON and field checks, device lookup,
+signature, timestamp freshness, nonce and one-update-per-base checks, validation of the delta
+against its task (edge_server.intake), then one durable store transaction. Only then does it
+answer 202 and wake the submitter. Every refusal is ``{"error": reason, "detail": text}`` with
+the status from ``edge_server.protocol.STATUS_BY_REASON``; bad input never yields a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edge_server.auth import check_timestamp, public_key_from_hex, verify_envelope
+from edge_server.config import EdgeConfig
+from edge_server.intake import UpdateIntake
+from edge_server.protocol import (
+    MAX_INT,
+    SIGNATURE_HEADER,
+    UpdateEnvelope,
+    decode_signature,
+    parse_envelope,
+    status_for,
+)
+from edge_server.store import EdgeStore, UpdateRow
+from edge_server.submitter import Submitter
+from fednode.chain.ledger import Ledger
+from fednode.errors import ChainError, UpdateRejectedError
+from fednode.types import GlobalModelRecord, TaskRecord
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+_Id = Annotated[int, Path(ge=0, le=MAX_INT)]
+_Ref = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+_HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@dataclass(frozen=True)
+class _Edge:
+    """What the request handlers share."""
+
+    config: EdgeConfig
+    ledger: Ledger
+    store: EdgeStore
+    intake: UpdateIntake
+    submitter: Submitter | None
+    clock: Callable[[], float]
+
+
+def create_app(
+    config: EdgeConfig,
+    ledger: Ledger,
+    store: EdgeStore,
+    *,
+    submitter: Submitter | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Builds the edge server's FastAPI application.
+
+    Args:
+      config: the edge's settings (limits, name).
+      ledger: the ledger, acting as the edge operator; the app only reads from it.
+      store: the durable edge store.
+      submitter: woken after each accepted update; without one, rows wait for a later run.
+      clock: unix time source for timestamp freshness checks.
+
+    Returns:
+      The application; serve it with uvicorn or drive it with ``fastapi.testclient``.
+
+    Example:
+      >>> from fednode.chain.memory_ledger import InMemoryLedger
+      >>> app = create_app(EdgeConfig(name="e", db_path=":memory:"), InMemoryLedger(),
+      ...                  EdgeStore(":memory:"))
+      >>> sorted(r.path for r in app.routes if r.path.startswith("/v1"))[:2]
+      ['/v1/tasks/{task_id}', '/v1/tasks/{task_id}/global']
+    """
+    intake = UpdateIntake(ledger, max_payload_bytes=config.max_payload_bytes)
+    edge = _Edge(config, ledger, store, intake, submitter, clock)
+    app = FastAPI(title=f"fednode edge server {config.name}", version="1")
+    app.state.edge = edge
+    _add_error_handlers(app)
+    _add_update_routes(app, edge)
+    _add_task_routes(app, edge)
+    return app
+
+
+def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
+    @app.post("/v1/updates", status_code=202)
+    async def post_update(request: Request) -> JSONResponse:
+        body = await _read_body(request, edge.config.max_body_bytes)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        row = await run_in_threadpool(_accept_update, edge, body, signature)
+        return JSONResponse({"update_ref": row.ref, "status": row.status.value}, status_code=202)
+
+    @app.get("/v1/updates/{ref}")
+    def get_update(ref: _Ref) -> dict[str, Any]:
+        row = edge.store.get_update(ref)
+        if row is None:
+            raise UpdateRejectedError("unknown_update", f"no update {ref} on this edge")
+        return _update_json(row)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        running = edge.submitter is not None and edge.submitter.running
+        return {
+            "status": "ok",
+            "edge": edge.config.name,
+            "sender": edge.ledger.sender,
+            "updates": edge.store.count_by_status(),
+            "submitter_running": running,
+        }
+
+
+def _add_task_routes(app: FastAPI, edge: _Edge) -> None:
+    @app.get("/v1/tasks/{task_id}")
+    def get_task(task_id: _Id) -> dict[str, Any]:
+        return _task_json(edge.intake.task(task_id))
+
+    @app.get("/v1/tasks/{task_id}/global")
+    def get_global(
+        task_id: _Id, version: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None
+    ) -> dict[str, Any]:
+        if version is None:
+            version = edge.intake.task(task_id).latest_version
+        return _global_json(edge.intake.global_model(task_id, version))
+
+
+def _accept_update(edge: _Edge, body: bytes, signature_header: str | None) -> UpdateRow:
+    envelope = parse_envelope(body)
+    signature = decode_signature(signature_header)
+    key_hex = edge.store.device_public_key(envelope.device_id)
+    if key_hex is None:
+        raise UpdateRejectedError("unknown_device", f"device {envelope.device_id} is not enrolled")
+    verify_envelope(public_key_from_hex(key_hex), envelope, signature)
+    check_timestamp(envelope.timestamp, now=edge.clock(), max_skew_s=edge.config.max_clock_skew_s)
+    _check_not_held(edge.store, envelope)
+    norm = edge.intake.validate(envelope)
+    row = edge.store.insert_update(envelope)  # committed before we answer
+    logger.info(
+        "accepted update %s from %s: task %d base %d, %d examples, norm %.4g",
+        row.ref, row.device_id, row.task_id, row.base_version, row.num_examples, norm,
+    )  # fmt: skip
+    if edge.submitter is not None:
+        edge.submitter.notify()
+    return row
+
+
+def _check_not_held(store: EdgeStore, envelope: UpdateEnvelope) -> None:
+    # Cheap early answers; insert_update re-checks both inside its transaction.
+    if store.has_nonce(envelope.device_id, envelope.nonce):
+        raise UpdateRejectedError("replayed_nonce", f"nonce {envelope.nonce} was used before")
+    if store.holds_update(envelope.task_id, envelope.base_version):
+        task, base = envelope.task_id, envelope.base_version
+        detail = f"this edge already holds an update for task {task} base {base}"
+        raise UpdateRejectedError("duplicate_base", detail)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UpdateRejectedError("body_too_large", f"body is {declared} bytes, limit {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UpdateRejectedError("body_too_large", f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ---- JSON views ---------------------------------------------------------------------------
+
+
+def _update_json(row: UpdateRow) -> dict[str, Any]:
+    return {
+        "update_ref": row.ref,
+        "status": row.status.value,
+        "device_id": row.device_id,
+        "task_id": row.task_id,
+        "base_version": row.base_version,
+        "digest": row.digest.hex(),
+        "num_examples": row.num_examples,
+        "epsilon_micro": row.epsilon_micro,
+        "chain_update_id": row.chain_update_id,
+        "tx_hash": None if row.tx_hash is None else row.tx_hash.hex(),
+        "error": row.error,
+        "accepted_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def _task_json(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "spec_json": task.spec.to_json().decode(),
+        "spec_digest": task.spec_digest.hex(),
+        "publisher": task.publisher,
+        "state": task.state.name.lower(),
+        "latest_version": task.latest_version,
+        "published_block": task.published_block,
+    }
+
+
+def _global_json(record: GlobalModelRecord) -> dict[str, Any]:
+    return {
+        "task_id": record.task_id,
+        "version": record.version,
+        "digest": record.digest.hex(),
+        "payload": base64.b64encode(record.payload).decode("ascii"),
+        "update_ids": list(record.update_ids),
+        "aggregator": record.aggregator,
+        "block_number": record.block_number,
+    }
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+
+def _error(status: int, reason: str, detail: Any) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UpdateRejectedError)
+    async def rejected(request: Request, exc: UpdateRejectedError) -> JSONResponse:
+        logger.info("refused %s %s: %s", request.method, request.url.path, exc)
+        return _error(status_for(exc.reason), exc.reason, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _error(400, "bad_request", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = _HTTP_REASONS.get(exc.status_code, "http_error")
+        return _error(exc.status_code, reason, str(exc.detail))
+
+    async def chain_down(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("chain error on %s %s: %s", request.method, request.url.path, exc)
+        return _error(503, "chain_unavailable", str(exc))
+
+    app.add_exception_handler(ChainError, chain_down)
+    app.add_exception_handler(OSError, chain_down)  # transport errors web3 leaves unwrapped
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("internal error on %s %s", request.method, request.url.path)
+        return _error(500, "internal", type(exc).__name__)

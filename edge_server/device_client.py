@@ -1,0 +1,247 @@
+"""Device: the device side of the edge protocol (keys, HTTP); fednode.device stays pure.
+
+A device holds an Ed25519 identity, pulls its task and the global model from its edge server,
+and posts each signed delta. Every refusal from the edge becomes ``EdgeError(status, reason)``;
+``reason`` is the edge's machine-readable code and ``detail`` its explanation; a transport
+failure is ``EdgeError(0, "unreachable")``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_server.auth import (
+    device_id_for,
+    generate_private_key,
+    new_nonce,
+    private_key_from_hex,
+    private_key_to_hex,
+    public_key_to_hex,
+    sign_envelope,
+)
+from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
+from fednode.codec import Params, decode_params, digest_bytes, encode_params
+from fednode.errors import CodecError, EdgeError, FednodeValueError
+from fednode.types import TaskRecord, TaskSpec, TaskState
+
+__all__ = ["DeviceIdentity", "EdgeClient"]
+
+_STATUS_FAILED = 409
+_STATUS_TIMEOUT = 408
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """A device's id and Ed25519 signing key (the key never leaves the device).
+
+    Example:
+      >>> identity = DeviceIdentity.generate(device_id="clinic-7")
+      >>> identity.device_id, len(identity.public_key_hex)
+      ('clinic-7', 64)
+    """
+
+    device_id: str
+    private_key: Ed25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls, *, device_id: str | None = None) -> DeviceIdentity:
+        """A new identity; the id defaults to a fingerprint of the public key."""
+        key = generate_private_key()
+        return cls(device_id or device_id_for(key), key)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceIdentity:
+        """Loads ``{"device_id": ..., "private_key": <hex>}`` written by :meth:`save`.
+
+        Raises:
+          FednodeValueError: the file is missing or malformed.
+        """
+        try:
+            body = json.loads(Path(path).read_text())
+            return cls(str(body["device_id"]), private_key_from_hex(body["private_key"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FednodeValueError(f"cannot load device identity {path}: {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        """Writes the identity to ``path``, readable by the owner only (mode 0600)."""
+        body = {"device_id": self.device_id, "private_key": private_key_to_hex(self.private_key)}
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(body, handle)
+
+    @property
+    def public_key_hex(self) -> str:
+        """The public key to enroll at the edge (raw 32 bytes, hex)."""
+        return public_key_to_hex(self.private_key)
+
+
+class EdgeClient:
+    """HTTP client of one edge server, acting as one device.
+
+    Args:
+      base_url: the edge server, e.g. ``http://127.0.0.1:8701``.
+      identity: the device's identity (must be enrolled at that edge).
+      http: an httpx client to use (tests pass FastAPI's TestClient); one is made otherwise.
+      timeout_s: per-request timeout of a client made here.
+      clock: unix time source for the signed timestamp.
+
+    Example:
+      >>> client = EdgeClient("http://127.0.0.1:1", DeviceIdentity.generate())
+      >>> client.fetch_task(1)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      fednode.errors.EdgeError: HTTP 0: unreachable: ...
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        identity: DeviceIdentity,
+        *,
+        http: httpx.Client | None = None,
+        timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._identity = identity
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout_s)
+        self._clock = clock
+
+    def __enter__(self) -> EdgeClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the HTTP client if this object made it."""
+        if self._owns_http:
+            self._http.close()
+
+    def fetch_task(self, task_id: int) -> TaskRecord:
+        """The task as the edge reads it from the ledger; the spec digest is checked.
+
+        Raises:
+          CodecError: the spec JSON does not hash to the digest the edge reported.
+        """
+        body = self._request("GET", f"/v1/tasks/{task_id}")
+        spec = TaskSpec.from_json(body["spec_json"])
+        if spec.digest.hex() != body["spec_digest"]:
+            raise CodecError(f"task {task_id}: spec JSON does not match its digest")
+        return TaskRecord(
+            task_id=int(body["task_id"]),
+            spec=spec,
+            spec_digest=spec.digest,
+            publisher=str(body["publisher"]),
+            state=TaskState[str(body["state"]).upper()],
+            latest_version=int(body["latest_version"]),
+            published_block=int(body["published_block"]),
+        )
+
+    def fetch_global(self, task_id: int, version: int | None = None) -> tuple[int, dict[str, Any]]:
+        """The global model ``version`` (latest when None) as ``(version, params)``.
+
+        Raises:
+          CodecError: the payload does not hash to the reported digest or does not decode.
+        """
+        params = None if version is None else {"version": version}
+        body = self._request("GET", f"/v1/tasks/{task_id}/global", params=params)
+        payload = base64.b64decode(body["payload"], validate=True)
+        if digest_bytes(payload).hex() != body["digest"]:
+            raise CodecError(f"task {task_id} global model: payload does not match its digest")
+        return int(body["version"]), decode_params(payload)
+
+    def post_update(
+        self,
+        task_id: int,
+        base_version: int,
+        delta_params: Params,
+        num_examples: int,
+        epsilon_micro: int = 0,
+    ) -> str:
+        """Signs and posts one delta; returns the edge's update reference once it is stored."""
+        envelope = UpdateEnvelope(
+            device_id=self._identity.device_id,
+            task_id=task_id,
+            base_version=base_version,
+            num_examples=num_examples,
+            epsilon_micro=epsilon_micro,
+            payload=encode_params(delta_params),
+            nonce=new_nonce(),
+            timestamp=int(self._clock()),
+        )
+        signature = sign_envelope(self._identity.private_key, envelope)
+        headers = {
+            SIGNATURE_HEADER: base64.b64encode(signature).decode("ascii"),
+            "Content-Type": "application/json",
+        }
+        content = envelope_to_json(envelope)
+        body = self._request("POST", "/v1/updates", content=content, headers=headers)
+        return str(body["update_ref"])
+
+    def update_status(self, ref: str) -> dict[str, Any]:
+        """The edge's record of an update: status, chain update id, tx hash, error."""
+        return self._request("GET", f"/v1/updates/{ref}")
+
+    def wait_submitted(
+        self, ref: str, timeout: float = 60.0, *, poll_s: float = 0.2
+    ) -> dict[str, Any]:
+        """Polls until the update is on the chain; returns its status record.
+
+        Raises:
+          EdgeError: ``(409, "chain_refused")`` when the chain refused it (``detail`` names the
+            custom error), ``(408, "timeout")`` when ``timeout`` seconds passed first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.update_status(ref)
+            if status["status"] == "submitted":
+                return status
+            if status["status"] == "failed":
+                raise _edge_error(_STATUS_FAILED, "chain_refused", str(status["error"]))
+            if time.monotonic() >= deadline:
+                raise _edge_error(_STATUS_TIMEOUT, "timeout", f"update {ref} still accepted")
+            time.sleep(poll_s)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, self._base_url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _edge_error(0, "unreachable", str(exc)) from exc
+        body = _json_or_none(response)
+        if response.status_code >= 400 or not isinstance(body, dict):
+            error = body if isinstance(body, dict) else {}
+            detail = error.get("detail", response.text[:200])
+            raise _edge_error(response.status_code, str(error.get("error", "http_error")), detail)
+        return body
+
+
+def _edge_error(status: int, reason: str, detail: Any) -> EdgeError:
+    # EdgeError carries (status, reason); the detail rides along for messages and callers.
+    error = EdgeError(status, reason)
+    error.detail = detail  # type: ignore[attr-defined]
+    error.args = (f"HTTP {status}: {reason}: {detail}",)
+    return error
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

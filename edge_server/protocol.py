@@ -1,0 +1,223 @@
+"""Edge: the device -> edge wire format, the signed message and the HTTP status of each refusal.
+
+A device posts one JSON object per update::
+
+    {"device_id": "...", "task_id": 0, "base_version": 0, "num_examples": 120,
+     "epsilon_micro": 0, "payload": "<base64 of canonical bytes>", "nonce": "<hex>",
+     "timestamp": 1700000000}
+
+with the header ``X-Fednode-Signature: <base64 Ed25519 signature>`` over
+:func:`signing_message`. Every refusal is ``{"error": reason, "detail": text}``; the reason codes
+and their HTTP statuses are listed in ``STATUS_BY_REASON``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fednode.codec import digest_bytes
+from fednode.errors import UpdateRejectedError
+
+__all__ = [
+    "DEVICE_ID_PATTERN",
+    "MAX_INT",
+    "SIGNATURE_HEADER",
+    "SIGNING_DOMAIN",
+    "STATUS_BY_REASON",
+    "UpdateEnvelope",
+    "decode_signature",
+    "envelope_to_json",
+    "parse_envelope",
+    "signing_message",
+    "status_for",
+]
+
+SIGNATURE_HEADER = "X-Fednode-Signature"
+SIGNING_DOMAIN = b"fednode-update-v1\n"
+MAX_INT = 2**63 - 1
+"""Largest integer field accepted (SQLite INTEGER is signed 64-bit)."""
+
+_INT_FIELDS = ("task_id", "base_version", "num_examples", "epsilon_micro", "timestamp")
+_FIELDS = frozenset({"device_id", "payload", "nonce", *_INT_FIELDS})
+_NONCE = re.compile(r"[0-9a-f]{16,64}")
+_SIGNATURE_BYTES = 64
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""What a device id looks like (checked with ``fullmatch``)."""
+
+STATUS_BY_REASON: Mapping[str, int] = {
+    "bad_json": 400,
+    "bad_request": 400,
+    "bad_base64": 400,
+    "bad_payload": 400,
+    "bad_num_examples": 400,
+    "unknown_device": 401,
+    "bad_signature": 401,
+    "stale_timestamp": 401,
+    "not_found": 404,
+    "unknown_task": 404,
+    "unknown_update": 404,
+    "unknown_version": 404,
+    "method_not_allowed": 405,
+    "replayed_nonce": 409,
+    "duplicate_base": 409,
+    "stale_base": 409,
+    "unknown_base": 409,
+    "task_closed": 409,
+    "body_too_large": 413,
+    "payload_too_large": 413,
+    "wrong_keys": 422,
+    "wrong_shape": 422,
+    "wrong_dtype": 422,
+    "not_finite": 422,
+    "norm_too_large": 422,
+    "chain_unavailable": 503,
+}
+
+
+@dataclass(frozen=True)
+class UpdateEnvelope:
+    """One update as a device sends it; everything here is covered by the device's signature."""
+
+    device_id: str
+    task_id: int
+    base_version: int
+    num_examples: int
+    epsilon_micro: int
+    payload: bytes
+    nonce: str
+    timestamp: int
+
+    @property
+    def payload_digest(self) -> str:
+        """Hex keccak-256 of the payload (no ``0x``), as signed."""
+        return digest_bytes(self.payload).hex()
+
+
+def status_for(reason: str) -> int:
+    """HTTP status of a refusal reason; unknown reasons are client errors (400).
+
+    Example:
+      >>> status_for("norm_too_large"), status_for("replayed_nonce")
+      (422, 409)
+    """
+    return STATUS_BY_REASON.get(reason, 400)
+
+
+def signing_message(envelope: UpdateEnvelope) -> bytes:
+    """The exact bytes a device signs: domain line + canonical JSON of the envelope fields.
+
+    The payload enters through its hex keccak digest; the JSON has sorted keys and no spaces.
+
+    Example:
+      >>> env = UpdateEnvelope("dev-1", 0, 0, 5, 0, b"x", "00" * 8, 1)
+      >>> signing_message(env).startswith(b"fednode-update-v1\\n{")
+      True
+    """
+    body = {name: getattr(envelope, name) for name in ("device_id", "nonce", *_INT_FIELDS)}
+    body["payload_digest"] = envelope.payload_digest
+    return SIGNING_DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def envelope_to_json(envelope: UpdateEnvelope) -> bytes:
+    """The request body of ``POST /v1/updates`` for an envelope.
+
+    Example:
+      >>> env = UpdateEnvelope("dev-1", 0, 0, 5, 0, b"x", "00" * 8, 1)
+      >>> parse_envelope(envelope_to_json(env)) == env
+      True
+    """
+    body: dict[str, Any] = {name: getattr(envelope, name) for name in ("device_id", "nonce")}
+    body.update({name: getattr(envelope, name) for name in _INT_FIELDS})
+    body["payload"] = base64.b64encode(envelope.payload).decode("ascii")
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_envelope(body: bytes) -> UpdateEnvelope:
+    """Parses and type-checks a request body; nothing here needs the device's key.
+
+    Raises:
+      UpdateRejectedError: ``bad_json`` (not a JSON object), ``bad_request`` (missing, unknown
+        or mistyped field), ``bad_base64`` (payload is not strict base64).
+
+    Example:
+      >>> parse_envelope(b"[1]")
+      Traceback (most recent call last):
+      ...
+      fednode.errors.UpdateRejectedError: bad_json: body must be a JSON object
+    """
+    fields = _load_object(body)
+    missing, unknown = sorted(_FIELDS - set(fields)), sorted(set(fields) - _FIELDS)
+    if missing or unknown:
+        raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
+    ints = {name: _check_int(name, fields[name]) for name in _INT_FIELDS}
+    return UpdateEnvelope(
+        device_id=_check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN),
+        payload=_decode_base64("payload", fields["payload"]),
+        nonce=_check_text("nonce", fields["nonce"], _NONCE),
+        **ints,
+    )
+
+
+def decode_signature(header: str | None) -> bytes:
+    """Decodes the base64 signature header into 64 raw bytes.
+
+    Raises:
+      UpdateRejectedError: ``bad_signature`` when it is missing or malformed.
+
+    Example:
+      >>> len(decode_signature(base64.b64encode(bytes(64)).decode()))
+      64
+    """
+    if not header:
+        raise UpdateRejectedError("bad_signature", f"missing {SIGNATURE_HEADER} header")
+    try:
+        signature = base64.b64decode(header, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UpdateRejectedError("bad_signature", "signature is not base64") from exc
+    if len(signature) != _SIGNATURE_BYTES:
+        raise UpdateRejectedError("bad_signature", f"signature must be {_SIGNATURE_BYTES} bytes")
+    return signature
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    except (ValueError, RecursionError) as exc:
+        raise UpdateRejectedError("bad_json", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UpdateRejectedError("bad_json", "body must be a JSON object")
+    return value
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate keys in JSON object")
+    return dict(pairs)
+
+
+def _check_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise UpdateRejectedError("bad_request", f"{name} must be an integer in 0..2**63-1")
+    return value
+
+
+def _check_text(name: str, value: Any, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise UpdateRejectedError("bad_request", f"{name} must match {pattern.pattern}")
+    return value
+
+
+def _decode_base64(name: str, value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise UpdateRejectedError("bad_base64", f"{name} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UpdateRejectedError("bad_base64", f"{name} is not strict base64: {exc}") from exc

@@ -1,0 +1,100 @@
+"""Aggregator: the pure step from one global model and its ledger updates to the next global model.
+
+Both the aggregator (which publishes) and the auditor (which recomputes) call
+:func:`build_global_model`, so there is exactly one definition of what a version contains. It
+takes values and returns values: payload bytes in, payload bytes out, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fednode.aggregator.rules import apply_global_delta, rule_for_spec
+from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
+from fednode.errors import UpdateRejectedError
+from fednode.types import LedgerUpdate, TaskSpec
+
+__all__ = ["BuiltGlobalModel", "build_global_model", "check_update_payload"]
+
+
+@dataclass(frozen=True)
+class BuiltGlobalModel:
+    """The result of one aggregation: canonical payload, its digest, the update ids used."""
+
+    payload: bytes
+    digest: bytes
+    update_ids: tuple[int, ...]
+
+
+def check_update_payload(update: LedgerUpdate, global_payload: bytes) -> dict:
+    """Decodes an update's payload and checks it against its recorded digest and the model layout.
+
+    Args:
+      update: the update as read from the ledger.
+      global_payload: canonical bytes of the global model the update is based on.
+
+    Returns:
+      The decoded delta (nested dict of numpy arrays).
+
+    Raises:
+      UpdateRejectedError: digest mismatch, undecodable bytes, or a layout that differs from
+        the global model's.
+
+    Example:
+      >>> import numpy as np
+      >>> from fednode.types import LedgerUpdate
+      >>> g = encode_params({"w": np.zeros(2, np.float32)})
+      >>> u = LedgerUpdate(1, 1, 0, "0x0", digest_bytes(g), 1, 0, g, 1, b"")
+      >>> check_update_payload(u, g)["w"].shape
+      (2,)
+    """
+    if digest_bytes(update.payload) != update.digest:
+        raise UpdateRejectedError("digest_mismatch", f"update {update.update_id}")
+    try:
+        delta = decode_params(update.payload)
+    except ValueError as exc:
+        raise UpdateRejectedError("bad_payload", f"update {update.update_id}: {exc}") from exc
+    expected = {k: (v.shape, v.dtype) for k, v in flatten_params(decode_params(global_payload)).items()}
+    actual = {k: (v.shape, v.dtype) for k, v in flatten_params(delta).items()}
+    if actual != expected:
+        raise UpdateRejectedError("wrong_layout", f"update {update.update_id} differs from the model")
+    return delta
+
+
+def build_global_model(
+    spec: TaskSpec, global_payload: bytes, updates: Sequence[LedgerUpdate]
+) -> BuiltGlobalModel:
+    """Aggregates ``updates`` (in ledger order) onto the global model with the task's rule.
+
+    Args:
+      spec: the task spec; ``spec.aggregation`` picks the rule.
+      global_payload: canonical bytes of the current global model.
+      updates: the updates to aggregate, in ledger (update id) order.
+
+    Returns:
+      The new global model as canonical bytes with its digest and the update ids used.
+
+    Raises:
+      UpdateRejectedError: if an update fails :func:`check_update_payload` or the list is empty.
+
+    Example:
+      >>> import numpy as np
+      >>> from fednode.types import LedgerUpdate, TaskSpec
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
+      >>> g = encode_params({"w": np.zeros(2, np.float32)})
+      >>> d = encode_params({"w": np.ones(2, np.float32)})
+      >>> u = LedgerUpdate(7, 1, 0, "0x0", digest_bytes(d), 3, 0, d, 1, b"")
+      >>> build_global_model(spec, g, [u]).update_ids
+      (7,)
+    """
+    ordered = sorted(updates, key=lambda u: u.update_id)
+    if not ordered:
+        raise UpdateRejectedError("no_updates", "a global model needs at least one update")
+    deltas = [check_update_payload(u, global_payload) for u in ordered]
+    weights = [u.num_examples for u in ordered]
+    rule = rule_for_spec(spec)
+    aggregate, _ = rule.apply(deltas, weights, rule.init())
+    new_params = apply_global_delta(decode_params(global_payload), aggregate)
+    payload = encode_params(new_params)
+    return BuiltGlobalModel(payload, digest_bytes(payload), tuple(u.update_id for u in ordered))

@@ -1,0 +1,71 @@
+"""Chain: the Ledger seam, what every stage may ask of the consortium chain.
+
+``Web3Ledger`` (web3_ledger.py) talks to real nodes; ``InMemoryLedger`` (memory_ledger.py) is the
+one fake, held to the same behaviour suite (tests/behaviours/ledger_behaviour.py). A ledger object
+acts as one account (``sender``): the edge server's, the aggregator's or the publisher's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec
+
+__all__ = ["Ledger"]
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """What devices, edges, aggregators and auditors need from the chain.
+
+    Every write is checked by the contracts; a refusal raises ``ContractRevertError`` whose
+    ``name`` is the Solidity custom error (for example ``UpdateLedgerDuplicateSubmission``).
+    """
+
+    @property
+    def sender(self) -> str:
+        """Checksummed address this ledger signs with."""
+        ...
+
+    def publish_task(self, spec: TaskSpec, initial_payload: bytes) -> int:
+        """Publishes a task with its initial global model (version 0); returns the task id."""
+        ...
+
+    def cancel_task(self, task_id: int) -> None:
+        """Cancels a task (publisher only)."""
+        ...
+
+    def get_task(self, task_id: int) -> TaskRecord:
+        """Reads a task, its derived state and its latest global version."""
+        ...
+
+    def list_tasks(self) -> list[TaskRecord]:
+        """All tasks, in publication order."""
+        ...
+
+    def submit_update(
+        self,
+        task_id: int,
+        base_version: int,
+        payload: bytes,
+        *,
+        num_examples: int,
+        epsilon_micro: int = 0,
+    ) -> int:
+        """Submits one update (payload in calldata, digest + metadata in storage); returns its id."""
+        ...
+
+    def read_updates(self, task_id: int, *, base_version: int | None = None) -> list[LedgerUpdate]:
+        """Updates of a task in ledger order (update id order), payloads read back from calldata."""
+        ...
+
+    def commit_global_model(
+        self, task_id: int, version: int, payload: bytes, update_ids: Sequence[int]
+    ) -> GlobalModelRecord:
+        """Commits global model ``version`` built from exactly ``update_ids`` (ledger order)."""
+        ...
+
+    def read_global_models(self, task_id: int) -> list[GlobalModelRecord]:
+        """All committed versions of a task, version 0 (initial model) first."""
+        ...

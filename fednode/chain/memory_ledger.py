@@ -1,0 +1,313 @@
+"""Chain: InMemoryLedger, the one fake of the Ledger seam, enforcing the contracts' rules.
+
+Every refusal raises ``ContractRevertError`` with the same custom-error name and args
+(Solidity parameter names, addresses checksummed, bytes32 as bytes, enums as int) as the
+contracts in ``contracts/``, checked in the same order. Each write is mined in its own block.
+Several views of one ledger act as different accounts: ``ledger.as_sender(address)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+from eth_utils import to_checksum_address
+
+from fednode.chain.constants import (
+    AGGREGATOR_ROLE,
+    DEFAULT_ADMIN_ROLE,
+    EDGE_ROLE,
+    MAX_PAYLOAD_SIZE,
+    PUBLISHER_ROLE,
+    check_uint,
+)
+from fednode.chain.memory_rules import (
+    ACTIVE_STATES,
+    MemoryChain,
+    MemoryTask,
+    require_eligible_updates,
+    require_fresh_base,
+    require_payload_size,
+    revert,
+)
+from fednode.codec import digest_bytes
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
+
+__all__ = ["InMemoryLedger"]
+
+DEFAULT_ADMIN = "0x00000000000000000000000000000000000000Ad"
+
+
+class InMemoryLedger:
+    """A Ledger held in memory, acting as ``sender``; the first sender is the admin.
+
+    Args:
+      sender: the account this view acts as; it becomes DEFAULT_ADMIN_ROLE holder.
+      clock: returns the current "block timestamp" in unix seconds (for deadlines).
+
+    Example:
+      >>> admin = InMemoryLedger()
+      >>> admin.grant_role(PUBLISHER_ROLE, admin.sender)
+      >>> admin.has_role(PUBLISHER_ROLE, admin.sender)
+      True
+    """
+
+    def __init__(
+        self, sender: str = DEFAULT_ADMIN, *, clock: Callable[[], int] | None = None
+    ) -> None:
+        self._sender = to_checksum_address(sender)
+        self._chain = MemoryChain(clock=clock) if clock is not None else MemoryChain()
+        self._chain.roles[DEFAULT_ADMIN_ROLE] = {self._sender}
+
+    @property
+    def sender(self) -> str:
+        """Checksummed address this view acts as."""
+        return self._sender
+
+    def as_sender(self, address: str) -> InMemoryLedger:
+        """A view of the same ledger (shared state) acting as ``address``."""
+        view = copy.copy(self)
+        view._sender = to_checksum_address(address)
+        return view
+
+    # --- consortium -------------------------------------------------------------------------
+
+    def has_role(self, role: bytes, account: str) -> bool:
+        """Whether ``account`` holds ``role`` (a 32-byte role id)."""
+        return to_checksum_address(account) in self._chain.roles.get(bytes(role), set())
+
+    def grant_role(self, role: bytes, account: str) -> None:
+        """Grants ``role`` to ``account``; admin only, never the admin role itself.
+
+        Like ``AccessControlDefaultAdminRules.grantRole``: the admin role moves only by a
+        two-step transfer, which the fake does not model.
+        """
+        self._require_role(DEFAULT_ADMIN_ROLE)
+        self._refuse_admin_role(role)
+        self._chain.roles.setdefault(bytes(role), set()).add(to_checksum_address(account))
+        self._chain.mine(self._sender)
+
+    def revoke_role(self, role: bytes, account: str) -> None:
+        """Revokes ``role`` from ``account``; admin only, never the admin role itself."""
+        self._require_role(DEFAULT_ADMIN_ROLE)
+        self._refuse_admin_role(role)
+        self._chain.roles.get(bytes(role), set()).discard(to_checksum_address(account))
+        self._chain.mine(self._sender)
+
+    def register_edge(self, edge: str, validator: str, name: str) -> None:
+        """Records ``edge``'s validator (Clique signer) and grants it EDGE_ROLE; admin only."""
+        self._require_role(DEFAULT_ADMIN_ROLE)
+        edge, validator = to_checksum_address(edge), to_checksum_address(validator)
+        if int(edge, 16) == 0:
+            raise revert("ConsortiumInvalidEdge", edge=edge)
+        if int(validator, 16) == 0:
+            raise revert("ConsortiumInvalidValidator", validator=validator)
+        if edge in self._chain.edges:
+            raise revert("ConsortiumEdgeAlreadyRegistered", edge=edge)
+        for other, (taken, _) in self._chain.edges.items():
+            if taken == validator:
+                raise revert(
+                    "ConsortiumValidatorAlreadyRegistered", validator=validator, edge=other
+                )
+        self._chain.edges[edge] = (validator, name)
+        self._chain.roles.setdefault(EDGE_ROLE, set()).add(edge)
+        self._chain.mine(self._sender)
+
+    def validator_of(self, edge: str) -> str:
+        """The validator address registered for ``edge`` (the zero address if none)."""
+        entry = self._chain.edges.get(to_checksum_address(edge))
+        return entry[0] if entry else to_checksum_address("0x" + "00" * 20)
+
+    def edges(self) -> list[str]:
+        """Registered edges in registration order."""
+        return list(self._chain.edges)
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def publish_task(self, spec: TaskSpec, initial_payload: bytes) -> int:
+        """Publishes a task; see ``TaskRegistry.publishTask`` for the rules."""
+        self._require_role(PUBLISHER_ROLE)
+        for name, bits in (("rounds", 32), ("min_updates", 32), ("max_staleness", 32)):
+            check_uint(name, getattr(spec, name), bits)
+        check_uint("deadline", spec.deadline, 64)
+        if not 0 < len(initial_payload) <= MAX_PAYLOAD_SIZE:
+            raise revert(
+                "TaskRegistryInvalidInitialModelSize",
+                size=len(initial_payload),
+                maxSize=MAX_PAYLOAD_SIZE,
+            )
+        if spec.deadline != 0 and spec.deadline <= self._chain.clock():
+            raise revert("TaskRegistryInvalidDeadline", deadline=spec.deadline)
+        block, tx_hash = self._chain.mine(self._sender)
+        self._chain.tasks.append(
+            MemoryTask(spec, bytes(initial_payload), self._sender, block, tx_hash)
+        )
+        return len(self._chain.tasks)
+
+    def cancel_task(self, task_id: int) -> None:
+        """Cancels an open or training task; its publisher only."""
+        task = self._chain.task(task_id)
+        if task.publisher != self._sender:
+            raise revert("TaskRegistryNotPublisher", taskId=task_id, account=self._sender)
+        state = self._chain.state(task_id)
+        if state not in ACTIVE_STATES:
+            raise revert("TaskRegistryUnexpectedState", taskId=task_id, current=int(state))
+        task.cancelled = True
+        self._chain.mine(self._sender)
+
+    def get_task(self, task_id: int) -> TaskRecord:
+        """Reads a task, its derived state and its latest global version."""
+        task = self._chain.task(task_id)
+        return TaskRecord(
+            task_id=task_id,
+            spec=task.spec,
+            spec_digest=task.spec.digest,
+            publisher=task.publisher,
+            state=self._chain.state(task_id),
+            latest_version=self.latest_version(task_id),
+            published_block=task.published_block,
+        )
+
+    def list_tasks(self) -> list[TaskRecord]:
+        """All tasks, in publication order."""
+        return [self.get_task(task_id) for task_id in range(1, len(self._chain.tasks) + 1)]
+
+    def latest_version(self, task_id: int) -> int:
+        """The latest committed global version of a task (0 = only the initial model)."""
+        self._chain.task(task_id)
+        return len(self._chain.globals.get(task_id, ()))
+
+    def task_state(self, task_id: int) -> TaskState:
+        """The derived lifecycle state, as ``TaskRegistry.state(taskId)``."""
+        self._chain.task(task_id)
+        return self._chain.state(task_id)
+
+    # --- updates ----------------------------------------------------------------------------
+
+    def submit_update(
+        self,
+        task_id: int,
+        base_version: int,
+        payload: bytes,
+        *,
+        num_examples: int,
+        epsilon_micro: int = 0,
+    ) -> int:
+        """Submits one update; see ``UpdateLedger.submitUpdate`` for the rules."""
+        check_uint("base_version", base_version, 32)
+        check_uint("num_examples", num_examples, 64)
+        check_uint("epsilon_micro", epsilon_micro, 64)
+        self._require_role(EDGE_ROLE)
+        self._chain.require_active(task_id)
+        require_payload_size(payload)
+        if num_examples == 0:
+            raise revert("UpdateLedgerZeroExamples")
+        require_fresh_base(self._chain, task_id, base_version)
+        key = (task_id, base_version, self._sender)
+        if key in self._chain.submissions:
+            raise revert(
+                "UpdateLedgerDuplicateSubmission",
+                taskId=task_id,
+                baseVersion=base_version,
+                edge=self._sender,
+            )
+        block, tx_hash = self._chain.mine(self._sender)
+        update_id = len(self._chain.updates) + 1
+        self._chain.updates.append(
+            LedgerUpdate(
+                update_id=update_id,
+                task_id=task_id,
+                base_version=base_version,
+                edge=self._sender,
+                digest=digest_bytes(payload),
+                num_examples=num_examples,
+                epsilon_micro=epsilon_micro,
+                payload=bytes(payload),
+                block_number=block,
+                tx_hash=tx_hash,
+            )
+        )
+        self._chain.submissions[key] = update_id
+        return update_id
+
+    def read_updates(self, task_id: int, *, base_version: int | None = None) -> list[LedgerUpdate]:
+        """Updates of a task in ledger order, optionally only those on ``base_version``."""
+        self._chain.task(task_id)
+        return [
+            update
+            for update in self._chain.updates
+            if update.task_id == task_id
+            and (base_version is None or update.base_version == base_version)
+        ]
+
+    def submission_of(self, task_id: int, base_version: int, edge: str) -> int:
+        """The update id ``edge`` submitted on ``base_version`` of a task (0 if none)."""
+        key = (task_id, base_version, to_checksum_address(edge))
+        return self._chain.submissions.get(key, 0)
+
+    def update_count(self) -> int:
+        """Number of updates on the ledger, over all tasks."""
+        return len(self._chain.updates)
+
+    # --- global models ----------------------------------------------------------------------
+
+    def commit_global_model(
+        self, task_id: int, version: int, payload: bytes, update_ids: Sequence[int]
+    ) -> GlobalModelRecord:
+        """Commits a global model; see ``UpdateLedger.commitGlobalModel`` for the rules."""
+        check_uint("version", version, 32)
+        self._require_role(AGGREGATOR_ROLE)
+        task = self._chain.require_active(task_id)
+        expected = self.latest_version(task_id) + 1
+        if version != expected:
+            raise revert(
+                "UpdateLedgerUnexpectedVersion", taskId=task_id, version=version, expected=expected
+            )
+        require_payload_size(payload)
+        if len(update_ids) < task.spec.min_updates:
+            raise revert(
+                "UpdateLedgerTooFewUpdates",
+                taskId=task_id,
+                count=len(update_ids),
+                minUpdates=task.spec.min_updates,
+            )
+        require_eligible_updates(self._chain, task_id, version, update_ids)
+        block, tx_hash = self._chain.mine(self._sender)
+        for update_id in update_ids:
+            self._chain.aggregated_in[update_id] = version
+        record = GlobalModelRecord(
+            task_id=task_id,
+            version=version,
+            digest=digest_bytes(payload),
+            update_ids=tuple(int(i) for i in update_ids),
+            aggregator=self._sender,
+            payload=bytes(payload),
+            block_number=block,
+            tx_hash=tx_hash,
+        )
+        self._chain.globals.setdefault(task_id, []).append(record)
+        return record
+
+    def read_global_models(self, task_id: int) -> list[GlobalModelRecord]:
+        """All versions of a task, version 0 (the initial model, by its publisher) first."""
+        task = self._chain.task(task_id)
+        initial = GlobalModelRecord(
+            task_id=task_id,
+            version=0,
+            digest=digest_bytes(task.initial_payload),
+            update_ids=(),
+            aggregator=task.publisher,
+            payload=task.initial_payload,
+            block_number=task.published_block,
+            tx_hash=task.tx_hash,
+        )
+        return [initial, *self._chain.globals.get(task_id, ())]
+
+    def _require_role(self, role: bytes) -> None:
+        if not self.has_role(role, self._sender):
+            raise revert("AccessControlUnauthorizedAccount", account=self._sender, neededRole=role)
+
+    @staticmethod
+    def _refuse_admin_role(role: bytes) -> None:
+        if bytes(role) == DEFAULT_ADMIN_ROLE:
+            raise revert("AccessControlEnforcedDefaultAdminRules")

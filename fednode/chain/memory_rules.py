@@ -1,0 +1,151 @@
+"""Chain: the state and the contract rules behind InMemoryLedger, one function per check.
+
+Each check raises ``ContractRevertError`` with the contracts' custom-error name and args, so
+the fake and the chain refuse the same things in the same words.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import keccak
+
+from fednode.chain.constants import MAX_PAYLOAD_SIZE
+from fednode.errors import ContractRevertError
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec, TaskState
+
+__all__ = [
+    "ACTIVE_STATES",
+    "MemoryChain",
+    "MemoryTask",
+    "require_eligible_updates",
+    "require_fresh_base",
+    "require_payload_size",
+    "revert",
+]
+
+ACTIVE_STATES = (TaskState.OPEN, TaskState.TRAINING)
+
+
+def revert(name: str, **args: Any) -> ContractRevertError:
+    """The error a contract would revert with: custom error ``name`` with ``args``."""
+    return ContractRevertError(name, args)
+
+
+@dataclass
+class MemoryTask:
+    """What TaskRegistry stores about a task, plus its calldata (spec and initial model)."""
+
+    spec: TaskSpec
+    initial_payload: bytes
+    publisher: str
+    published_block: int
+    tx_hash: bytes
+    cancelled: bool = False
+
+
+@dataclass
+class MemoryChain:
+    """State shared by every view of one in-memory ledger; each write mines one block."""
+
+    clock: Callable[[], int] = field(default=lambda: int(time.time()))
+    roles: dict[bytes, set[str]] = field(default_factory=dict)
+    edges: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tasks: list[MemoryTask] = field(default_factory=list)
+    updates: list[LedgerUpdate] = field(default_factory=list)
+    aggregated_in: dict[int, int] = field(default_factory=dict)
+    submissions: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    globals: dict[int, list[GlobalModelRecord]] = field(default_factory=dict)
+    block: int = 0
+
+    def mine(self, sender: str) -> tuple[int, bytes]:
+        """Mines a block for one transaction of ``sender``; returns (block, fake tx hash)."""
+        self.block += 1
+        return self.block, keccak(f"{self.block}:{sender}".encode())
+
+    def task(self, task_id: int) -> MemoryTask:
+        """The task, or TaskRegistryUnknownTask."""
+        if not 1 <= task_id <= len(self.tasks):
+            raise revert("TaskRegistryUnknownTask", taskId=task_id)
+        return self.tasks[task_id - 1]
+
+    def latest(self, task_id: int) -> int:
+        """Latest committed version of an existing task."""
+        return len(self.globals.get(task_id, ()))
+
+    def state(self, task_id: int) -> TaskState:
+        """Derived state of an existing task, as ``TaskRegistry.state``."""
+        task = self.tasks[task_id - 1]
+        latest = self.latest(task_id)
+        if task.cancelled:
+            return TaskState.CANCELLED
+        if latest >= task.spec.rounds:
+            return TaskState.FINISHED
+        if task.spec.deadline != 0 and self.clock() > task.spec.deadline:
+            return TaskState.EXPIRED
+        return TaskState.TRAINING if latest > 0 else TaskState.OPEN
+
+    def require_active(self, task_id: int) -> MemoryTask:
+        """The task if it is Open or Training, else UpdateLedgerUnexpectedTaskState."""
+        task = self.task(task_id)
+        state = self.state(task_id)
+        if state not in ACTIVE_STATES:
+            raise revert("UpdateLedgerUnexpectedTaskState", taskId=task_id, current=int(state))
+        return task
+
+
+def require_payload_size(payload: bytes) -> None:
+    """UpdateLedgerInvalidPayloadSize unless 0 < len(payload) <= MAX_PAYLOAD_SIZE."""
+    if not 0 < len(payload) <= MAX_PAYLOAD_SIZE:
+        raise revert("UpdateLedgerInvalidPayloadSize", size=len(payload), maxSize=MAX_PAYLOAD_SIZE)
+
+
+def require_fresh_base(chain: MemoryChain, task_id: int, base_version: int) -> None:
+    """latest - maxStaleness <= base_version <= latest, as ``UpdateLedger._checkBase``."""
+    latest = chain.latest(task_id)
+    max_staleness = chain.tasks[task_id - 1].spec.max_staleness
+    if base_version > latest:
+        raise revert(
+            "UpdateLedgerFutureBase", taskId=task_id, baseVersion=base_version, latestVersion=latest
+        )
+    if base_version + max_staleness < latest:
+        raise revert(
+            "UpdateLedgerStaleBase",
+            taskId=task_id,
+            baseVersion=base_version,
+            latestVersion=latest,
+            maxStaleness=max_staleness,
+        )
+
+
+def require_eligible_updates(
+    chain: MemoryChain, task_id: int, version: int, update_ids: Sequence[int]
+) -> None:
+    """Each id exists, increases, belongs to the task, is fresh enough and is unused."""
+    max_staleness = chain.tasks[task_id - 1].spec.max_staleness
+    previous = 0
+    for update_id in update_ids:
+        if not 1 <= update_id <= len(chain.updates):
+            raise revert("UpdateLedgerUnknownUpdate", updateId=update_id)
+        if update_id <= previous:
+            raise revert("UpdateLedgerUnorderedUpdates", previousId=previous, updateId=update_id)
+        update = chain.updates[update_id - 1]
+        if update.task_id != task_id:
+            raise revert("UpdateLedgerUpdateNotInTask", updateId=update_id, taskId=task_id)
+        if update.base_version + max_staleness + 1 < version:
+            raise revert(
+                "UpdateLedgerStaleUpdate",
+                updateId=update_id,
+                baseVersion=update.base_version,
+                version=version,
+            )
+        if update_id in chain.aggregated_in:
+            raise revert(
+                "UpdateLedgerUpdateAlreadyAggregated",
+                updateId=update_id,
+                version=chain.aggregated_in[update_id],
+            )
+        previous = update_id

@@ -1,0 +1,1 @@
+"""All stages: the fednode command line."""

@@ -1,0 +1,214 @@
+"""All stages: ``fednode demo``, the main job, run end to end on a real local consortium chain.
+
+network up -> deploy -> feature-stats task -> heart task rounds (devices -> edges -> chain ->
+aggregator) -> metrics next to single-site baselines -> audit -> JSON report -> network down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import jax
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fednode.errors import FednodeError
+
+__all__ = ["add_demo_parser", "run_demo"]
+
+_MARKER = ".fednode-demo"
+
+
+def add_demo_parser(commands: argparse._SubParsersAction) -> None:
+    """Registers ``fednode demo``."""
+    demo = commands.add_parser("demo", help="run the whole federated task end to end")
+    demo.add_argument("--dir", type=Path, default=Path("runs/demo"), help="work folder (wiped)")
+    demo.add_argument("--rounds", type=int, default=20, help="global model versions to train")
+    demo.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--validators", type=int, default=4)
+    demo.add_argument("--confirmations", type=int, default=1,
+                      help="blocks on top of a write before it counts as committed")
+    demo.add_argument("--report-json", type=Path, help="where to write the JSON summary")
+    demo.add_argument("--keep-network", action="store_true", help="leave the validators running")
+    demo.set_defaults(handler=_run)
+
+
+def _prepare_dir(path: Path) -> None:
+    if path.exists() and any(path.iterdir()):
+        if not (path / _MARKER).exists():
+            raise FednodeError(f"{path} is not empty and not a demo folder; pick another --dir")
+        from fednode.network.manager import network_down
+
+        if (path / "network" / "network.json").exists():
+            network_down(path / "network")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / _MARKER).write_text("fednode demo work folder; wiped by the next demo run\n")
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = run_demo(args)
+    return 0 if report["audit"]["ok"] and report["target"]["met"] else 1
+
+
+def run_demo(args: argparse.Namespace) -> dict:
+    """Runs the main job; returns (and optionally writes) the JSON report."""
+    from fednode.cli.chain_cmd import deploy_network
+    from fednode.network.manager import network_down, network_up
+
+    console = Console()
+    _prepare_dir(args.dir)
+    network_dir = args.dir / "network"
+    started = time.monotonic()
+    with console.status("[bold]starting validators[/]") as spinner:
+        network_up(network_dir, validators=args.validators, tie_to_caller=True,
+                   progress=lambda line: spinner.update(f"[bold]network up[/]: {line}"))
+    console.print(f"[green]✓[/] {args.validators} geth Clique validators sealing")
+    try:
+        with console.status("[bold]deploying contracts[/]"):
+            deployment = deploy_network(network_dir)
+        console.print(f"[green]✓[/] contracts deployed: {deployment.contracts}")
+        report = _federate(args, network_dir, console)
+    finally:
+        if not args.keep_network:
+            network_down(network_dir)
+            console.print("[green]✓[/] validators stopped")
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
+    _finish(report, args, console)
+    return report
+
+
+def _federate(args: argparse.Namespace, network_dir: Path, console: Console) -> dict:
+    from fednode.auditor.replay import verify_task
+    from fednode.chain.connect import open_ledger
+    from fednode.cli.audit_cmd import render_report
+    from fednode.cli.demo_facts import chain_facts
+    from fednode.cli.demo_flow import hospitals_online
+    from fednode.device.data import load_heart_disease
+
+    sites = load_heart_disease()
+    publisher = open_ledger(network_dir, "publisher", confirmations=args.confirmations)
+    aggregator = open_ledger(network_dir, "aggregator", confirmations=args.confirmations)
+    with hospitals_online(network_dir, args.dir, sites, confirmations=args.confirmations) as hospitals:
+        console.print(f"[green]✓[/] {len(hospitals)} edge servers up, one device each")
+        stats_task = _share_feature_stats(publisher, aggregator, hospitals, console)
+        task_id, spec, curve = _train(args, publisher, aggregator, hospitals, stats_task, console)
+        final = _final_params(aggregator, task_id)
+        metrics = _metrics(spec, final, hospitals, sites)
+    auditor = open_ledger(network_dir, "auditor")
+    audits = [verify_task(auditor, stats_task), verify_task(auditor, task_id)]
+    for audit in audits:
+        render_report(audit, console)
+    facts = chain_facts(auditor, network_dir, [stats_task, task_id])
+    return {"task_id": task_id, "feature_stats_task_id": stats_task,
+            "spec": json.loads(spec.to_json()), "rounds": curve, **metrics,
+            "audit": {"ok": all(a.ok for a in audits), "tasks": [a.to_dict() for a in audits]},
+            "chain": facts}
+
+
+def _share_feature_stats(publisher, aggregator, hospitals, console: Console) -> int:
+    from fednode.aggregator.round import run_round
+    from fednode.tasks import feature_stats_spec, initial_payload
+
+    spec = feature_stats_spec(min_updates=len(hospitals))
+    task_id = publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(0)))
+    refs = [h.post_feature_stats(task_id) for h in hospitals]
+    for hospital, ref in zip(hospitals, refs, strict=True):
+        hospital.client.wait_submitted(ref, timeout=120)
+    run_round(aggregator, task_id, timeout=120)
+    for hospital in hospitals:
+        hospital.adopt_normalizer(task_id)
+    console.print(f"[green]✓[/] federated normalization: counts/sums/squares shared as task {task_id}")
+    return task_id
+
+
+def _train(args, publisher, aggregator, hospitals, stats_task: int, console: Console):
+    from fednode.aggregator.round import run_round
+    from fednode.cli.demo_flow import evaluate_sites
+    from fednode.codec import decode_params
+    from fednode.tasks import heart_task_spec, initial_payload
+
+    spec = heart_task_spec(normalization_task=stats_task, rounds=args.rounds, model=args.model,
+                           hidden_sizes=(16,) if args.model == "mlp" else (), seed=args.seed,
+                           min_updates=len(hospitals))
+    task_id = publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(spec.seed)))
+    key = jax.random.key(args.seed + 1)
+    curve = []
+    columns = (TextColumn("[bold]round"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("rounds", total=spec.rounds, status="")
+        for round_index in range(spec.rounds):
+            key, *site_keys = jax.random.split(key, len(hospitals) + 1)
+            refs = [h.train_round(task_id, spec, key=k)[1] for h, k in zip(hospitals, site_keys, strict=True)]
+            for hospital, ref in zip(hospitals, refs, strict=True):
+                hospital.client.wait_submitted(ref, timeout=120)
+            result = run_round(aggregator, task_id, timeout=120)
+            pooled = evaluate_sites(decode_params(result.record.payload), hospitals)["pooled"]
+            curve.append({"version": result.record.version, "pooled_accuracy": pooled.accuracy,
+                          "pooled_auc": pooled.auc, "seconds": round(result.seconds, 2),
+                          "digest": "0x" + result.record.digest.hex(),
+                          "block": result.record.block_number})
+            progress.update(bar, advance=1, status=f"v{result.record.version} pooled acc "
+                            f"{pooled.accuracy:.3f} auc {pooled.auc:.3f}")
+    return task_id, spec, curve
+
+
+def _final_params(ledger, task_id: int):
+    from fednode.codec import decode_params
+
+    return decode_params(ledger.read_global_models(task_id)[-1].payload)
+
+
+def _metrics(spec, params, hospitals, sites) -> dict:
+    from fednode.cli.demo_flow import evaluate_sites, train_single_site
+
+    federated = {name: asdict(e) for name, e in evaluate_sites(params, hospitals).items()}
+    baselines = {}
+    for index, site in enumerate(sites):
+        result = train_single_site(spec, site, sites, key=jax.random.key(1000 + index))
+        baselines[site.name] = {k: asdict(v) for k, v in result.items()}
+    return {"federated": federated, "single_site": baselines}
+
+
+TARGET_POOLED_ACCURACY = 0.685
+"""FLamby's published FedAvg accuracy on the pooled test set; the demo must beat it."""
+
+
+def _finish(report: dict, args: argparse.Namespace, console: Console) -> None:
+    pooled = report["federated"]["pooled"]["accuracy"]
+    report["target"] = {"flamby_fedavg_accuracy": TARGET_POOLED_ACCURACY,
+                        "met": pooled > TARGET_POOLED_ACCURACY}
+    table = Table(title="test metrics: federated model vs single-site models")
+    for column in ("site", "federated acc", "federated AUC", "single-site acc (own test)",
+                   "single-site acc (pooled)"):
+        table.add_column(column)
+    for name, fed in report["federated"].items():
+        single = report["single_site"].get(name)
+        own = f"{single['own']['accuracy']:.3f}" if single else "-"
+        pool = f"{single['pooled']['accuracy']:.3f}" if single else "-"
+        table.add_row(name, f"{fed['accuracy']:.3f}", f"{fed['auc']:.3f}", own, pool)
+    console.print(table)
+    chain = report["chain"]
+    console.print(f"chain: {chain['validators']} validators, {chain['blocks']} blocks, "
+                  f"{chain['transactions']} transactions, {chain['gas_used']} gas, "
+                  f"{chain['payload_bytes']} payload bytes")
+    verdict = "[green]beats[/]" if report["target"]["met"] else "[red]does NOT beat[/]"
+    console.print(f"pooled accuracy {pooled:.3f} {verdict} FLamby FedAvg {TARGET_POOLED_ACCURACY}")
+    if args.report_json:
+        args.report_json.parent.mkdir(parents=True, exist_ok=True)
+        args.report_json.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        console.print(f"report written to {args.report_json}")
+
+
+def _json_default(value):
+    if isinstance(value, float | int):
+        return value
+    return str(value)

@@ -1,0 +1,130 @@
+"""All stages: the demo's consortium, 4 hospitals each behind its own edge server and validator.
+
+Devices (pure ``fednode.device`` training) talk only to their edge server over HTTP; edge servers
+submit to their own validator; the aggregator and the auditor read the ledger. Nothing here
+shortcuts the chain: every number the demo reports was read back from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from edge_server.config import EdgeConfig
+from edge_server.device_client import DeviceIdentity, EdgeClient
+from edge_server.service import EdgeServer, enroll_device
+from fednode.chain.connect import open_ledger
+from fednode.device.data import (
+    Normalizer, SiteData, compute_feature_stats, normalize, normalizer_from_stats, pool_test_sets,
+)
+from fednode.device.metrics import Evaluation, evaluate
+from fednode.device.train import train_local
+from fednode.tasks import feature_stats_params, initial_payload, stats_from_params
+from fednode.types import TaskSpec
+
+__all__ = ["Hospital", "evaluate_sites", "hospitals_online", "train_single_site"]
+
+
+@dataclass
+class Hospital:
+    """One hospital: its private data, its device identity and the client to its edge server."""
+
+    site: SiteData
+    edge_name: str
+    client: EdgeClient
+    normalizer: Normalizer | None = None
+
+    def post_feature_stats(self, task_id: int) -> str:
+        """Sends only count / sums / sums of squares of the local training features."""
+        version, _ = self.client.fetch_global(task_id)
+        stats = feature_stats_params(compute_feature_stats(self.site.x_train))
+        return self.client.post_update(task_id, version, stats, num_examples=len(self.site.y_train))
+
+    def adopt_normalizer(self, stats_task_id: int) -> None:
+        """Pulls the consortium-wide statistics (version 1 of the stats task) from the edge."""
+        _, total = self.client.fetch_global(stats_task_id, version=1)
+        self.normalizer = normalizer_from_stats(stats_from_params(total))
+
+    def train_round(self, task_id: int, spec: TaskSpec, *, key: jax.Array) -> tuple[int, str]:
+        """Pulls the global model, trains locally, posts the delta; returns (base, update ref)."""
+        version, params = self.client.fetch_global(task_id)
+        update = train_local(params, self.train_data(), key=key, spec=spec)
+        ref = self.client.post_update(task_id, version, update.delta,
+                                      num_examples=update.num_examples)
+        return version, ref
+
+    def train_data(self) -> tuple[np.ndarray, np.ndarray]:
+        return normalize(self.site.x_train, self.normalizer), self.site.y_train
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        return normalize(self.site.x_test, self.normalizer), self.site.y_test
+
+
+@contextlib.contextmanager
+def hospitals_online(
+    network_dir: Path, work_dir: Path, sites: Sequence[SiteData], *, confirmations: int
+) -> Iterator[list[Hospital]]:
+    """Starts one edge server per hospital (edge-i on validator i) and enrolls its device."""
+    servers: list[EdgeServer] = []
+    try:
+        hospitals = []
+        for index, site in enumerate(sites):
+            edge_name = f"edge-{index + 1}"
+            ledger = open_ledger(network_dir, edge_name, node=index, confirmations=confirmations)
+            config = EdgeConfig(name=edge_name, db_path=str(work_dir / f"{edge_name}.sqlite"),
+                                port=0, submit_poll_interval_s=0.2)
+            server = EdgeServer(config, ledger)
+            server.start()
+            servers.append(server)
+            identity = DeviceIdentity.generate(device_id=_device_id(site.name))
+            enroll_device(server.store, identity.device_id, identity.public_key_hex)
+            hospitals.append(Hospital(site, edge_name, EdgeClient(server.url, identity)))
+        yield hospitals
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _device_id(site_name: str) -> str:
+    return "dev-" + site_name.lower().replace(" ", "-")
+
+
+def evaluate_sites(params, hospitals: Sequence[Hospital]) -> dict[str, Evaluation]:
+    """Per-site test metrics plus ``"pooled"`` over all test sets (each site normalized alike)."""
+    results = {h.site.name: evaluate(params, *h.test_data()) for h in hospitals}
+    xs, ys = zip(*(h.test_data() for h in hospitals), strict=True)
+    results["pooled"] = evaluate(params, np.concatenate(xs), np.concatenate(ys))
+    return results
+
+
+def train_single_site(
+    spec: TaskSpec, site: SiteData, sites: Sequence[SiteData], *, key: jax.Array
+) -> dict[str, Evaluation]:
+    """The single-site baseline: the same model trained on one site's data alone.
+
+    The site normalizes with its own statistics (it has no one else's) and trains for as many
+    epochs as the federation ran (rounds x local epochs). Evaluated on its own and the pooled test set.
+    """
+    normalizer = normalizer_from_stats(compute_feature_stats(site.x_train))
+    params = initial_params(spec, key=jax.random.key(spec.seed))
+    local_spec = replace(spec, local_epochs=spec.rounds * spec.local_epochs)
+    x_train = normalize(site.x_train, normalizer)
+    delta = train_local(params, (x_train, site.y_train), key=key, spec=local_spec).delta
+    trained = jax.tree_util.tree_map(np.add, params, delta)
+    x_pool, y_pool = pool_test_sets(sites)
+    return {
+        "own": evaluate(trained, normalize(site.x_test, normalizer), site.y_test),
+        "pooled": evaluate(trained, normalize(x_pool, normalizer), y_pool),
+    }
+
+
+def initial_params(spec: TaskSpec, *, key: jax.Array):
+    """The task's version-0 parameters, decoded from the same bytes that go on chain."""
+    from fednode.codec import decode_params
+
+    return decode_params(initial_payload(spec, key=key))

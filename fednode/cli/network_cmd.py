@@ -1,0 +1,183 @@
+"""Chain: the ``fednode network`` commands (up, status, down) for a local validator consortium.
+
+Each command is a function ``run_network_<name>(args) -> int`` (the process exit code) that
+``add_network_parser`` registers with ``set_defaults(handler=...)``; the root parser calls
+``args.handler(args)``. Progress and results go to the terminal through rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.table import Table
+
+from fednode.errors import FednodeError
+from fednode.network import (
+    DEFAULT_CHAIN_ID,
+    NodeStatus,
+    StopResult,
+    load_network,
+    network_down,
+    network_status,
+    network_up,
+)
+
+__all__ = [
+    "DEFAULT_NETWORK_DIR",
+    "add_network_parser",
+    "render_status_table",
+    "run_network_down",
+    "run_network_status",
+    "run_network_up",
+]
+
+DEFAULT_NETWORK_DIR = os.environ.get("FEDNODE_NETWORK_DIR", "fednode-network")
+"""The network folder every command uses unless told otherwise."""
+
+
+def _short(address: str) -> str:
+    """Shortens an address for a table cell: 0x1234…abcd."""
+    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
+
+
+def render_status_table(statuses: Sequence[NodeStatus]) -> Table:
+    """Builds the rich table of ``fednode network status``: one row per validator."""
+    table = Table(title="validators", header_style="bold")
+    for column in ("node", "height", "peers", "signer", "in signer set", "pid", "alive", "rpc"):
+        table.add_column(column)
+    for s in statuses:
+        in_set = "-" if s.signers is None else ("yes" if s.signer.lower() in s.signers else "no")
+        table.add_row(
+            s.name,
+            "-" if s.height is None else str(s.height),
+            "-" if s.peers is None else str(s.peers),
+            _short(s.signer),
+            in_set,
+            "-" if s.pid is None else str(s.pid),
+            "[green]yes[/]" if s.alive else "[red]no[/]",
+            s.http_url if s.error is None else f"[red]{s.error[:60]}[/]",
+        )
+    return table
+
+
+def run_network_up(args: argparse.Namespace) -> int:
+    """``fednode network up``: creates or restarts the network, shows progress and a summary."""
+    console = Console(stderr=True)
+    try:
+        with console.status("starting validators…") as spinner:
+            info = network_up(
+                args.dir,
+                validators=args.validators,
+                period=args.period,
+                chain_id=args.chain_id,
+                timeout=args.timeout,
+                progress=lambda line: spinner.update(f"[bold]network up[/]: {line}"),
+            )
+        statuses = network_status(info.dir)
+    except FednodeError as exc:
+        console.print(f"[red]network up failed:[/] {exc}")
+        return 1
+    console.print(render_status_table(statuses))
+    console.print(
+        f"[green]{len(info.validators)} validators sealing[/] chain id {info.chain_id}, "
+        f"period {info.period} s; endpoints in {info.dir}/network.json"
+    )
+    return 0
+
+
+def run_network_status(args: argparse.Namespace) -> int:
+    """``fednode network status``: a table (or JSON) of height, peers and signer per node."""
+    console = Console()
+    try:
+        statuses = network_status(args.dir)
+        info = load_network(args.dir)
+    except FednodeError as exc:
+        Console(stderr=True).print(f"[red]network status failed:[/] {exc}")
+        return 1
+    if args.json:
+        rows = [asdict(s) for s in statuses]
+        print(json.dumps({"chain_id": info.chain_id, "validators": rows}, indent=2))
+    else:
+        console.print(render_status_table(statuses))
+    return 0 if all(s.alive for s in statuses) else 3
+
+
+def _describe_stop(result: StopResult) -> str:
+    """One line per stopped node; a SIGKILL is flagged because geth rewinds after it."""
+    if result.outcome == "killed":
+        return (
+            f"[red]{result.name}: killed (pid {result.pid}) after {result.seconds} s; "
+            "geth will rewind its head on the next start[/]"
+        )
+    return f"{result.name}: {result.outcome} (pid {result.pid}, {result.seconds} s)"
+
+
+def run_network_down(args: argparse.Namespace) -> int:
+    """``fednode network down``: stops every validator gracefully and reports how each went."""
+    console = Console(stderr=True)
+    try:
+        with console.status("stopping validators (SIGTERM)…"):
+            results = network_down(args.dir, timeout=args.timeout)
+    except FednodeError as exc:
+        console.print(f"[red]network down failed:[/] {exc}")
+        return 1
+    for result in results:
+        console.print(_describe_stop(result))
+    return 2 if any(r.outcome == "killed" for r in results) else 0
+
+
+def _add_dir(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``--dir`` option every network command takes."""
+    parser.add_argument(
+        "--dir",
+        default=DEFAULT_NETWORK_DIR,
+        help=f"network folder (default: $FEDNODE_NETWORK_DIR or ./{DEFAULT_NETWORK_DIR})",
+    )
+
+
+def add_network_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Registers ``network up|status|down`` under a root parser's subcommands.
+
+    Args:
+        subparsers: What the root parser's ``add_subparsers()`` returned.
+
+    Returns:
+        The ``network`` parser.
+
+    Example:
+        >>> root = argparse.ArgumentParser(prog="fednode")
+        >>> _ = add_network_parser(root.add_subparsers(dest="command"))
+        >>> args = root.parse_args(["network", "up", "--validators", "3", "--dir", "/tmp/n"])
+        >>> args.handler.__name__, args.validators, args.period
+        ('run_network_up', 3, None)
+    """
+    network: argparse.ArgumentParser = subparsers.add_parser(
+        "network", help="run a local consortium of geth validators"
+    )
+    commands = network.add_subparsers(dest="network_command", required=True)
+
+    up = commands.add_parser("up", help="create (or restart) and start the validators")
+    _add_dir(up)
+    up.add_argument("--validators", type=int, default=None, help="number of validators (4)")
+    up.add_argument("--period", type=int, default=None, help="Clique block period, s (1)")
+    up.add_argument(
+        "--chain-id", type=int, default=None, help=f"chain and network id ({DEFAULT_CHAIN_ID})"
+    )
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for sealing")
+    up.set_defaults(handler=run_network_up)
+
+    status = commands.add_parser("status", help="height, peers and signer of each validator")
+    _add_dir(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler=run_network_status)
+
+    down = commands.add_parser("down", help="stop every validator gracefully")
+    _add_dir(down)
+    down.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
+    down.set_defaults(handler=run_network_down)
+    return network

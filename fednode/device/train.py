@@ -1,0 +1,273 @@
+"""Device: local training on a site's data, returning a delta (local minus global parameters).
+
+Follows fedjax's client API: ``client_init`` (start from the global model), ``client_step`` (one
+minibatch), ``client_final`` (the delta). ``train_local`` runs ``spec.local_epochs`` epochs of
+the same step inside one jit-compiled ``lax.scan``, so a round costs one call and the program
+compiles once per (hyperparameters, data shape), not once per round.
+
+Loss: mean binary cross-entropy over the real rows of a batch, plus the FedProx proximal term
+``mu / 2 * ||w - w_global||^2`` when ``spec.proximal_mu > 0``. The local optimizer is read from
+``spec.extra["local_optimizer"]`` (``"sgd"``, ``"momentum"`` or ``"adam"``; default
+``DEFAULT_LOCAL_OPTIMIZER``) with ``spec.learning_rate``. Everything is deterministic given
+``key`` (batch order is the only randomness).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fednode.device.data import epoch_batches
+from fednode.device.model import apply_model
+from fednode.errors import FednodeValueError
+from fednode.types import TaskSpec
+
+__all__ = [
+    "DEFAULT_LOCAL_OPTIMIZER",
+    "LOCAL_OPTIMIZERS",
+    "ClientState",
+    "LocalUpdate",
+    "client_final",
+    "client_init",
+    "client_step",
+    "local_loss",
+    "train_local",
+]
+
+LOCAL_OPTIMIZERS = ("adam", "momentum", "sgd")
+DEFAULT_LOCAL_OPTIMIZER = "sgd"
+_MOMENTUM = 0.9
+
+
+Batch = tuple[jax.Array, jax.Array, jax.Array]
+"""``(x, y, mask)``: float32 features, 0/1 labels, and 1 for real rows (0 for padding)."""
+
+
+class ClientState(NamedTuple):
+    """Frozen state of one client's local training: current and global params, optimizer state."""
+
+    params: Any
+    global_params: Any
+    opt_state: optax.OptState
+    num_steps: jax.Array
+
+
+class LocalUpdate(NamedTuple):
+    """What local training hands to the edge: a float32 numpy ``delta`` and its weight."""
+
+    delta: dict[str, Any]
+    num_examples: int
+
+
+@dataclass(frozen=True)
+class _Config:
+    """The hyperparameters a compiled program depends on (hashable, so programs are cached)."""
+
+    optimizer: str
+    learning_rate: float
+    proximal_mu: float
+    batch_size: int
+    local_epochs: int
+
+
+def local_loss(
+    params: Any, global_params: Any, batch: tuple[jax.Array, ...], *, proximal_mu: float
+) -> jax.Array:
+    """Masked mean binary cross-entropy plus the FedProx term.
+
+    Args:
+      params: current local parameters.
+      global_params: the global model the round started from (the proximal anchor).
+      batch: ``(x, y, mask)`` with float32 ``y`` in {0, 1} and float32 ``mask`` (1 = real row).
+      proximal_mu: FedProx ``mu``; 0 disables the term.
+
+    Example:
+      >>> from fednode.device.model import init_params
+      >>> p = init_params(jax.random.key(0), model="logreg", num_features=2)
+      >>> batch = (jnp.zeros((4, 2)), jnp.ones(4), jnp.ones(4))
+      >>> round(float(local_loss(p, p, batch, proximal_mu=0.1)), 4)
+      0.6931
+    """
+    x, y, mask = batch
+    losses = optax.sigmoid_binary_cross_entropy(apply_model(params, x), y)
+    data_loss = jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    if proximal_mu <= 0.0:
+        return data_loss
+    gaps = jax.tree_util.tree_map(lambda w, g: jnp.sum(jnp.square(w - g)), params, global_params)
+    return data_loss + 0.5 * proximal_mu * sum(jax.tree_util.tree_leaves(gaps))
+
+
+def client_init(global_params: Any, *, spec: TaskSpec) -> ClientState:
+    """Starts local training from the global model.
+
+    Example:
+      >>> from fednode.device.model import init_params
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
+      >>> state = client_init(init_params(jax.random.key(0), model="logreg", num_features=2),
+      ...                     spec=spec)
+      >>> int(state.num_steps)
+      0
+    """
+    params = _to_float32(global_params)
+    opt_state = _optimizer(_config(spec)).init(params)
+    return ClientState(params, params, opt_state, jnp.zeros((), jnp.int32))
+
+
+def client_step(state: ClientState, batch: tuple[Any, ...], *, spec: TaskSpec) -> ClientState:
+    """Takes one optimizer step on a minibatch ``(x, y)`` or ``(x, y, mask)`` (jit-compiled).
+
+    Example:
+      >>> from fednode.device.model import init_params
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
+      >>> p = init_params(jax.random.key(0), model="logreg", num_features=2)
+      >>> state = client_step(client_init(p, spec=spec), (np.ones((3, 2)), np.ones(3)), spec=spec)
+      >>> int(state.num_steps)
+      1
+    """
+    return _compiled_step(_config(spec))(state, _as_batch(batch))
+
+
+def client_final(state: ClientState) -> dict[str, Any]:
+    """The delta ``local - global`` as a nested dict of float32 numpy arrays.
+
+    Example:
+      >>> from fednode.device.model import init_params
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
+      >>> p = init_params(jax.random.key(0), model="logreg", num_features=2)
+      >>> float(client_final(client_init(p, spec=spec))["output"]["bias"][0])
+      0.0
+    """
+    return _numpy_delta(state.params, state.global_params)
+
+
+def train_local(
+    global_params: Any, data: tuple[Any, Any], *, key: jax.Array, spec: TaskSpec
+) -> LocalUpdate:
+    """Trains ``spec.local_epochs`` epochs on one site's ``(x_train, y_train)``; returns the delta.
+
+    Args:
+      global_params: the current global model (nested dict of arrays).
+      data: ``(x, y)``: float features ``(n, spec.num_features)`` and 0/1 labels ``(n,)``.
+      key: PRNG key for the batch order of every epoch.
+      spec: the task; uses local_epochs, batch_size, learning_rate, proximal_mu and
+        ``extra["local_optimizer"]``.
+
+    Returns:
+      ``LocalUpdate(delta, num_examples=n)``.
+
+    Raises:
+      FednodeValueError: if the data do not match the spec.
+
+    Example:
+      >>> from fednode.device.model import init_params
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, local_epochs=2)
+      >>> p = init_params(jax.random.key(0), model="logreg", num_features=2)
+      >>> update = train_local(p, (np.ones((5, 2)), np.ones(5)), key=jax.random.key(1), spec=spec)
+      >>> update.num_examples, update.delta["output"]["kernel"].dtype
+      (5, dtype('float32'))
+    """
+    x, y = _check_data(data, spec)
+    params = _to_float32(global_params)
+    local = _compiled_run(_config(spec))(params, x, y, key)
+    return LocalUpdate(delta=_numpy_delta(local, params), num_examples=int(y.shape[0]))
+
+
+def _config(spec: TaskSpec) -> _Config:
+    optimizer = str(spec.extra.get("local_optimizer", DEFAULT_LOCAL_OPTIMIZER))
+    if optimizer not in LOCAL_OPTIMIZERS:
+        raise FednodeValueError(
+            f"local_optimizer must be one of {LOCAL_OPTIMIZERS}, got {optimizer!r}"
+        )
+    return _Config(
+        optimizer=optimizer,
+        learning_rate=float(spec.learning_rate),
+        proximal_mu=float(spec.proximal_mu),
+        batch_size=int(spec.batch_size),
+        local_epochs=int(spec.local_epochs),
+    )
+
+
+def _optimizer(config: _Config) -> optax.GradientTransformation:
+    if config.optimizer == "adam":
+        return optax.adam(config.learning_rate)
+    if config.optimizer == "momentum":
+        return optax.sgd(config.learning_rate, momentum=_MOMENTUM)
+    return optax.sgd(config.learning_rate)
+
+
+def _update(config: _Config, state: ClientState, batch: Batch) -> ClientState:
+    grads = jax.grad(local_loss)(
+        state.params, state.global_params, batch, proximal_mu=config.proximal_mu
+    )
+    # optax's Adam bias correction raises a float to an int32 step count, which strict dtype
+    # promotion refuses; the optimizer (third-party code) is traced under standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return ClientState(params, state.global_params, opt_state, state.num_steps + 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_step(config: _Config) -> Callable[[ClientState, Batch], ClientState]:
+    return jax.jit(functools.partial(_update, config))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_run(config: _Config) -> Callable[[Any, jax.Array, jax.Array, jax.Array], Any]:
+    return jax.jit(functools.partial(_run_epochs, config))
+
+
+def _run_epochs(config: _Config, params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> Any:
+    """All local epochs as one ``lax.scan`` over epochs of a ``lax.scan`` over batches."""
+    state = ClientState(params, params, _optimizer(config).init(params), jnp.zeros((), jnp.int32))
+
+    def one_epoch(state: ClientState, epoch_key: jax.Array) -> tuple[ClientState, None]:
+        batches = epoch_batches(x.shape[0], key=epoch_key, batch_size=config.batch_size)
+        return jax.lax.scan(one_batch, state, (batches.indices, batches.mask))[0], None
+
+    def one_batch(
+        state: ClientState, slot: tuple[jax.Array, jax.Array]
+    ) -> tuple[ClientState, None]:
+        indices, mask = slot
+        return _update(config, state, (x[indices], y[indices], mask)), None
+
+    epoch_keys = jax.random.split(key, config.local_epochs)
+    return jax.lax.scan(one_epoch, state, epoch_keys)[0].params
+
+
+def _check_data(data: tuple[Any, Any], spec: TaskSpec) -> tuple[jax.Array, jax.Array]:
+    x, y = np.asarray(data[0], np.float32), np.asarray(data[1], np.float32)
+    if x.ndim != 2 or x.shape[1] != spec.num_features or x.shape[0] < 1:
+        raise FednodeValueError(f"x must be (n >= 1, {spec.num_features}), got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise FednodeValueError(f"y must have shape ({x.shape[0]},), got {y.shape}")
+    if not np.all((y == 0.0) | (y == 1.0)):
+        raise FednodeValueError("labels must be 0 or 1")
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def _as_batch(batch: tuple[Any, ...]) -> Batch:
+    if len(batch) not in (2, 3):
+        raise FednodeValueError(f"a batch is (x, y) or (x, y, mask), got {len(batch)} items")
+    x, y = jnp.asarray(batch[0], jnp.float32), jnp.asarray(batch[1], jnp.float32)
+    mask = jnp.asarray(batch[2], jnp.float32) if len(batch) == 3 else jnp.ones_like(y)
+    return x, y, mask
+
+
+def _to_float32(params: Mapping[str, Any]) -> Any:
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), dict(params))
+
+
+def _numpy_delta(local: Any, global_params: Any) -> dict[str, Any]:
+    return jax.tree_util.tree_map(
+        lambda new, old: np.subtract(np.asarray(new), np.asarray(old), dtype=np.float32),
+        local,
+        global_params,
+    )

@@ -1,0 +1,157 @@
+"""Chain: the description of a local consortium network, as kept in ``<dir>/network.json``.
+
+``network.json`` is what every other tool reads to find the chain: the chain id, the genesis,
+each validator's signer address, enode, JSON-RPC URL, PID and datadir, and the consortium
+accounts with their key files. All paths in it are absolute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fednode.errors import NetworkError
+
+__all__ = [
+    "NETWORK_FILE",
+    "AccountInfo",
+    "NetworkInfo",
+    "ValidatorInfo",
+    "load_network",
+    "save_network",
+]
+
+NETWORK_FILE = "network.json"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ValidatorInfo:
+    """One geth validator of the consortium.
+
+    Attributes:
+        name: ``validator-<i>``, also the geth ``--identity``.
+        signer: Checksummed Clique sealer address (unlocked in geth).
+        enode: ``enode://<pubkey>@<host>:<p2p_port>``.
+        http_url: JSON-RPC endpoint, e.g. ``http://127.0.0.1:8545``.
+        p2p_port: devp2p TCP port.
+        http_port: JSON-RPC HTTP port.
+        authrpc_port: Engine API port (unused by Clique, but geth binds it).
+        datadir: geth ``--datadir`` (also holds config.toml, password.txt, node.log).
+        pid: Process id while running, ``None`` once stopped.
+    """
+
+    name: str
+    signer: str
+    enode: str
+    http_url: str
+    p2p_port: int
+    http_port: int
+    authrpc_port: int
+    datadir: str
+    pid: int | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The file geth's stdout and stderr go to."""
+        return Path(self.datadir) / "node.log"
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """One consortium member account: its address and its 0600 hex key file."""
+
+    address: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """Everything needed to reach and operate a local consortium chain.
+
+    Attributes:
+        dir: The network folder (absolute).
+        chain_id: EIP-155 chain id, equal to the devp2p network id.
+        period: Clique block period in seconds.
+        epoch: Clique epoch in blocks.
+        gas_limit: Block gas limit.
+        genesis: Path of genesis.json.
+        geth: Path of the geth binary that runs the nodes.
+        geth_version: Version string reported by that binary.
+        validators: The validators, in order.
+        accounts: Account name (admin, publisher, ..., edge-1) -> account.
+    """
+
+    dir: str
+    chain_id: int
+    period: int
+    epoch: int
+    gas_limit: int
+    genesis: str
+    geth: str
+    geth_version: str
+    validators: tuple[ValidatorInfo, ...]
+    accounts: dict[str, AccountInfo] = field(default_factory=dict)
+
+    @property
+    def http_urls(self) -> list[str]:
+        """JSON-RPC URLs of all validators."""
+        return [v.http_url for v in self.validators]
+
+    @property
+    def signers(self) -> list[str]:
+        """Sealer addresses of all validators."""
+        return [v.signer for v in self.validators]
+
+    def key_file(self, name: str) -> Path:
+        """Path of the key file of account ``name``; raises NetworkError if there is none."""
+        if name not in self.accounts:
+            raise NetworkError(f"no account {name!r} in {self.dir}; have {sorted(self.accounts)}")
+        return Path(self.accounts[name].key_file)
+
+    def with_pids(self, pids: dict[str, int | None]) -> NetworkInfo:
+        """Returns a copy whose validators carry the given PIDs (by validator name)."""
+        nodes = tuple(replace(v, pid=pids.get(v.name, v.pid)) for v in self.validators)
+        return replace(self, validators=nodes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the JSON object written to ``network.json``."""
+        data = asdict(self)
+        data["validators"] = [asdict(v) for v in self.validators]
+        return {"format": _FORMAT_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkInfo:
+        """Parses the object written by :meth:`to_json`."""
+        fields = {k: v for k, v in data.items() if k != "format"}
+        fields["validators"] = tuple(ValidatorInfo(**v) for v in data["validators"])
+        fields["accounts"] = {k: AccountInfo(**v) for k, v in data.get("accounts", {}).items()}
+        return cls(**fields)
+
+
+def save_network(info: NetworkInfo) -> Path:
+    """Writes ``<info.dir>/network.json`` atomically and returns its path."""
+    path = Path(info.dir) / NETWORK_FILE
+    tmp = path.with_name(NETWORK_FILE + ".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_network(directory: str | os.PathLike[str]) -> NetworkInfo:
+    """Reads ``<directory>/network.json``.
+
+    Raises:
+        NetworkError: The folder holds no network, or the file cannot be parsed.
+    """
+    path = Path(directory) / NETWORK_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return NetworkInfo.from_json(data)
+    except FileNotFoundError as exc:
+        raise NetworkError(f"no network in {directory} (missing {NETWORK_FILE})") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NetworkError(f"cannot read {path}: {exc}") from exc

@@ -1,0 +1,295 @@
+"""Chain: runs one geth 1.13 Clique validator process (init, start, probe, graceful stop).
+
+Each validator is a detached geth process (own session, so it outlives the CLI that started it)
+whose output goes to ``<datadir>/node.log``. Peering is static: ``config.toml`` lists the other
+validators under ``[Node.P2P] StaticNodes`` and discovery is off. geth stops gracefully on
+SIGTERM (it flushes its state; after a SIGKILL it rewinds its head on the next start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fednode.errors import NetworkError
+
+__all__ = [
+    "GETH_VERSION",
+    "NodeSpec",
+    "StopResult",
+    "find_geth",
+    "geth_command",
+    "geth_version",
+    "init_datadir",
+    "is_running",
+    "log_tail",
+    "rpc_call",
+    "start_node",
+    "stop_nodes",
+    "write_node_config",
+]
+
+GETH_VERSION = "1.13.15"
+_HTTP_APIS = "eth,net,web3,clique,admin,txpool"
+_CACHE_MB = 128  # per node; 4 validators share a small machine
+_PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """How to run one validator (everything geth needs on its command line)."""
+
+    name: str
+    datadir: Path
+    signer: str
+    network_id: int
+    host: str
+    p2p_port: int
+    http_port: int
+    authrpc_port: int
+    gas_limit: int
+    static_nodes: tuple[str, ...]
+
+    @property
+    def log_path(self) -> Path:
+        """Where geth's stdout and stderr go."""
+        return self.datadir / "node.log"
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """How one node stopped: ``outcome`` is 'stopped', 'killed' or 'not running'."""
+
+    name: str
+    pid: int | None
+    outcome: str
+    seconds: float
+
+
+def geth_version(geth: Path) -> str:
+    """Returns the version that ``geth version`` reports, e.g. ``1.13.15-stable``."""
+    try:
+        out = subprocess.run([str(geth), "version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetworkError(f"cannot run {geth} version: {exc}") from exc
+    for line in out.stdout.splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+    raise NetworkError(f"{geth} version printed no version: {out.stdout[-300:]}{out.stderr[-300:]}")
+
+
+def _geth_candidates() -> list[Path]:
+    """Places a geth binary may be, most explicit first."""
+    cache = Path(os.environ.get("FEDNODE_CACHE", Path.home() / ".cache" / "fednode"))
+    repo = Path(__file__).resolve().parents[2]
+    found = [Path(os.environ["FEDNODE_GETH"])] if os.environ.get("FEDNODE_GETH") else []
+    found += [cache / f"geth-{GETH_VERSION}" / "bin" / "geth", repo / ".cache/geth/bin/geth"]
+    on_path = shutil.which("geth")
+    return found + ([Path(on_path)] if on_path else [])
+
+
+def find_geth() -> Path:
+    """Finds a geth 1.13 binary: $FEDNODE_GETH, the build cache, then $PATH.
+
+    Raises:
+        NetworkError: None found; the message says how to build one.
+    """
+    for candidate in _geth_candidates():
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise NetworkError("geth 1.13.15 not found: run scripts/build_geth.sh or set FEDNODE_GETH")
+
+
+def init_datadir(geth: Path, datadir: Path, genesis: Path) -> None:
+    """Runs ``geth init`` on a datadir, writing the genesis block into a fresh database.
+
+    Raises:
+        NetworkError: geth init failed; the message holds its output.
+    """
+    cmd = [str(geth), "--datadir", str(datadir), "--state.scheme", "hash", "init", str(genesis)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetworkError(f"geth init of {datadir} failed: {exc}") from exc
+    if out.returncode != 0:
+        raise NetworkError(f"geth init of {datadir} failed:\n{(out.stdout + out.stderr)[-2000:]}")
+
+
+def write_node_config(spec: NodeSpec) -> Path:
+    """Writes ``<datadir>/config.toml`` with the listen address and the static peers."""
+    peers = ", ".join(json.dumps(enode) for enode in spec.static_nodes)
+    text = (
+        "[Node.P2P]\n"
+        f'ListenAddr = "{spec.host}:{spec.p2p_port}"\n'
+        "NoDiscovery = true\n"
+        "DiscoveryV5 = false\n"
+        f"StaticNodes = [{peers}]\n"
+        f"TrustedNodes = [{peers}]\n"
+    )
+    path = spec.datadir / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def geth_command(geth: Path, spec: NodeSpec) -> list[str]:
+    """Builds the geth 1.13 command line of a sealing, archive, full-sync validator."""
+    d = spec.datadir
+    return [
+        str(geth), "--config", str(d / "config.toml"), "--datadir", str(d),
+        "--identity", spec.name, "--networkid", str(spec.network_id),
+        "--nodiscover", "--nat", "none", "--maxpeers", str(len(spec.static_nodes) + 8),
+        "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
+        "--cache", str(_CACHE_MB), "--ipcdisable",
+        "--http", "--http.addr", spec.host, "--http.port", str(spec.http_port),
+        "--http.api", _HTTP_APIS, "--http.vhosts", "localhost,127.0.0.1",
+        "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(spec.authrpc_port),
+        "--mine", "--miner.etherbase", spec.signer, "--miner.gaslimit", str(spec.gas_limit),
+        "--unlock", spec.signer, "--password", str(d / "password.txt"),
+        "--allow-insecure-unlock", "--verbosity", "2",
+    ]  # fmt: skip
+
+
+def _terminate_with_parent() -> None:
+    """Runs in the child before exec: asks Linux to SIGTERM it when its parent thread exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_node(geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False) -> int:
+    """Starts geth in its own session and returns its PID (also written to ``geth.pid``).
+
+    Args:
+        geth: The geth binary.
+        spec: What to run.
+        tie_to_caller: Also stop the node (SIGTERM) when the thread that starts it ends, or
+            its process dies, e.g. a test run that is killed; by default the node outlives
+            its caller, as the ``fednode network up`` command needs.
+    """
+    spec.datadir.mkdir(parents=True, exist_ok=True)
+    with open(spec.log_path, "ab") as log:
+        log.write(f"--- fednode: starting {spec.name} at {time.ctime()}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            geth_command(geth, spec),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent if tie_to_caller else None,
+        )
+    (spec.datadir / "geth.pid").write_text(f"{proc.pid}\n", encoding="ascii")
+    return proc.pid
+
+
+def _reap(pid: int) -> None:
+    """Collects the exit status of ``pid`` if it is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def is_running(pid: int | None, datadir: Path | str) -> bool:
+    """Tells whether ``pid`` is a live geth process running on ``datadir``.
+
+    The command line is checked too, so a PID reused by another program never counts.
+    """
+    if not pid:
+        return False
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and os.fsencode(str(datadir)) in cmdline
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    """Sends a signal, ignoring a process that is already gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_for_exits(live: dict[str, tuple[int, Path]], *, deadline: float) -> dict[str, float]:
+    """Polls until every live node exited or ``deadline``; returns name -> seconds taken."""
+    started, exited = time.monotonic(), {}
+    while True:
+        for name, (pid, datadir) in live.items():
+            if name not in exited and not is_running(pid, datadir):
+                exited[name] = round(time.monotonic() - started, 2)
+        if len(exited) == len(live) or time.monotonic() > deadline:
+            return exited
+        time.sleep(0.1)
+
+
+def stop_nodes(
+    nodes: Sequence[tuple[str, int | None, Path]], *, timeout: float = 30.0
+) -> list[StopResult]:
+    """Stops geth processes gracefully (SIGTERM, all at once), SIGKILL only after ``timeout``.
+
+    Args:
+        nodes: (name, pid, datadir) of each node.
+        timeout: Seconds to wait for a graceful exit before SIGKILL.
+
+    Returns:
+        One StopResult per node, in order; 'killed' ones needed SIGKILL.
+    """
+    live = {name: (pid, d) for name, pid, d in nodes if pid and is_running(pid, d)}
+    for live_pid, _ in live.values():
+        _signal(live_pid, signal.SIGTERM)
+    exited = _wait_for_exits(live, deadline=time.monotonic() + timeout)
+    stuck = {name: live[name] for name in live if name not in exited}
+    for stuck_pid, _ in stuck.values():
+        _signal(stuck_pid, signal.SIGKILL)
+    _wait_for_exits(stuck, deadline=time.monotonic() + 10.0)
+    results = []
+    for name, pid, _ in nodes:
+        if name in exited:
+            results.append(StopResult(name, pid, "stopped", exited[name]))
+        elif name in stuck:
+            results.append(StopResult(name, pid, "killed", round(timeout, 2)))
+        else:
+            results.append(StopResult(name, pid, "not running", 0.0))
+    return results
+
+
+def log_tail(log_path: Path, lines: int = 25) -> str:
+    """Returns the last ``lines`` lines of a node log (empty if there is none)."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def rpc_call(
+    url: str, method: str, params: list[Any] | None = None, *, timeout: float = 5.0
+) -> Any:
+    """Makes one JSON-RPC call and returns its ``result``.
+
+    Raises:
+        NetworkError: The node is unreachable or answered with an error.
+    """
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+    try:
+        reply = httpx.post(url, json=body, timeout=timeout).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise NetworkError(f"{method} on {url} failed: {exc}") from exc
+    if "error" in reply:
+        raise NetworkError(f"{method} on {url} returned {reply['error']}")
+    return reply.get("result")

@@ -1,0 +1,117 @@
+"""Task publisher: the task specs the consortium ships, and their initial global models (pure).
+
+Two task kinds run the cardiovascular-risk job:
+
+* a **feature-stats task** (one round, rule ``sum``): every site submits only its feature count,
+  sums and sums of squares; the committed version 1 is their total, so every site can normalize
+  with the consortium-wide mean and standard deviation without sharing a record;
+* the **heart task** (logistic regression or MLP, rule ``fedavg``), whose spec names the
+  feature-stats task it normalizes with (``extra["normalization_task"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from fednode.codec import encode_params
+from fednode.device.data import HEART_FEATURES, FeatureStats
+from fednode.device.model import init_params
+from fednode.errors import TaskSpecError
+from fednode.types import TaskSpec
+
+__all__ = [
+    "HEART_SCHEMA",
+    "feature_stats_params",
+    "feature_stats_spec",
+    "heart_task_spec",
+    "initial_payload",
+    "stats_from_params",
+]
+
+HEART_SCHEMA = "uci-heart-disease/flamby-v1:" + ",".join(HEART_FEATURES)
+"""Data schema id: the FLamby Fed-Heart-Disease features, in order."""
+
+
+def heart_task_spec(
+    *, normalization_task: int, rounds: int = 20, min_updates: int = 4, model: str = "logreg",
+    hidden_sizes: tuple[int, ...] = (), seed: int = 0, deadline: int = 0, **overrides: Any,
+) -> TaskSpec:
+    """The cardiovascular-risk training task (defaults tuned in bench/sim_heart.py).
+
+    Example:
+      >>> heart_task_spec(normalization_task=1).extra["normalization_task"]
+      1
+    """
+    spec = TaskSpec(
+        name="cardio-risk", data_schema=HEART_SCHEMA, num_features=len(HEART_FEATURES),
+        model=model, hidden_sizes=tuple(hidden_sizes), rounds=rounds, min_updates=min_updates,
+        local_epochs=5, batch_size=16, learning_rate=0.01, max_update_norm=50.0,
+        deadline=deadline, seed=seed, extra={"normalization_task": int(normalization_task)},
+    )
+    return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def feature_stats_spec(*, min_updates: int = 4, deadline: int = 0) -> TaskSpec:
+    """The one-round task in which sites share counts, sums and sums of squares.
+
+    Example:
+      >>> feature_stats_spec().aggregation
+      'sum'
+    """
+    return TaskSpec(
+        name="cardio-feature-stats", data_schema=HEART_SCHEMA, num_features=len(HEART_FEATURES),
+        model="feature_stats", rounds=1, min_updates=min_updates, aggregation="sum",
+        max_update_norm=1e12, deadline=deadline,
+    )
+
+
+def feature_stats_params(stats: FeatureStats) -> dict[str, np.ndarray]:
+    """A site's statistics as a parameter set (the payload of its feature-stats update).
+
+    Example:
+      >>> from fednode.device.data import compute_feature_stats
+      >>> p = feature_stats_params(compute_feature_stats(np.ones((3, 2), np.float32)))
+      >>> p["count"].tolist(), p["sum"].tolist()
+      ([3.0], [3.0, 3.0])
+    """
+    return {
+        "count": np.asarray([stats.count], np.float32),
+        "sum": np.asarray(stats.sum, np.float32),
+        "sum_sq": np.asarray(stats.sum_sq, np.float32),
+    }
+
+
+def stats_from_params(params: dict[str, Any]) -> FeatureStats:
+    """Reads the committed total back into ``FeatureStats``.
+
+    Example:
+      >>> s = stats_from_params({"count": np.array([2.0]), "sum": np.ones(1), "sum_sq": np.ones(1)})
+      >>> s.count
+      2
+    """
+    return FeatureStats(
+        count=int(np.asarray(params["count"])[0]),
+        sum=np.asarray(params["sum"], np.float64),
+        sum_sq=np.asarray(params["sum_sq"], np.float64),
+    )
+
+
+def initial_payload(spec: TaskSpec, *, key: jax.Array) -> bytes:
+    """Canonical bytes of a task's initial global model (version 0).
+
+    Example:
+      >>> len(initial_payload(feature_stats_spec(), key=jax.random.key(0))) > 0
+      True
+    """
+    if spec.model == "feature_stats":
+        zeros = np.zeros(spec.num_features, np.float32)
+        return encode_params({"count": np.zeros(1, np.float32), "sum": zeros, "sum_sq": zeros})
+    if spec.model in ("logreg", "mlp"):
+        params = init_params(key, model=spec.model, num_features=spec.num_features,
+                             hidden_sizes=spec.hidden_sizes)
+        return encode_params(jax.tree_util.tree_map(np.asarray, params))
+    raise TaskSpecError(f"no initial model for model kind {spec.model!r}")

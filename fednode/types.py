@@ -1,0 +1,151 @@
+"""All stages: the frozen value types that travel between device, edge, chain, aggregator and auditor."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fednode.codec import digest_bytes
+from fednode.errors import TaskSpecError
+
+__all__ = [
+    "AGGREGATION_RULES",
+    "MODEL_KINDS",
+    "GlobalModelRecord",
+    "LedgerUpdate",
+    "TaskRecord",
+    "TaskSpec",
+    "TaskState",
+]
+
+MODEL_KINDS = ("logreg", "mlp", "feature_stats")
+AGGREGATION_RULES = ("fedavg", "sum")
+EPSILON_SCALE = 1_000_000
+"""On-chain privacy spend is an integer number of micro-epsilons."""
+
+
+class TaskState(enum.IntEnum):
+    """Derived lifecycle state of a task; mirrors ``TaskRegistry.TaskState`` in Solidity."""
+
+    OPEN = 0
+    TRAINING = 1
+    FINISHED = 2
+    CANCELLED = 3
+    EXPIRED = 4
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The immutable description of a training job, published on-chain as canonical JSON.
+
+    The contract stores ``keccak256(spec_json)`` and the fields it enforces (rounds,
+    min_updates, max_staleness, deadline); the JSON itself is calldata of the publishing
+    transaction, so anyone can read it back and check it against the digest.
+    """
+
+    name: str
+    data_schema: str
+    num_features: int
+    model: str = "logreg"
+    hidden_sizes: tuple[int, ...] = ()
+    rounds: int = 10
+    min_updates: int = 4
+    max_staleness: int = 0
+    local_epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    proximal_mu: float = 0.0
+    aggregation: str = "fedavg"
+    max_update_norm: float = 100.0
+    metric_floor: float = 0.0
+    deadline: int = 0
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_spec(self)
+
+    def to_json(self) -> bytes:
+        """Canonical JSON bytes (sorted keys, no whitespace); what goes on chain."""
+        body = asdict(self)
+        body["hidden_sizes"] = list(self.hidden_sizes)
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> TaskSpec:
+        """Parses canonical JSON back into a spec; raises TaskSpecError on bad input."""
+        try:
+            body = json.loads(raw)
+            body["hidden_sizes"] = tuple(body.get("hidden_sizes", ()))
+            return cls(**body)
+        except (TypeError, ValueError, KeyError) as exc:
+            if isinstance(exc, TaskSpecError):
+                raise
+            raise TaskSpecError(f"task spec JSON is malformed: {exc}") from exc
+
+    @property
+    def digest(self) -> bytes:
+        """keccak-256 of :meth:`to_json`, the spec digest stored on chain."""
+        return digest_bytes(self.to_json())
+
+
+def _check_spec(spec: TaskSpec) -> None:
+    problems = []
+    if spec.model not in MODEL_KINDS:
+        problems.append(f"model must be one of {MODEL_KINDS}, got {spec.model!r}")
+    if spec.aggregation not in AGGREGATION_RULES:
+        problems.append(f"aggregation must be one of {AGGREGATION_RULES}, got {spec.aggregation!r}")
+    for name in ("num_features", "rounds", "min_updates", "local_epochs", "batch_size"):
+        if int(getattr(spec, name)) < 1:
+            problems.append(f"{name} must be >= 1")
+    if spec.max_staleness < 0 or spec.deadline < 0:
+        problems.append("max_staleness and deadline must be >= 0")
+    if not spec.learning_rate > 0 or not spec.max_update_norm > 0:
+        problems.append("learning_rate and max_update_norm must be > 0")
+    if problems:
+        raise TaskSpecError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as read back from the ledger."""
+
+    task_id: int
+    spec: TaskSpec
+    spec_digest: bytes
+    publisher: str
+    state: TaskState
+    latest_version: int
+    published_block: int
+
+
+@dataclass(frozen=True)
+class LedgerUpdate:
+    """One accepted update as the ledger holds it: metadata from storage, payload from calldata."""
+
+    update_id: int
+    task_id: int
+    base_version: int
+    edge: str
+    digest: bytes
+    num_examples: int
+    epsilon_micro: int
+    payload: bytes
+    block_number: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class GlobalModelRecord:
+    """One committed global model version; version 0 is the task's initial model."""
+
+    task_id: int
+    version: int
+    digest: bytes
+    update_ids: tuple[int, ...]
+    aggregator: str
+    payload: bytes
+    block_number: int
+    tx_hash: bytes

@@ -1,0 +1,101 @@
+"""All stages: the whole flow on 4 real geth Clique validators (device -> edge -> chain ->
+aggregator -> auditor), through the same ``fednode demo`` code the README runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fednode.auditor.replay import verify_task
+from fednode.chain.connect import open_ledger
+from fednode.cli.demo_cmd import run_demo
+from fednode.cli.main import main as fednode_main
+from fednode.codec import encode_params
+from fednode.errors import ContractRevertError
+from fednode.network.manager import network_down
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo_run(geth_binary: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Runs a 3-round demo and leaves its validators up for the checks below."""
+    del geth_binary
+    work = tmp_path_factory.mktemp("demo")
+    args = argparse.Namespace(dir=work / "run", rounds=3, model="logreg", seed=0, validators=4,
+                              confirmations=1, report_json=work / "report.json",
+                              keep_network=True)
+    try:
+        report = run_demo(args)
+        yield args, report
+    finally:
+        network_down(args.dir / "network")
+
+
+def test_demo_report_is_complete_and_audited(demo_run):
+    # Arrange
+    args, report = demo_run
+    # Act
+    written = json.loads(args.report_json.read_text())
+    # Assert
+    assert written["audit"]["ok"] is True
+    assert [r["version"] for r in written["rounds"]] == [1, 2, 3]
+    assert set(written["federated"]) == {"Cleveland", "Hungary", "Switzerland", "VA Long Beach",
+                                         "pooled"}
+    assert written["chain"]["validators"] == 4
+    assert len(written["chain"]["clique_signers"]) == 4
+    assert written["chain"]["updates"] == 4 + 4 * 3  # feature stats + 3 training rounds
+    assert written["chain"]["transactions"] > written["chain"]["updates"]
+    assert written["chain"]["gas_used"] > 0 and written["chain"]["payload_bytes"] > 0
+    assert written["federated"]["pooled"]["accuracy"] > 0.6
+
+
+def test_audit_cli_verifies_and_traces_every_version(demo_run, capsys):
+    # Arrange
+    args, report = demo_run
+    network_dir = str(args.dir / "network")
+    digest = report["rounds"][-1]["digest"]
+    # Act
+    verify_code = fednode_main(["audit", "verify", "--network-dir", network_dir,
+                                "--task", str(report["task_id"]), "--json"])
+    verified = json.loads(capsys.readouterr().out)
+    trace_code = fednode_main(["audit", "trace", "--network-dir", network_dir, digest, "--json"])
+    trace = json.loads(capsys.readouterr().out)
+    # Assert
+    assert verify_code == 0 and verified["ok"]
+    assert [v["version"] for v in verified["versions"]] == [0, 1, 2, 3]
+    assert trace_code == 0 and trace["version"] == 3
+    assert [len(v["updates"]) for v in trace["lineage"]] == [0, 4, 4, 4]
+    assert len({u["edge"] for v in trace["lineage"] for u in v["updates"]}) == 4
+
+
+def test_account_without_edge_role_is_refused_with_decoded_error(demo_run):
+    # Arrange
+    args, report = demo_run
+    publisher = open_ledger(args.dir / "network", "publisher")
+    payload = encode_params({"w": np.zeros(2, np.float32)})
+    # Act
+    with pytest.raises(ContractRevertError) as refused:
+        publisher.submit_update(report["task_id"], 3, payload, num_examples=1)
+    # Assert
+    assert refused.value.name == "AccessControlUnauthorizedAccount"
+    assert refused.value.args_by_name["account"] == publisher.sender
+
+
+def test_finished_task_accepts_no_more_updates_and_audit_still_holds(demo_run):
+    # Arrange
+    args, report = demo_run
+    network_dir = args.dir / "network"
+    edge = open_ledger(network_dir, "edge-1", node=0)
+    payload = encode_params({"w": np.zeros(2, np.float32)})
+    # Act
+    with pytest.raises(ContractRevertError) as refused:
+        edge.submit_update(report["task_id"], 3, payload, num_examples=1)
+    audit = verify_task(open_ledger(network_dir, "auditor", node=3), report["task_id"])
+    # Assert
+    assert refused.value.name.startswith(("UpdateLedger", "TaskRegistry"))
+    assert audit.ok

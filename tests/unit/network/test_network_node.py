@@ -1,0 +1,203 @@
+"""Chain: geth command lines, node config, ports, network.json and graceful stops (no geth)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fednode.errors import NetworkError
+from fednode.network.info import (
+    AccountInfo,
+    NetworkInfo,
+    ValidatorInfo,
+    load_network,
+    save_network,
+)
+from fednode.network.node import NodeSpec, geth_command, is_running, stop_nodes, write_node_config
+from fednode.network.ports import assign_ports, choose_free_ports
+
+PUBKEY = "ab" * 64
+
+
+def _spec(tmp_path: Path) -> NodeSpec:
+    return NodeSpec(
+        name="validator-1",
+        datadir=tmp_path,
+        signer="0x" + "11" * 20,
+        network_id=1337,
+        host="127.0.0.1",
+        p2p_port=30311,
+        http_port=8601,
+        authrpc_port=8602,
+        gas_limit=60_000_000,
+        static_nodes=(f"enode://{PUBKEY}@127.0.0.1:30312", f"enode://{PUBKEY}@127.0.0.1:30313"),
+    )
+
+
+def _info(tmp_path: Path, ports: tuple[int, int, int] = (0, 0, 0)) -> NetworkInfo:
+    node = ValidatorInfo(
+        name="validator-1",
+        signer="0x" + "11" * 20,
+        enode=f"enode://{PUBKEY}@127.0.0.1:{ports[0]}",
+        http_url=f"http://127.0.0.1:{ports[1]}",
+        p2p_port=ports[0],
+        http_port=ports[1],
+        authrpc_port=ports[2],
+        datadir=str(tmp_path / "nodes" / "validator-1"),
+    )
+    return NetworkInfo(
+        dir=str(tmp_path),
+        chain_id=1337,
+        period=1,
+        epoch=30000,
+        gas_limit=60_000_000,
+        genesis=str(tmp_path / "genesis.json"),
+        geth="/usr/bin/geth",
+        geth_version="1.13.15-stable",
+        validators=(node,),
+        accounts={"admin": AccountInfo("0x" + "22" * 20, str(tmp_path / "keys" / "admin.key"))},
+    )
+
+
+def _flag(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_geth_command_runs_an_unlocked_archive_sealer_without_discovery(tmp_path):
+    # Act
+    cmd = geth_command(Path("/opt/geth"), _spec(tmp_path))
+
+    # Assert
+    assert {"--nodiscover", "--mine", "--allow-insecure-unlock", "--ipcdisable"} <= set(cmd)
+    assert _flag(cmd, "--gcmode") == "archive" and _flag(cmd, "--syncmode") == "full"
+    assert _flag(cmd, "--unlock") == _flag(cmd, "--miner.etherbase") == "0x" + "11" * 20
+    assert _flag(cmd, "--miner.gaslimit") == "60000000"
+    assert _flag(cmd, "--http.addr") == "127.0.0.1" and _flag(cmd, "--http.port") == "8601"
+    assert _flag(cmd, "--authrpc.port") == "8602"
+    assert set(_flag(cmd, "--http.api").split(",")) >= {"eth", "net", "clique", "admin"}
+    assert _flag(cmd, "--config") == str(tmp_path / "config.toml")
+
+
+def test_node_config_lists_the_other_validators_as_static_peers(tmp_path):
+    # Arrange
+    spec = _spec(tmp_path)
+
+    # Act
+    config = tomllib.loads(write_node_config(spec).read_text())
+
+    # Assert
+    p2p = config["Node"]["P2P"]
+    assert p2p["StaticNodes"] == list(spec.static_nodes)
+    assert p2p["ListenAddr"] == "127.0.0.1:30311"
+    assert p2p["NoDiscovery"] is True
+
+
+def test_choose_free_ports_hands_out_distinct_ports():
+    # Act
+    ports = choose_free_ports(12)
+
+    # Assert
+    assert len(set(ports)) == 12
+
+
+def test_assign_ports_places_unplaced_validators_and_keeps_their_node_key(tmp_path):
+    # Act
+    node = assign_ports(_info(tmp_path)).validators[0]
+
+    # Assert
+    assert len({node.p2p_port, node.http_port, node.authrpc_port}) == 3
+    assert node.enode == f"enode://{PUBKEY}@127.0.0.1:{node.p2p_port}"
+    assert node.http_url == f"http://127.0.0.1:{node.http_port}"
+
+
+def test_assign_ports_keeps_free_ports_of_a_restarted_network(tmp_path):
+    # Arrange
+    info = _info(tmp_path, tuple(choose_free_ports(3)))
+
+    # Act / Assert
+    assert assign_ports(info) == info
+
+
+def test_network_json_round_trips(tmp_path):
+    # Arrange
+    info = _info(tmp_path, (30311, 8601, 8602)).with_pids({"validator-1": 4242})
+
+    # Act
+    save_network(info)
+    loaded = load_network(tmp_path)
+
+    # Assert
+    assert loaded == info
+    assert loaded.validators[0].pid == 4242
+    assert loaded.key_file("admin") == tmp_path / "keys" / "admin.key"
+
+
+def test_load_network_reports_a_folder_without_a_network(tmp_path):
+    # Act / Assert
+    with pytest.raises(NetworkError, match="missing network.json"):
+        load_network(tmp_path)
+
+
+def test_key_file_of_an_unknown_account_is_a_network_error(tmp_path):
+    # Act / Assert
+    with pytest.raises(NetworkError, match="no account 'edge-9'"):
+        _info(tmp_path).key_file("edge-9")
+
+
+def _sleeper(datadir: Path, *, ignore_sigterm: bool) -> subprocess.Popen[bytes]:
+    """A stand-in node: a process whose command line names ``datadir``, as geth's does."""
+    code = "import signal, time\n"
+    code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_sigterm else ""
+    code += "print('ready', flush=True)\ntime.sleep(60)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(datadir)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def test_stop_nodes_stops_gracefully_and_kills_only_what_ignores_sigterm(tmp_path):
+    # Arrange
+    polite = _sleeper(tmp_path / "a", ignore_sigterm=False)
+    stubborn = _sleeper(tmp_path / "b", ignore_sigterm=True)
+    nodes = [
+        ("a", polite.pid, tmp_path / "a"),
+        ("b", stubborn.pid, tmp_path / "b"),
+        ("c", None, tmp_path / "c"),
+    ]
+
+    # Act
+    results = stop_nodes(nodes, timeout=0.5)
+
+    # Assert
+    assert [r.outcome for r in results] == ["stopped", "killed", "not running"]
+    assert not is_running(polite.pid, tmp_path / "a")
+    assert not is_running(stubborn.pid, tmp_path / "b")
+
+
+def test_is_running_ignores_a_pid_that_runs_something_else(tmp_path):
+    # Arrange
+    proc = _sleeper(tmp_path / "x", ignore_sigterm=False)
+
+    # Act / Assert
+    try:
+        assert is_running(proc.pid, tmp_path / "x")
+        assert not is_running(proc.pid, tmp_path / "other")
+        assert not is_running(None, tmp_path / "x")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_with_pids_only_changes_the_named_validators(tmp_path):
+    # Arrange
+    info = _info(tmp_path)
+
+    # Act
+    moved = info.with_pids({"validator-9": 1})
+
+    # Assert
+    assert moved == replace(info)
