@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -124,10 +125,11 @@ def run_seed(
         own = normalize_sites([site])[0]
         norm_pooled = _normalize_like(site, sites)
         alone = run_fedavg([own], replace(spec, min_updates=1), key=key)
+        on_pooled = evaluate(alone, *norm_pooled)
         single[site.name] = {
             "own_accuracy": evaluate(alone, *own.test).accuracy,
-            "pooled_accuracy": evaluate(alone, *norm_pooled).accuracy,
-            "pooled_auc": evaluate(alone, *norm_pooled).auc,
+            "pooled_accuracy": on_pooled.accuracy,
+            "pooled_auc": on_pooled.auc,
         }
     return SeedResult(seed, pooled.accuracy, pooled.auc, site_acc, single)
 
@@ -184,6 +186,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def log_results(results: Sequence[SeedResult]) -> None:
+    """One line per seed for the federated model, one per single-site baseline."""
+    for r in results:
+        per_site = " ".join(f"{name[:5]}={acc:.3f}" for name, acc in r.site_accuracy.items())
+        logger.info(
+            "seed %d: pooled acc %.3f auc %.3f | %s",
+            r.seed, r.pooled_accuracy, r.pooled_auc, per_site,
+        )  # fmt: skip
+        for name, m in r.single_site.items():
+            logger.info(
+                "    alone %-13s own acc %.3f | pooled acc %.3f auc %.3f",
+                name, m["own_accuracy"], m["pooled_accuracy"], m["pooled_auc"],
+            )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -194,25 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [
         run_seed(sites, spec, seed=seed, baselines=not args.no_baselines) for seed in args.seeds
     ]
-    for r in results:
-        per_site = " ".join(f"{name[:5]}={acc:.3f}" for name, acc in r.site_accuracy.items())
-        logger.info(
-            "seed %d: pooled acc %.3f auc %.3f | %s",
-            r.seed,
-            r.pooled_accuracy,
-            r.pooled_auc,
-            per_site,
-        )
-        for name, m in r.single_site.items():
-            logger.info(
-                "    alone %-13s own acc %.3f | pooled acc %.3f auc %.3f",
-                name, m["own_accuracy"], m["pooled_accuracy"], m["pooled_auc"],
-            )  # fmt: skip
+    log_results(results)
     summary = summarize(results)
+    elapsed = time.perf_counter() - started
     logger.info(
-        "summary: %s (%.1f s)",
-        json.dumps({k: round(v, 4) for k, v in summary.items()}),
-        time.perf_counter() - started,
+        "summary: %s (%.1f s)", json.dumps({k: round(v, 4) for k, v in summary.items()}), elapsed
     )
     if args.json:
         body = {
@@ -220,8 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summary": summary,
             "seeds": [asdict(r) for r in results],
         }
-        with open(args.json, "w") as handle:
-            json.dump(body, handle, indent=2)
+        Path(args.json).write_text(json.dumps(body, indent=2))
     return 0
 
 

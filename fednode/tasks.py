@@ -37,7 +37,7 @@ HEART_SCHEMA = "uci-heart-disease/flamby-v1:" + ",".join(HEART_FEATURES)
 
 
 def heart_task_spec(
-    *, normalization_task: int, rounds: int = 20, min_updates: int = 4, model: str = "logreg",
+    *, normalization_task: int, rounds: int = 10, min_updates: int = 4, model: str = "logreg",
     hidden_sizes: tuple[int, ...] = (), seed: int = 0, deadline: int = 0, **overrides: Any,
 ) -> TaskSpec:
     """The cardiovascular-risk training task (defaults tuned in bench/sim_heart.py).
@@ -49,8 +49,9 @@ def heart_task_spec(
     spec = TaskSpec(
         name="cardio-risk", data_schema=HEART_SCHEMA, num_features=len(HEART_FEATURES),
         model=model, hidden_sizes=tuple(hidden_sizes), rounds=rounds, min_updates=min_updates,
-        local_epochs=5, batch_size=16, learning_rate=0.01, max_update_norm=50.0,
-        deadline=deadline, seed=seed, extra={"normalization_task": int(normalization_task)},
+        local_epochs=5, batch_size=32, learning_rate=0.1, max_update_norm=50.0,
+        deadline=deadline, seed=seed,
+        extra={"normalization_task": int(normalization_task), "local_optimizer": "sgd"},
     )
     return dataclasses.replace(spec, **overrides) if overrides else spec
 

@@ -43,6 +43,13 @@ class TaskSpec:
     The contract stores ``keccak256(spec_json)`` and the fields it enforces (rounds,
     min_updates, max_staleness, deadline); the JSON itself is calldata of the publishing
     transaction, so anyone can read it back and check it against the digest.
+
+    Groups: model (model, hidden_sizes, num_features, data_schema); local training
+    (local_epochs, batch_size, learning_rate, proximal_mu); aggregation (aggregation, mode
+    "sync"/"async", min_updates = buffer size K, max_staleness, aggregator_quorum,
+    server_optimizer, server_learning_rate); privacy (clip_norm, noise_multiplier,
+    epsilon_budget per site, 0 = none, delta, accountant "rdp"/"pld"); compression (chain of
+    update transforms, e.g. ("int8",)); acceptance (metric_floor per site); deadline (unix s).
     """
 
     name: str
@@ -62,6 +69,16 @@ class TaskSpec:
     metric_floor: float = 0.0
     deadline: int = 0
     seed: int = 0
+    mode: str = "sync"
+    aggregator_quorum: int = 1
+    server_optimizer: str = "none"
+    server_learning_rate: float = 1.0
+    clip_norm: float = 0.0
+    noise_multiplier: float = 0.0
+    epsilon_budget: float = 0.0
+    delta: float = 1e-5
+    accountant: str = "rdp"
+    compression: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +88,7 @@ class TaskSpec:
         """Canonical JSON bytes (sorted keys, no whitespace); what goes on chain."""
         body = asdict(self)
         body["hidden_sizes"] = list(self.hidden_sizes)
+        body["compression"] = list(self.compression)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -79,6 +97,7 @@ class TaskSpec:
         try:
             body = json.loads(raw)
             body["hidden_sizes"] = tuple(body.get("hidden_sizes", ()))
+            body["compression"] = tuple(body.get("compression", ()))
             return cls(**body)
         except (TypeError, ValueError, KeyError) as exc:
             if isinstance(exc, TaskSpecError):
@@ -100,6 +119,12 @@ def _check_spec(spec: TaskSpec) -> None:
     for name in ("num_features", "rounds", "min_updates", "local_epochs", "batch_size"):
         if int(getattr(spec, name)) < 1:
             problems.append(f"{name} must be >= 1")
+    if spec.mode not in ("sync", "async"):
+        problems.append(f"mode must be 'sync' or 'async', got {spec.mode!r}")
+    if spec.aggregator_quorum < 1:
+        problems.append("aggregator_quorum must be >= 1")
+    if min(spec.clip_norm, spec.noise_multiplier, spec.epsilon_budget) < 0 or not 0 < spec.delta < 1:
+        problems.append("clip_norm, noise_multiplier, epsilon_budget must be >= 0, delta in (0, 1)")
     if spec.max_staleness < 0 or spec.deadline < 0:
         problems.append("max_staleness and deadline must be >= 0")
     if not spec.learning_rate > 0 or not spec.max_update_norm > 0:

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fednode.aggregator.rules import apply_global_delta, rule_for_spec
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
 from fednode.errors import UpdateRejectedError
-from fednode.types import LedgerUpdate, TaskSpec
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
 
-__all__ = ["BuiltGlobalModel", "build_global_model", "check_update_payload"]
+__all__ = ["BuiltGlobalModel", "build_global_model", "check_update_payload", "replay_rule_state"]
 
 
 @dataclass(frozen=True)
 class BuiltGlobalModel:
-    """The result of one aggregation: canonical payload, its digest, the update ids used."""
+    """The result of one aggregation: canonical payload, its digest, the update ids used, and
+    the rule's state after this version (server optimizer moments, ...), for the next version."""
 
     payload: bytes
     digest: bytes
     update_ids: tuple[int, ...]
+    rule_state: Any = None
 
 
 def check_update_payload(update: LedgerUpdate, global_payload: bytes) -> dict:
@@ -63,7 +66,8 @@ def check_update_payload(update: LedgerUpdate, global_payload: bytes) -> dict:
 
 
 def build_global_model(
-    spec: TaskSpec, global_payload: bytes, updates: Sequence[LedgerUpdate]
+    spec: TaskSpec, global_payload: bytes, updates: Sequence[LedgerUpdate], *,
+    rule_state: Any = None,
 ) -> BuiltGlobalModel:
     """Aggregates ``updates`` (in ledger order) onto the global model with the task's rule.
 
@@ -71,6 +75,8 @@ def build_global_model(
       spec: the task spec; ``spec.aggregation`` picks the rule.
       global_payload: canonical bytes of the current global model.
       updates: the updates to aggregate, in ledger (update id) order.
+      rule_state: the rule's state after the previous version (``None``: the rule's init,
+        right for version 1). Use :func:`replay_rule_state` to rebuild it from the ledger.
 
     Returns:
       The new global model as canonical bytes with its digest and the update ids used.
@@ -80,7 +86,7 @@ def build_global_model(
 
     Example:
       >>> import numpy as np
-      >>> from fednode.types import LedgerUpdate, TaskSpec
+      >>> from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
       >>> g = encode_params({"w": np.zeros(2, np.float32)})
       >>> d = encode_params({"w": np.ones(2, np.float32)})
@@ -94,7 +100,30 @@ def build_global_model(
     deltas = [check_update_payload(u, global_payload) for u in ordered]
     weights = [u.num_examples for u in ordered]
     rule = rule_for_spec(spec)
-    aggregate, _ = rule.apply(deltas, weights, rule.init())
+    state = rule.init() if rule_state is None else rule_state
+    aggregate, state = rule.apply(deltas, weights, state)
     new_params = apply_global_delta(decode_params(global_payload), aggregate)
     payload = encode_params(new_params)
-    return BuiltGlobalModel(payload, digest_bytes(payload), tuple(u.update_id for u in ordered))
+    ids = tuple(u.update_id for u in ordered)
+    return BuiltGlobalModel(payload, digest_bytes(payload), ids, state)
+
+
+def replay_rule_state(
+    spec: TaskSpec, records: Sequence[GlobalModelRecord], updates: Sequence[LedgerUpdate]
+) -> Any:
+    """The rule's state after the last committed version, rebuilt from the ledger alone.
+
+    A restarted aggregator calls this, so it continues exactly where the ledger says it was.
+
+    Example:
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
+      >>> replay_rule_state(spec, [], [])
+      FedAvgState(num_rounds=0)
+    """
+    by_id = {u.update_id: u for u in updates}
+    ordered = sorted(records, key=lambda r: r.version)
+    state = rule_for_spec(spec).init()
+    for previous, record in zip(ordered, ordered[1:], strict=False):
+        listed = [by_id[i] for i in record.update_ids]
+        state = build_global_model(spec, previous.payload, listed, rule_state=state).rule_state
+    return state

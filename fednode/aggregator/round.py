@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fednode.aggregator.build import build_global_model, check_update_payload
+from fednode.aggregator.build import build_global_model, check_update_payload, replay_rule_state
 from fednode.chain.ledger import Ledger
 from fednode.errors import ChainTimeoutError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskState
@@ -85,7 +85,8 @@ def run_round(
     """
     started = time.monotonic()
     task = ledger.get_task(task_id)
-    current = ledger.read_global_models(task_id)[-1]
+    records = ledger.read_global_models(task_id)
+    current = records[-1]
     # ---- stage 1: read updates -------------------------------------------------------------
     candidates = _wait_for_updates(ledger, task, timeout=timeout, poll=poll)
     # ---- stage 2: verify -------------------------------------------------------------------
@@ -93,7 +94,8 @@ def run_round(
     if len(accepted) < task.spec.min_updates:
         raise UpdateRejectedError("too_few_valid", f"{len(accepted)} valid, rejected {rejected}")
     # ---- stage 3: aggregate ----------------------------------------------------------------
-    built = build_global_model(task.spec, current.payload, accepted)
+    rule_state = replay_rule_state(task.spec, records, ledger.read_updates(task_id))
+    built = build_global_model(task.spec, current.payload, accepted, rule_state=rule_state)
     # ---- stage 4: commit global ------------------------------------------------------------
     record = ledger.commit_global_model(
         task_id, current.version + 1, built.payload, built.update_ids

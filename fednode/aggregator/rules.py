@@ -42,6 +42,7 @@ __all__ = [
     "Aggregator",
     "FedAvgState",
     "ParamTemplate",
+    "SumState",
     "apply_global_delta",
     "check_delta",
     "check_weight",
@@ -50,6 +51,8 @@ __all__ = [
     "make_aggregator",
     "param_template",
     "rule_for_spec",
+    "sum_deltas",
+    "sum_rule",
 ]
 
 ParamTemplate = tuple[tuple[str, tuple[int, ...]], ...]
@@ -93,7 +96,58 @@ def fedavg() -> Aggregator:
     return Aggregator(init=init, apply=apply)
 
 
-AGGREGATORS: Mapping[str, Callable[..., Aggregator]] = {"fedavg": fedavg}
+class SumState(NamedTuple):
+    """The sum rule's state: how many rounds it has aggregated."""
+
+    num_rounds: int
+
+
+def sum_rule() -> Aggregator:
+    """The unweighted sum of the deltas (used for federated feature statistics).
+
+    Sites submit count, sums and sums of squares onto an all-zero model; the sum of their
+    deltas is the consortium-wide total, accumulated in float64 in ledger order like FedAvg.
+
+    Example:
+      >>> rule = sum_rule()
+      >>> deltas = [{"n": np.ones(1, np.float32)}, {"n": np.full(1, 2.0, np.float32)}]
+      >>> rule.apply(deltas, [1, 1], rule.init())[0]["n"].tolist()
+      [3.0]
+    """
+
+    def init() -> SumState:
+        return SumState(num_rounds=0)
+
+    def apply(
+        deltas: Sequence[Mapping[str, Any]], weights: Sequence[int], state: SumState
+    ) -> tuple[dict[str, Any], SumState]:
+        del weights  # every site's statistics count fully
+        return sum_deltas(deltas), SumState(num_rounds=state.num_rounds + 1)
+
+    return Aggregator(init=init, apply=apply)
+
+
+def sum_deltas(deltas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``sum_i delta_i`` sequentially in float64 (ledger order), rounded once to float32.
+
+    Example:
+      >>> sum_deltas([{"w": np.ones(2, np.float32)}] * 3)["w"].tolist()
+      [3.0, 3.0]
+    """
+    if not deltas:
+        raise FednodeValueError("need >= 1 delta to sum")
+    expected = param_template(deltas[0])
+    flats = [check_delta(delta, expected) for delta in deltas]
+    total: dict[str, np.ndarray] = {}
+    for name, shape in expected:
+        acc = np.zeros(shape, np.float64)
+        for flat in flats:
+            acc = np.add(acc, _to_float64(flat[name]))
+        total[name] = _to_float32(acc)
+    return unflatten_params(total)
+
+
+AGGREGATORS: Mapping[str, Callable[..., Aggregator]] = {"fedavg": fedavg, "sum": sum_rule}
 """Rule name (``TaskSpec.aggregation``) -> factory taking the rule's keyword parameters."""
 
 

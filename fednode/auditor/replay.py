@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.chain.ledger import Ledger
@@ -91,26 +92,26 @@ def _faulty_update(updates: Sequence[LedgerUpdate], base_payload: bytes) -> str 
 
 def _verify_version(
     spec: TaskSpec, previous: GlobalModelRecord, record: GlobalModelRecord,
-    by_id: dict[int, LedgerUpdate],
-) -> VersionVerdict:
+    by_id: dict[int, LedgerUpdate], rule_state: Any,
+) -> tuple[VersionVerdict, Any]:
     committed = record.digest.hex()
     if digest_bytes(record.payload).hex() != committed:
         return VersionVerdict(record.version, committed, digest_bytes(record.payload).hex(), False,
                               record.update_ids, "committed payload does not hash to its digest",
-                              at_fault=f"commit by {record.aggregator}")
+                              at_fault=f"commit by {record.aggregator}"), rule_state
     updates, problem = _listed_updates(record, by_id)
     fault = problem or _faulty_update(updates, previous.payload)
     if fault:
         return VersionVerdict(record.version, committed, "", False, record.update_ids,
-                              "an aggregated update fails verification", at_fault=fault)
-    built = build_global_model(spec, previous.payload, updates)
+                              "an aggregated update fails verification", at_fault=fault), rule_state
+    built = build_global_model(spec, previous.payload, updates, rule_state=rule_state)
     match = built.digest == record.digest
     return VersionVerdict(
         record.version, committed, built.digest.hex(), match, record.update_ids,
         "" if match else "recomputed model differs from the committed one",
         None if match else _first_differing_tensor(built.payload, record.payload),
         None if match else f"commit by {record.aggregator}",
-    )
+    ), built.rule_state
 
 
 def replay_versions(
@@ -125,8 +126,10 @@ def replay_versions(
     by_id = {u.update_id: u for u in updates}
     ordered = sorted(records, key=lambda r: r.version)
     verdicts = [_verify_initial(ordered[0])] if ordered else []
+    rule_state = None
     for previous, record in zip(ordered, ordered[1:], strict=False):
-        verdicts.append(_verify_version(spec, previous, record, by_id))
+        verdict, rule_state = _verify_version(spec, previous, record, by_id, rule_state)
+        verdicts.append(verdict)
     return verdicts
 
 

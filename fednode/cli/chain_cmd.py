@@ -36,7 +36,7 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
     publish.add_argument("--spec-json", type=Path, help="a TaskSpec JSON file")
     publish.add_argument("--kind", choices=("heart", "feature-stats"), default="heart")
     publish.add_argument("--normalization-task", type=int, default=0)
-    publish.add_argument("--rounds", type=int, default=20)
+    publish.add_argument("--rounds", type=int, default=10)
     publish.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     publish.add_argument("--seed", type=int, default=0)
     publish.set_defaults(handler=_publish)

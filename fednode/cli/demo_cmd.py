@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict
@@ -29,7 +30,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     """Registers ``fednode demo``."""
     demo = commands.add_parser("demo", help="run the whole federated task end to end")
     demo.add_argument("--dir", type=Path, default=Path("runs/demo"), help="work folder (wiped)")
-    demo.add_argument("--rounds", type=int, default=20, help="global model versions to train")
+    demo.add_argument("--rounds", type=int, default=10, help="global model versions to train")
     demo.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--validators", type=int, default=4)
@@ -204,11 +205,17 @@ def _finish(report: dict, args: argparse.Namespace, console: Console) -> None:
     console.print(f"pooled accuracy {pooled:.3f} {verdict} FLamby FedAvg {TARGET_POOLED_ACCURACY}")
     if args.report_json:
         args.report_json.parent.mkdir(parents=True, exist_ok=True)
-        args.report_json.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        body = json.dumps(_without_nan(report), indent=2, allow_nan=False)
+        args.report_json.write_text(body + "\n")
         console.print(f"report written to {args.report_json}")
 
 
-def _json_default(value):
-    if isinstance(value, float | int):
-        return value
-    return str(value)
+def _without_nan(value):
+    """JSON has no NaN: an undefined metric (AUC on a one-class test set) becomes null."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

