@@ -96,6 +96,8 @@ class TaskSpec:
         """Parses canonical JSON back into a spec; raises TaskSpecError on bad input."""
         try:
             body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise TaskSpecError(f"task spec JSON must be an object, got {type(body).__name__}")
             body["hidden_sizes"] = tuple(body.get("hidden_sizes", ()))
             body["compression"] = tuple(body.get("compression", ()))
             return cls(**body)
