@@ -21,7 +21,11 @@ LEGACY="$REPO_ROOT/.cache/geth/bin/geth"
 log() { printf 'build_geth: %s\n' "$*" >&2; }
 
 is_wanted_geth() {
-    [[ -x "$1" ]] && "$1" version 2>/dev/null | grep -q "^Version: $GETH_VERSION-"
+    # Capture first: with pipefail, `geth version | grep -q` fails at random when grep exits
+    # before geth has written everything (geth then dies of SIGPIPE).
+    local report
+    [[ -x "$1" ]] && report="$("$1" version 2>/dev/null)" &&
+        grep -q "^Version: $GETH_VERSION-" <<<"$report"
 }
 
 go_needs_checklinkname() {
