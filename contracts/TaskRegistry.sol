@@ -29,44 +29,28 @@ contract TaskRegistry is ITaskRegistry {
     /// @inheritdoc ITaskRegistry
     function publishTask(
         bytes calldata specJson,
-        uint32 rounds,
-        uint32 minUpdates,
-        uint32 maxStaleness,
-        uint64 deadline,
+        TaskParams calldata params,
         bytes calldata initialModel
     ) external returns (uint256 taskId) {
         _checkRole(_consortium.PUBLISHER_ROLE());
-        if (specJson.length == 0) revert TaskRegistryEmptySpec();
-        if (rounds == 0) revert TaskRegistryInvalidRounds(rounds);
-        if (minUpdates == 0) revert TaskRegistryInvalidMinUpdates(minUpdates);
-        if (initialModel.length == 0 || initialModel.length > MAX_PAYLOAD_SIZE) {
-            revert TaskRegistryInvalidInitialModelSize(initialModel.length, MAX_PAYLOAD_SIZE);
-        }
-        if (deadline != 0 && deadline <= block.timestamp) revert TaskRegistryInvalidDeadline(deadline);
-
-        Task memory record = Task({
-            specDigest: keccak256(specJson),
-            initialModelDigest: keccak256(initialModel),
-            publisher: msg.sender,
-            rounds: rounds,
-            minUpdates: minUpdates,
-            maxStaleness: maxStaleness,
-            deadline: deadline,
-            publishedBlock: uint64(block.number),
-            cancelled: false
-        });
-        _tasks.push(record);
-        taskId = _tasks.length;
-        emit TaskPublished(
-            taskId,
-            msg.sender,
-            record.specDigest,
-            record.initialModelDigest,
-            rounds,
-            minUpdates,
-            maxStaleness,
-            deadline
+        _checkParams(specJson.length, params, initialModel.length);
+        _tasks.push(
+            Task({
+                specDigest: keccak256(specJson),
+                initialModelDigest: keccak256(initialModel),
+                publisher: msg.sender,
+                rounds: params.rounds,
+                minUpdates: params.minUpdates,
+                maxStaleness: params.maxStaleness,
+                deadline: params.deadline,
+                publishedBlock: uint64(block.number),
+                cancelled: false,
+                epsilonBudgetMicro: params.epsilonBudgetMicro,
+                aggregatorQuorum: params.aggregatorQuorum
+            })
         );
+        taskId = _tasks.length;
+        _emitPublished(taskId, _tasks[taskId - 1]);
     }
 
     /// @inheritdoc ITaskRegistry
@@ -113,6 +97,41 @@ contract TaskRegistry is ITaskRegistry {
     /// @inheritdoc ITaskRegistry
     function ledger() external view returns (address) {
         return address(_ledger);
+    }
+
+    function _checkParams(uint256 specSize, TaskParams calldata params, uint256 modelSize)
+        private
+        view
+    {
+        if (specSize == 0) revert TaskRegistryEmptySpec();
+        if (params.rounds == 0) revert TaskRegistryInvalidRounds(params.rounds);
+        if (params.minUpdates == 0) revert TaskRegistryInvalidMinUpdates(params.minUpdates);
+        if (params.aggregatorQuorum == 0) {
+            revert TaskRegistryInvalidAggregatorQuorum(params.aggregatorQuorum);
+        }
+        if (modelSize == 0 || modelSize > MAX_PAYLOAD_SIZE) {
+            revert TaskRegistryInvalidInitialModelSize(modelSize, MAX_PAYLOAD_SIZE);
+        }
+        // Deadlines are coarse (hours or days); a validator's few seconds of skew do not matter.
+        // slither-disable-next-line timestamp
+        if (params.deadline != 0 && params.deadline <= block.timestamp) {
+            revert TaskRegistryInvalidDeadline(params.deadline);
+        }
+    }
+
+    function _emitPublished(uint256 taskId, Task storage record) private {
+        emit TaskPublished(
+            taskId,
+            record.publisher,
+            record.specDigest,
+            record.initialModelDigest,
+            record.rounds,
+            record.minUpdates,
+            record.maxStaleness,
+            record.deadline,
+            record.epsilonBudgetMicro,
+            record.aggregatorQuorum
+        );
     }
 
     function _task(uint256 taskId) private view returns (Task storage) {

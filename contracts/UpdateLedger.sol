@@ -24,6 +24,17 @@ contract UpdateLedger is IUpdateLedger {
     mapping(uint256 taskId => mapping(uint32 baseVersion => mapping(address edge => uint256)))
         private _submissions;
     mapping(uint256 taskId => GlobalModel[]) private _globalModels;
+    mapping(uint256 taskId => mapping(address edge => uint64)) private _epsilonSpent;
+    mapping(address edge => Reputation) private _reputation;
+    mapping(uint256 updateId => uint32 version) private _rejectedIn;
+    // Filled through a storage pointer in _recordCommit, which slither does not follow.
+    // slither-disable-next-line uninitialized-state
+    mapping(uint256 taskId => mapping(uint32 version => Commit[])) private _commits;
+    mapping(uint256 taskId => mapping(uint32 version => mapping(bytes32 commitHash => uint256)))
+        private _agreeing;
+    mapping(uint256 taskId => mapping(uint32 version => mapping(address aggregator => bool)))
+        private _committed;
+    mapping(uint256 taskId => mapping(uint32 version => bool)) private _conflicted;
 
     /**
      * @param consortium_ the consortium whose roles this ledger checks.
@@ -50,6 +61,7 @@ contract UpdateLedger is IUpdateLedger {
         if (_submissions[taskId][baseVersion][msg.sender] != 0) {
             revert UpdateLedgerDuplicateSubmission(taskId, baseVersion, msg.sender);
         }
+        _spendEpsilon(taskId, record.epsilonBudgetMicro, epsilonMicro);
 
         bytes32 digest = keccak256(payload);
         _updates.push(
@@ -68,6 +80,9 @@ contract UpdateLedger is IUpdateLedger {
         updateId = _updates.length;
         _submissions[taskId][baseVersion][msg.sender] = updateId;
         _taskUpdateCount[taskId] += 1;
+        Reputation storage facts = _reputation[msg.sender];
+        facts.submitted += 1;
+        if (baseVersion < _globalModels[taskId].length) facts.late += 1;
         emit UpdateSubmitted(
             updateId,
             taskId,
@@ -85,25 +100,37 @@ contract UpdateLedger is IUpdateLedger {
         uint256 taskId,
         uint32 version,
         uint256[] calldata updateIds,
+        uint256[] calldata rejectedIds,
         bytes calldata payload
     ) external {
         _checkRole(_consortium.AGGREGATOR_ROLE());
         ITaskRegistry.Task memory record = _activeTask(taskId);
         uint32 expected = uint32(_globalModels[taskId].length) + 1;
         if (version != expected) revert UpdateLedgerUnexpectedVersion(taskId, version, expected);
+        if (_committed[taskId][version][msg.sender]) {
+            revert UpdateLedgerAlreadyCommitted(taskId, version, msg.sender);
+        }
         _checkPayloadSize(payload.length);
         if (updateIds.length < record.minUpdates) {
             revert UpdateLedgerTooFewUpdates(taskId, updateIds.length, record.minUpdates);
         }
-        _consumeUpdates(taskId, version, record.maxStaleness, updateIds);
+        _checkUpdates(taskId, version, record.maxStaleness, updateIds);
+        _checkRejected(taskId, updateIds, rejectedIds);
 
         bytes32 digest = keccak256(payload);
-        _globalModels[taskId].push(GlobalModel(digest, msg.sender, uint64(block.number), updateIds));
+        bytes32 commitHash = keccak256(abi.encode(digest, updateIds, rejectedIds));
+        uint256 agreeing = _recordCommit(taskId, version, digest, commitHash);
         emit GlobalModelCommitted(taskId, version, digest, msg.sender, updateIds.length);
+        if (agreeing >= record.aggregatorQuorum) {
+            _finalize(taskId, version, digest, updateIds, rejectedIds);
+            emit GlobalModelFinalized(taskId, version, digest, msg.sender, agreeing);
+        }
     }
 
     /// @inheritdoc IUpdateLedger
     function latestVersion(uint256 taskId) external view returns (uint32) {
+        // Called only for its TaskRegistryUnknownTask revert; the record itself is not needed.
+        // slither-disable-next-line unused-return
         _registry.task(taskId);
         return uint32(_globalModels[taskId].length);
     }
@@ -146,6 +173,33 @@ contract UpdateLedger is IUpdateLedger {
     }
 
     /// @inheritdoc IUpdateLedger
+    function commits(uint256 taskId, uint32 version) external view returns (Commit[] memory) {
+        return _commits[taskId][version];
+    }
+
+    /// @inheritdoc IUpdateLedger
+    function conflicted(uint256 taskId, uint32 version) external view returns (bool) {
+        return _conflicted[taskId][version];
+    }
+
+    /// @inheritdoc IUpdateLedger
+    function epsilonSpent(uint256 taskId, address edge) external view returns (uint64) {
+        return _epsilonSpent[taskId][edge];
+    }
+
+    /// @inheritdoc IUpdateLedger
+    function reputation(address edge) external view returns (Reputation memory) {
+        return _reputation[edge];
+    }
+
+    /// @inheritdoc IUpdateLedger
+    function reputationScore(address edge) external view returns (uint256) {
+        Reputation memory facts = _reputation[edge];
+        uint256 seen = uint256(facts.accepted) + facts.rejected + facts.late + 1;
+        return (uint256(facts.accepted) + 1) * 10_000 / seen;
+    }
+
+    /// @inheritdoc IUpdateLedger
     function registry() external view returns (address) {
         return address(_registry);
     }
@@ -171,27 +225,98 @@ contract UpdateLedger is IUpdateLedger {
         }
     }
 
-    function _consumeUpdates(
+    function _spendEpsilon(uint256 taskId, uint64 budget, uint64 epsilonMicro) private {
+        uint64 spent = _epsilonSpent[taskId][msg.sender];
+        if (budget != 0 && uint256(spent) + epsilonMicro > budget) {
+            revert UpdateLedgerPrivacyBudgetExceeded(taskId, msg.sender, spent, epsilonMicro, budget);
+        }
+        if (epsilonMicro != 0) _epsilonSpent[taskId][msg.sender] = spent + epsilonMicro;
+    }
+
+    function _checkUpdates(
         uint256 taskId,
         uint32 version,
         uint32 maxStaleness,
         uint256[] calldata updateIds
-    ) private {
+    ) private view {
         uint256 previous = 0;
         for (uint256 i = 0; i < updateIds.length; ++i) {
             uint256 updateId = updateIds[i];
-            if (updateId == 0 || updateId > _updates.length) revert UpdateLedgerUnknownUpdate(updateId);
-            if (updateId <= previous) revert UpdateLedgerUnorderedUpdates(previous, updateId);
-            Update storage entry = _updates[updateId - 1];
-            if (entry.taskId != taskId) revert UpdateLedgerUpdateNotInTask(updateId, taskId);
+            Update storage entry = _usableUpdate(taskId, previous, updateId);
             if (uint256(entry.baseVersion) + maxStaleness + 1 < version) {
                 revert UpdateLedgerStaleUpdate(updateId, entry.baseVersion, version);
             }
-            if (entry.aggregatedIn != 0) {
-                revert UpdateLedgerUpdateAlreadyAggregated(updateId, entry.aggregatedIn);
-            }
-            entry.aggregatedIn = version;
             previous = updateId;
+        }
+    }
+
+    function _checkRejected(
+        uint256 taskId,
+        uint256[] calldata updateIds,
+        uint256[] calldata rejectedIds
+    ) private view {
+        uint256 previous = 0;
+        uint256 cursor = 0;
+        for (uint256 i = 0; i < rejectedIds.length; ++i) {
+            uint256 updateId = rejectedIds[i];
+            _usableUpdate(taskId, previous, updateId);
+            // both lists increase: advance through updateIds to find a shared id
+            while (cursor < updateIds.length && updateIds[cursor] < updateId) ++cursor;
+            if (cursor < updateIds.length && updateIds[cursor] == updateId) {
+                revert UpdateLedgerRejectedAndAggregated(updateId);
+            }
+            previous = updateId;
+        }
+    }
+
+    function _usableUpdate(uint256 taskId, uint256 previous, uint256 updateId)
+        private
+        view
+        returns (Update storage entry)
+    {
+        if (updateId == 0 || updateId > _updates.length) revert UpdateLedgerUnknownUpdate(updateId);
+        if (updateId <= previous) revert UpdateLedgerUnorderedUpdates(previous, updateId);
+        entry = _updates[updateId - 1];
+        if (entry.taskId != taskId) revert UpdateLedgerUpdateNotInTask(updateId, taskId);
+        if (entry.aggregatedIn != 0) {
+            revert UpdateLedgerUpdateAlreadyAggregated(updateId, entry.aggregatedIn);
+        }
+        if (_rejectedIn[updateId] != 0) {
+            revert UpdateLedgerUpdateAlreadyRejected(updateId, _rejectedIn[updateId]);
+        }
+    }
+
+    function _recordCommit(uint256 taskId, uint32 version, bytes32 digest, bytes32 commitHash)
+        private
+        returns (uint256 agreeing)
+    {
+        Commit[] storage existing = _commits[taskId][version];
+        if (existing.length != 0 && existing[0].commitHash != commitHash) {
+            _conflicted[taskId][version] = true;
+            emit GlobalModelConflict(taskId, version, msg.sender, digest, existing[0].digest);
+        }
+        existing.push(Commit(digest, commitHash, msg.sender, uint64(block.number)));
+        _committed[taskId][version][msg.sender] = true;
+        agreeing = _agreeing[taskId][version][commitHash] + 1;
+        _agreeing[taskId][version][commitHash] = agreeing;
+    }
+
+    function _finalize(
+        uint256 taskId,
+        uint32 version,
+        bytes32 digest,
+        uint256[] calldata updateIds,
+        uint256[] calldata rejectedIds
+    ) private {
+        _globalModels[taskId].push(GlobalModel(digest, msg.sender, uint64(block.number), updateIds));
+        for (uint256 i = 0; i < updateIds.length; ++i) {
+            Update storage entry = _updates[updateIds[i] - 1];
+            entry.aggregatedIn = version;
+            _reputation[entry.edge].accepted += 1;
+        }
+        for (uint256 i = 0; i < rejectedIds.length; ++i) {
+            _rejectedIn[rejectedIds[i]] = version;
+            _reputation[_updates[rejectedIds[i] - 1].edge].rejected += 1;
         }
     }
 

@@ -1,10 +1,12 @@
 """Edge: the HTTP API devices talk to (FastAPI): post signed deltas, pull tasks and global models.
 
 ``POST /v1/updates`` runs, in order: body size limit, JSON and field checks, device lookup,
-signature, timestamp freshness, nonce and one-update-per-base checks, validation of the delta
-against its task (edge_server.intake), then one durable store transaction. Only then does it
-answer 202 and wake the submitter. Every refusal is ``{"error": reason, "detail": text}`` with
-the status from ``edge_server.protocol.STATUS_BY_REASON``; bad input never yields a 5xx.
+signature, per-device rate limit, timestamp freshness, nonce and one-update-per-base checks,
+validation of the delta against its task (edge_server.intake), then one durable store
+transaction. Only then does it answer 202; the submitter is woken once the answer went out.
+Every refusal is ``{"error": reason, "detail": text}`` with the status from
+``edge_server.protocol.STATUS_BY_REASON``; bad input never yields a 5xx. ``/healthz`` reports
+the store and submitter, ``/metrics`` serves Prometheus text (edge_server.metrics).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_server.auth import check_timestamp, public_key_from_hex, verify_envelope
 from edge_server.config import EdgeConfig
+from edge_server.crash import CrashHook
 from edge_server.intake import UpdateIntake
+from edge_server.metrics import EdgeMetrics
 from edge_server.protocol import (
     MAX_INT,
     SIGNATURE_HEADER,
@@ -33,6 +38,7 @@ from edge_server.protocol import (
     parse_envelope,
     status_for,
 )
+from edge_server.ratelimit import RateLimiter
 from edge_server.store import EdgeStore, UpdateRow
 from edge_server.submitter import Submitter
 from fednode.chain.ledger import Ledger
@@ -58,6 +64,9 @@ class _Edge:
     intake: UpdateIntake
     submitter: Submitter | None
     clock: Callable[[], float]
+    metrics: EdgeMetrics
+    limiter: RateLimiter
+    crash: CrashHook
 
 
 def create_app(
@@ -67,6 +76,8 @@ def create_app(
     *,
     submitter: Submitter | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: EdgeMetrics | None = None,
+    crash: CrashHook | None = None,
 ) -> FastAPI:
     """Builds the edge server's FastAPI application.
 
@@ -76,6 +87,8 @@ def create_app(
       store: the durable edge store.
       submitter: woken after each accepted update; without one, rows wait for a later run.
       clock: unix time source for timestamp freshness checks.
+      metrics: the registry ``/metrics`` serves (a new one by default).
+      crash: the test-only crash hook (edge_server.crash); disabled by default.
 
     Returns:
       The application; serve it with uvicorn or drive it with ``fastapi.testclient``.
@@ -88,10 +101,15 @@ def create_app(
       ['/v1/tasks/{task_id}', '/v1/tasks/{task_id}/global']
     """
     intake = UpdateIntake(ledger, max_payload_bytes=config.max_payload_bytes)
-    edge = _Edge(config, ledger, store, intake, submitter, clock)
+    limiter = RateLimiter(rate_per_s=config.device_rate_per_s, burst=config.device_burst)
+    edge = _Edge(
+        config, ledger, store, intake, submitter, clock, metrics or EdgeMetrics(), limiter,
+        crash or CrashHook(None),
+    )  # fmt: skip
     app = FastAPI(title=f"fednode edge server {config.name}", version="1")
     app.state.edge = edge
-    _add_error_handlers(app)
+    _add_error_handlers(app, edge.metrics)
+    _add_timing(app, edge.metrics)
     _add_update_routes(app, edge)
     _add_task_routes(app, edge)
     return app
@@ -103,7 +121,11 @@ def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
         body = await _read_body(request, edge.config.max_body_bytes)
         signature = request.headers.get(SIGNATURE_HEADER)
         row = await run_in_threadpool(_accept_update, edge, body, signature)
-        return JSONResponse({"update_ref": row.ref, "status": row.status.value}, status_code=202)
+        return JSONResponse(
+            {"update_ref": row.ref, "status": row.status.value},
+            status_code=202,
+            background=BackgroundTask(_after_ack, edge, row.local_id),
+        )
 
     @app.get("/v1/updates/{ref}")
     def get_update(ref: _Ref) -> dict[str, Any]:
@@ -121,7 +143,12 @@ def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
             "sender": edge.ledger.sender,
             "updates": edge.store.count_by_status(),
             "submitter_running": running,
+            "confirmations": edge.config.confirmations,
         }
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return PlainTextResponse(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 def _add_task_routes(app: FastAPI, edge: _Edge) -> None:
@@ -145,6 +172,7 @@ def _accept_update(edge: _Edge, body: bytes, signature_header: str | None) -> Up
     if key_hex is None:
         raise UpdateRejectedError("unknown_device", f"device {envelope.device_id} is not enrolled")
     verify_envelope(public_key_from_hex(key_hex), envelope, signature)
+    edge.limiter.take(envelope.device_id)  # only signed requests spend a device's tokens
     check_timestamp(envelope.timestamp, now=edge.clock(), max_skew_s=edge.config.max_clock_skew_s)
     _check_not_held(edge.store, envelope)
     norm = edge.intake.validate(envelope)
@@ -153,9 +181,16 @@ def _accept_update(edge: _Edge, body: bytes, signature_header: str | None) -> Up
         "accepted update %s from %s: task %d base %d, %d examples, norm %.4g",
         row.ref, row.device_id, row.task_id, row.base_version, row.num_examples, norm,
     )  # fmt: skip
+    edge.metrics.count("updates_accepted_total")
+    return row
+
+
+def _after_ack(edge: _Edge, local_id: int) -> None:
+    """Runs once the 202 went out: the crash hook's first point, then the submitter."""
+    edge.crash.acknowledged(local_id)
+    edge.crash.reached("after_ack", local_id)
     if edge.submitter is not None:
         edge.submitter.notify()
-    return row
 
 
 def _check_not_held(store: EdgeStore, envelope: UpdateEnvelope) -> None:
@@ -196,6 +231,8 @@ def _update_json(row: UpdateRow) -> dict[str, Any]:
         "epsilon_micro": row.epsilon_micro,
         "chain_update_id": row.chain_update_id,
         "tx_hash": None if row.tx_hash is None else row.tx_hash.hex(),
+        "tx_nonce": row.tx_nonce,
+        "block_number": row.block_number,
         "error": row.error,
         "accepted_at": row.created_at,
         "updated_at": row.updated_at,
@@ -229,15 +266,31 @@ def _global_json(record: GlobalModelRecord) -> dict[str, Any]:
 # ---- errors -------------------------------------------------------------------------------
 
 
-def _error(status: int, reason: str, detail: Any) -> JSONResponse:
-    return JSONResponse({"error": reason, "detail": detail}, status_code=status)
+def _error(
+    status: int, reason: str, detail: Any, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status, headers=headers)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_timing(app: FastAPI, metrics: EdgeMetrics) -> None:
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.observe_request(path, response.status_code, time.perf_counter() - started)
+        return response
+
+
+def _add_error_handlers(app: FastAPI, metrics: EdgeMetrics) -> None:
     @app.exception_handler(UpdateRejectedError)
     async def rejected(request: Request, exc: UpdateRejectedError) -> JSONResponse:
         logger.info("refused %s %s: %s", request.method, request.url.path, exc)
-        return _error(status_for(exc.reason), exc.reason, exc.detail)
+        metrics.count_rejected(exc.reason)
+        retry = getattr(exc, "retry_after_s", None)
+        headers = None if retry is None else {"Retry-After": str(max(1, round(retry)))}
+        return _error(status_for(exc.reason), exc.reason, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -32,7 +32,15 @@ class EdgeConfig:
       submit_poll_interval_s: how often the submitter looks for pending rows when idle.
       submit_backoff_initial_s: first retry delay after the chain could not be reached.
       submit_backoff_max_s: cap of the exponential retry delay.
-      confirmations: blocks on top of a write's block before it counts (Clique is never final).
+      confirmations: blocks on top of an update's block before it counts as committed
+        (Clique is never final; 5 by default).
+      max_in_flight: most signed transactions of the operator account pending at once
+        (geth guarantees an account 16 pool slots).
+      device_rate_per_s: per-device token bucket refill rate (0 disables rate limiting).
+      device_burst: per-device token bucket size.
+      tls_certfile: operator certificate (PEM); with ``tls_keyfile`` the edge serves HTTPS.
+      tls_keyfile: the certificate's private key (PEM).
+      tls_client_ca: CA bundle of device client certificates; set, TLS is mutual.
       rpc_url: JSON-RPC endpoint of the operator's validator node (service entry point only).
       deployment_path: JSON file with the deployed contract addresses (service entry point only).
       key_path: file with the operator's private key (service entry point only).
@@ -53,7 +61,13 @@ class EdgeConfig:
     submit_poll_interval_s: float = 1.0
     submit_backoff_initial_s: float = 0.5
     submit_backoff_max_s: float = 30.0
-    confirmations: int = 0
+    confirmations: int = 5
+    max_in_flight: int = 16
+    device_rate_per_s: float = 2.0
+    device_burst: int = 20
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_client_ca: str | None = None
     rpc_url: str | None = None
     deployment_path: str | None = None
     key_path: str | None = None
@@ -117,4 +131,12 @@ def _check_config(config: EdgeConfig) -> list[str]:
         problems.append("submit_poll_interval_s and submit_backoff_initial_s must be > 0")
     if config.submit_backoff_max_s < config.submit_backoff_initial_s:
         problems.append("submit_backoff_max_s must be >= submit_backoff_initial_s")
+    if not 1 <= config.max_in_flight <= 64 or config.device_rate_per_s < 0:
+        problems.append("max_in_flight must be in 1..64 and device_rate_per_s >= 0")
+    if config.device_burst < 1:
+        problems.append("device_burst must be >= 1")
+    if (config.tls_certfile is None) != (config.tls_keyfile is None):
+        problems.append("tls_certfile and tls_keyfile go together")
+    if config.tls_client_ca is not None and config.tls_certfile is None:
+        problems.append("tls_client_ca (mutual TLS) needs tls_certfile and tls_keyfile")
     return problems

@@ -31,6 +31,7 @@ from edge_server.auth import (
     sign_envelope,
 )
 from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
+from edge_server.tls import client_ssl_context
 from fednode.codec import Params, decode_params, digest_bytes, encode_params
 from fednode.errors import CodecError, EdgeError, FednodeValueError
 from fednode.types import TaskRecord, TaskSpec, TaskState
@@ -97,6 +98,8 @@ class EdgeClient:
       http: an httpx client to use (tests pass FastAPI's TestClient); one is made otherwise.
       timeout_s: per-request timeout of a client made here.
       clock: unix time source for the signed timestamp.
+      tls_ca: the operator certificate (PEM) to trust for an ``https`` edge; devices pin it.
+      tls_client_cert: ``(cert, key)`` PEM paths of this device for mutual TLS.
 
     Example:
       >>> client = EdgeClient("http://127.0.0.1:1", DeviceIdentity.generate())
@@ -114,11 +117,19 @@ class EdgeClient:
         http: httpx.Client | None = None,
         timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        tls_ca: str | Path | None = None,
+        tls_client_cert: tuple[str | Path, str | Path] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._identity = identity
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=timeout_s)
+        if http is None:
+            verify: Any = True
+            if tls_ca is not None:
+                cert, key = tls_client_cert or (None, None)
+                verify = client_ssl_context(tls_ca, cert_path=cert, key_path=key)
+            http = httpx.Client(timeout=timeout_s, verify=verify)
+        self._http = http
         self._clock = clock
 
     def __enter__(self) -> EdgeClient:
@@ -202,7 +213,10 @@ class EdgeClient:
     def wait_submitted(
         self, ref: str, timeout: float = 60.0, *, poll_s: float = 0.2
     ) -> dict[str, Any]:
-        """Polls until the update is on the chain; returns its status record.
+        """Polls until the update is committed on the chain; returns its status record.
+
+        "Committed" means on chain at the edge's confirmation depth
+        (``accepted -> signed -> sent -> committed``).
 
         Raises:
           EdgeError: ``(409, "chain_refused")`` when the chain refused it (``detail`` names the
@@ -211,13 +225,16 @@ class EdgeClient:
         deadline = time.monotonic() + timeout
         while True:
             status = self.update_status(ref)
-            if status["status"] == "submitted":
+            if status["status"] == "committed":
                 return status
             if status["status"] == "failed":
                 raise _edge_error(_STATUS_FAILED, "chain_refused", str(status["error"]))
             if time.monotonic() >= deadline:
-                raise _edge_error(_STATUS_TIMEOUT, "timeout", f"update {ref} still accepted")
+                detail = f"update {ref} still {status['status']}"
+                raise _edge_error(_STATUS_TIMEOUT, "timeout", detail)
             time.sleep(poll_s)
+
+    wait_committed = wait_submitted
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:

@@ -71,6 +71,7 @@ STATUS_BY_REASON: Mapping[str, int] = {
     "task_closed": 409,
     "body_too_large": 413,
     "payload_too_large": 413,
+    "rate_limited": 429,
     "wrong_keys": 422,
     "wrong_shape": 422,
     "wrong_dtype": 422,

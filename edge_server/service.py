@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -20,8 +21,11 @@ import uvicorn
 from edge_server.app import create_app
 from edge_server.auth import public_key_from_hex, public_key_to_hex
 from edge_server.config import EdgeConfig
+from edge_server.crash import CrashHook
+from edge_server.logs import configure_logging
+from edge_server.metrics import EdgeMetrics
 from edge_server.protocol import DEVICE_ID_PATTERN
-from edge_server.store import EdgeStore
+from edge_server.store import EdgeStore, UpdateRow, UpdateStatus
 from edge_server.submitter import Submitter
 from fednode.chain.ledger import Ledger
 from fednode.errors import EdgeError, FednodeError, FednodeValueError
@@ -64,6 +68,7 @@ class EdgeServer:
       ledger: a Ledger acting as the edge operator's account.
       store: an open store to use; by default one is opened at ``config.db_path`` and closed
         by :meth:`stop`.
+      crash: test-only crash hook; by default read from ``FEDNODE_EDGE_CRASH_AT``.
 
     Example:
       >>> from fednode.chain.memory_ledger import InMemoryLedger
@@ -73,18 +78,35 @@ class EdgeServer:
       True
     """
 
-    def __init__(self, config: EdgeConfig, ledger: Ledger, *, store: EdgeStore | None = None):
+    def __init__(
+        self,
+        config: EdgeConfig,
+        ledger: Ledger,
+        *,
+        store: EdgeStore | None = None,
+        crash: CrashHook | None = None,
+    ):
         self.config = config
         self._owns_store = store is None
         self.store = store if store is not None else EdgeStore(config.db_path)
+        self.metrics = EdgeMetrics()
+        crash = crash if crash is not None else CrashHook.from_env()
+        if crash.point is not None:  # test-only: crash on rows this process accepts
+            crash.watermark = max((r.local_id for r in self.store.list_updates()), default=0)
         self.submitter = Submitter(
             self.store,
             ledger,
             poll_interval_s=config.submit_poll_interval_s,
             backoff_initial_s=config.submit_backoff_initial_s,
             backoff_max_s=config.submit_backoff_max_s,
+            confirmations=config.confirmations,
+            max_in_flight=config.max_in_flight,
+            crash=crash,
+            on_event=self._count_transition,
         )
-        self.app = create_app(config, ledger, self.store, submitter=self.submitter)
+        self.app = create_app(
+            config, ledger, self.store, submitter=self.submitter, metrics=self.metrics, crash=crash
+        )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -100,11 +122,23 @@ class EdgeServer:
 
     @property
     def url(self) -> str:
-        """Base URL devices use; valid once started."""
+        """Base URL devices use (https with an operator certificate); valid once started."""
         if self._port is None:
             raise EdgeError(0, "edge server is not started")
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self.config.tls_certfile else "http"
+        return f"{scheme}://{host}:{self._port}"
+
+    def _count_transition(self, status: UpdateStatus, row: UpdateRow) -> None:
+        del row
+        names = {
+            UpdateStatus.SIGNED: "updates_signed_total",
+            UpdateStatus.SENT: "updates_submitted_total",
+            UpdateStatus.COMMITTED: "updates_committed_total",
+            UpdateStatus.FAILED: "updates_failed_total",
+        }
+        if status in names:
+            self.metrics.count(names[status])
 
     def start(self, *, timeout_s: float = 10.0) -> None:
         """Starts the submitter and serves HTTP in a background thread; returns when listening.
@@ -165,9 +199,15 @@ class EdgeServer:
         return sock
 
     def _make_server(self) -> uvicorn.Server:
+        tls: dict[str, object] = {}
+        if self.config.tls_certfile:
+            tls = {"ssl_certfile": self.config.tls_certfile, "ssl_keyfile": self.config.tls_keyfile}
+        if self.config.tls_client_ca:
+            tls.update(ssl_ca_certs=self.config.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
         config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
-        )
+            self.app, lifespan="off", log_config=None, access_log=False,
+            timeout_graceful_shutdown=5, **tls,  # type: ignore[arg-type]
+        )  # fmt: skip
         return uvicorn.Server(config)
 
 
@@ -206,7 +246,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--deployment", required=True, help="deployment JSON (contract addresses)")
     parser.add_argument("--key", required=True, help="operator private key file (hex)")
     parser.add_argument("--rpc", required=True, help="JSON-RPC URL of the operator's node")
-    parser.add_argument("--confirmations", type=int, default=0, help="blocks before a write counts")
+    parser.add_argument(
+        "--confirmations", type=int, default=5, help="blocks on top before an update counts (5)"
+    )
+    parser.add_argument("--max-in-flight", type=int, default=16, help="pending tx cap (16)")
+    parser.add_argument("--rate", type=float, default=2.0, help="per-device requests/s (2)")
+    parser.add_argument("--burst", type=int, default=20, help="per-device burst (20)")
+    parser.add_argument("--poll", type=float, default=0.5, help="submitter idle poll, s (0.5)")
+    parser.add_argument("--tls-cert", help="operator certificate (PEM): serve HTTPS")
+    parser.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    parser.add_argument("--tls-client-ca", help="require device client certs from this CA")
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), default="json", help="log lines (json)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -214,19 +266,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``edge_server``; returns the process exit code."""
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(json_lines=args.log_format == "json", verbose=args.verbose)
     try:
         config = EdgeConfig(
             name=args.name, host=args.host, port=args.port, db_path=args.db,
             rpc_url=args.rpc, deployment_path=args.deployment, key_path=args.key,
-            confirmations=args.confirmations,
+            confirmations=args.confirmations, max_in_flight=args.max_in_flight,
+            device_rate_per_s=args.rate, device_burst=args.burst,
+            submit_poll_interval_s=args.poll, tls_certfile=args.tls_cert,
+            tls_keyfile=args.tls_key, tls_client_ca=args.tls_client_ca,
         )  # fmt: skip
-        ledger = build_web3_ledger(
-            args.rpc, args.deployment, args.key, confirmations=config.confirmations
-        )
+        ledger = build_web3_ledger(args.rpc, args.deployment, args.key)
         run_edge(config, ledger)
     except FednodeError as exc:
         print(f"edge_server: error: {exc}", file=sys.stderr)

@@ -1,19 +1,24 @@
 """Edge: the background worker that moves accepted updates from the store onto the chain.
 
-Rows are submitted one at a time in acceptance order with the edge operator's ledger account.
-A contract refusal marks the row ``failed`` with the decoded custom-error name; a chain that
-cannot be reached leaves the row ``accepted`` and the worker retries with exponential backoff,
-so nothing accepted is lost, also across restarts. Each attempt is counted in the store before
-the transaction is sent; a row that was attempted before (a timeout, a crash) is first looked
-up on the ledger, so a transaction that did land is recorded instead of being sent twice.
+With a ledger that can sign, send and confirm separately (``Web3Ledger``), each pass runs the
+durable outbox (edge_server.outbox): raw transactions are stored before they are sent and
+re-broadcast after a crash, and an update counts as ``committed`` only ``confirmations`` blocks
+deep. Other ledgers (``InMemoryLedger``, whose writes are final at once) get one
+``submit_update`` call per row; a row attempted before is first looked up on the ledger, so an
+update that did land is recorded instead of being sent twice. A contract refusal marks the row
+``failed`` with the decoded custom-error name; a chain that cannot be reached leaves it where it
+is, and the worker retries with exponential backoff, also across restarts.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
-from edge_server.store import EdgeStore, UpdateRow
+from edge_server.crash import CrashHook
+from edge_server.outbox import Outbox, supports_outbox
+from edge_server.store import EdgeStore, UpdateRow, UpdateStatus
 from fednode.chain.ledger import Ledger
 from fednode.errors import ChainError, ContractRevertError, FednodeError
 from fednode.types import LedgerUpdate
@@ -21,6 +26,8 @@ from fednode.types import LedgerUpdate
 __all__ = ["Submitter"]
 
 logger = logging.getLogger(__name__)
+
+EventSink = Callable[[UpdateStatus, UpdateRow], None]
 
 
 class Submitter:
@@ -32,6 +39,11 @@ class Submitter:
       poll_interval_s: idle wait between passes when nothing notifies the worker.
       backoff_initial_s: first wait after the chain could not be reached.
       backoff_max_s: cap of the doubling wait.
+      confirmations: blocks on top of the including block before an update is committed.
+      max_in_flight: most signed transactions pending at once (outbox only).
+      resend_after_s: how long a sent transaction may lack a receipt before it is re-sent.
+      crash: test-only crash hook (edge_server.crash).
+      on_event: called with ``(status, row)`` after each transition (metrics).
 
     Example:
       >>> from fednode.chain.memory_ledger import InMemoryLedger
@@ -48,11 +60,25 @@ class Submitter:
         poll_interval_s: float = 1.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        confirmations: int = 0,
+        max_in_flight: int = 16,
+        resend_after_s: float = 3.0,
+        crash: CrashHook | None = None,
+        on_event: EventSink | None = None,
     ) -> None:
         self._store = store
         self._ledger = ledger
         self._poll_interval_s = poll_interval_s
         self._backoff = (backoff_initial_s, backoff_max_s)
+        self._crash = crash or CrashHook(None)
+        self._on_event: EventSink = on_event or (lambda status, row: None)
+        self._outbox: Outbox | None = None
+        if supports_outbox(ledger):
+            self._outbox = Outbox(
+                store, ledger, confirmations=confirmations, max_in_flight=max_in_flight,
+                resend_after_s=resend_after_s, crash=self._crash,
+                on_event=self._on_event,
+            )  # fmt: skip
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass_lock = threading.Lock()
@@ -87,42 +113,51 @@ class Submitter:
         """Whether the worker thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def uses_outbox(self) -> bool:
+        """Whether rows go through the sign/send/confirm outbox (else direct submits)."""
+        return self._outbox is not None
+
     # ---- one pass ------------------------------------------------------------------------
 
     def submit_pending(self) -> int:
-        """Submits every pending row in order; returns how many rows were settled.
+        """Runs one pass; returns how many rows moved.
 
         Raises:
           ChainError: the chain could not be reached (also ``OSError`` from the transport);
-            the row stays ``accepted`` and the rows after it are not tried (order is kept).
+            the row keeps its state and the rows after it are not tried (order is kept).
         """
         return self._submit_pass(threading.Event())
 
     def _submit_pass(self, stop: threading.Event) -> int:
-        settled = 0
         with self._pass_lock:
+            if self._outbox is not None:
+                return self._outbox.run_pass()
+            settled = 0
             for row in self._store.pending_updates():
                 if stop.is_set():
                     break
+                if not self._crash.ready(row.local_id):
+                    continue
                 self._submit_row(row)
                 settled += 1
-        return settled
+            return settled
+
+    # ---- direct path (ledgers whose writes are final at once) ----------------------------
 
     def _submit_row(self, row: UpdateRow) -> None:
+        self._crash.reached("before_sign", row.local_id)
         if row.attempts > 0:
             landed = self._find_on_ledger(row)
             if landed is not None:
-                self._record_submitted(row, landed.update_id, landed)
+                self._record_committed(row, landed.update_id, landed)
                 return
         self._store.mark_attempt(row.local_id)
         try:
             update_id = self._ledger.submit_update(
-                row.task_id,
-                row.base_version,
-                row.payload,
-                num_examples=row.num_examples,
-                epsilon_micro=row.epsilon_micro,
-            )
+                row.task_id, row.base_version, row.payload,
+                num_examples=row.num_examples, epsilon_micro=row.epsilon_micro,
+            )  # fmt: skip
         except ContractRevertError as exc:
             self._record_refusal(row, exc)
             return
@@ -130,25 +165,30 @@ class Submitter:
             self._store.note_error(row.local_id, f"{type(exc).__name__}: {exc}")
             raise
         except FednodeError as exc:  # a value the ledger refuses before sending: final
-            self._store.mark_failed(row.local_id, f"{type(exc).__name__}: {exc}")
-            logger.warning("update %s refused before sending: %s", row.ref, exc)
+            self._record_failed(row, f"{type(exc).__name__}: {exc}")
             return
-        self._record_submitted(row, update_id, self._lookup_quietly(row, update_id))
+        self._record_committed(row, update_id, self._lookup_quietly(row, update_id))
 
     def _record_refusal(self, row: UpdateRow, exc: ContractRevertError) -> None:
         landed = self._find_on_ledger(row) if row.attempts > 0 else None
         if landed is not None:  # our own earlier transaction made this one a duplicate
-            self._record_submitted(row, landed.update_id, landed)
+            self._record_committed(row, landed.update_id, landed)
             return
-        self._store.mark_failed(row.local_id, exc.name or str(exc))
-        logger.warning("update %s refused by the chain: %s", row.ref, exc)
+        self._record_failed(row, exc.name or str(exc))
 
-    def _record_submitted(
+    def _record_failed(self, row: UpdateRow, error: str) -> None:
+        self._store.mark_failed(row.local_id, error)
+        self._on_event(UpdateStatus.FAILED, row)
+        logger.warning("update %s refused: %s", row.ref, error)
+
+    def _record_committed(
         self, row: UpdateRow, update_id: int, landed: LedgerUpdate | None
     ) -> None:
         tx_hash = None if landed is None else landed.tx_hash
-        self._store.mark_submitted(row.local_id, update_id, tx_hash)
-        logger.info("update %s submitted as chain update %d", row.ref, update_id)
+        block = None if landed is None else landed.block_number
+        self._store.mark_committed(row.local_id, update_id, tx_hash, block=block)
+        self._on_event(UpdateStatus.COMMITTED, row)
+        logger.info("update %s committed as chain update %d", row.ref, update_id)
 
     def _find_on_ledger(self, row: UpdateRow) -> LedgerUpdate | None:
         sender = self._ledger.sender.lower()
@@ -173,14 +213,21 @@ class Submitter:
         while not stop.is_set():
             self._wake.clear()
             try:
-                self._submit_pass(stop)
-            except Exception as exc:  # keep the worker alive; the row stays accepted
+                moved = self._submit_pass(stop)
+            except Exception as exc:  # keep the worker alive; rows keep their state
                 _log_pass_failure(exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, cap)
                 continue
             delay = initial
-            self._wake.wait(self._poll_interval_s)
+            if not moved or not self.uses_outbox:
+                self._wake.wait(self._in_flight_wait())
+
+    def _in_flight_wait(self) -> float:
+        # While transactions are in flight, poll for receipts a bit faster than when idle.
+        if self._outbox is not None and self._store.in_flight_updates():
+            return min(self._poll_interval_s, 0.25)
+        return self._poll_interval_s
 
 
 def _log_pass_failure(exc: Exception, delay: float) -> None:
@@ -188,3 +235,4 @@ def _log_pass_failure(exc: Exception, delay: float) -> None:
         logger.warning("chain unreachable, retrying in %.1f s: %s", delay, exc)
     else:
         logger.exception("submitter pass failed, retrying in %.1f s", delay)
+

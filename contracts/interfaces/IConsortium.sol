@@ -8,9 +8,59 @@ import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol"
  * @notice Members and roles of a federated learning consortium, and the validator (Clique
  * signer) address of every edge operator.
  * @dev Roles: PUBLISHER_ROLE posts tasks, EDGE_ROLE submits updates, AGGREGATOR_ROLE commits
- * global models, AUDITOR_ROLE is informational. DEFAULT_ADMIN_ROLE administers all of them.
+ * global models, AUDITOR_ROLE is informational. While bootstrapping, DEFAULT_ADMIN_ROLE grants
+ * and revokes them and registers the initial edges; after {endBootstrap} every membership
+ * change is a proposal of an edge operator that executes once enough edge operators voted for
+ * it ({requiredVotes}: `voteQuorumPercent` of the current edge operators, rounded up).
  */
 interface IConsortium is IAccessControl {
+    /// @dev What a membership proposal does with `role` for `account`.
+    enum ProposalAction {
+        Add,
+        Remove
+    }
+
+    /// @dev A membership proposal; `validator` and `name` only matter when adding EDGE_ROLE.
+    struct Proposal {
+        ProposalAction action;
+        bytes32 role;
+        address account;
+        address validator;
+        address proposer;
+        bool executed;
+        string name;
+        address[] voters;
+    }
+
+    /// @dev The bootstrap phase is over: roles change only through proposals.
+    error ConsortiumBootstrapEnded();
+
+    /// @dev `role` is not one of the four governed roles.
+    error ConsortiumUngovernedRole(bytes32 role);
+
+    /// @dev `account` is the zero address.
+    error ConsortiumInvalidAccount(address account);
+
+    /// @dev `account` already holds `role`.
+    error ConsortiumAlreadyMember(bytes32 role, address account);
+
+    /// @dev `account` does not hold `role`.
+    error ConsortiumNotMember(bytes32 role, address account);
+
+    /// @dev No proposal has id `proposalId`.
+    error ConsortiumUnknownProposal(uint256 proposalId);
+
+    /// @dev Proposal `proposalId` was already executed.
+    error ConsortiumProposalClosed(uint256 proposalId);
+
+    /// @dev `voter` already voted for proposal `proposalId`.
+    error ConsortiumAlreadyVoted(uint256 proposalId, address voter);
+
+    /// @dev `edge` is the last edge operator; removing it would leave nobody to vote or seal.
+    error ConsortiumLastEdge(address edge);
+
+    /// @dev A vote quorum is a percentage in 1..100.
+    error ConsortiumInvalidQuorum(uint16 quorumPercent);
     /// @dev `edge` is the zero address.
     error ConsortiumInvalidEdge(address edge);
 
@@ -25,6 +75,34 @@ interface IConsortium is IAccessControl {
 
     /// @notice `edge` was registered with validator `validator` and granted EDGE_ROLE.
     event EdgeRegistered(address indexed edge, address indexed validator, string name);
+
+    /// @notice `edge` (with validator `validator`) left the consortium; EDGE_ROLE was revoked.
+    event EdgeRemoved(address indexed edge, address indexed validator);
+
+    /// @notice `proposer` proposed to add or remove `role` for `account`.
+    event ProposalCreated(
+        uint256 indexed proposalId,
+        address indexed proposer,
+        ProposalAction action,
+        bytes32 indexed role,
+        address account,
+        address validator,
+        string name
+    );
+
+    /// @notice `voter` voted for `proposalId`; `votes` of `required` live votes are in.
+    event VoteCast(uint256 indexed proposalId, address indexed voter, uint256 votes, uint256 required);
+
+    /// @notice Proposal `proposalId` was executed: `role` added to or removed from `account`.
+    event ProposalExecuted(
+        uint256 indexed proposalId, ProposalAction action, bytes32 indexed role, address indexed account
+    );
+
+    /// @notice `admin` ended the bootstrap phase; from now on roles change only by vote.
+    event BootstrapEnded(address indexed admin);
+
+    /// @notice The vote quorum changed from `oldPercent` to `newPercent` of the edge operators.
+    event VoteQuorumChanged(uint16 oldPercent, uint16 newPercent);
 
     /// @notice Role id of task publishers.
     function PUBLISHER_ROLE() external view returns (bytes32);
@@ -42,6 +120,7 @@ interface IConsortium is IAccessControl {
      * @notice Registers edge operator `edge` with its validator address and grants it EDGE_ROLE.
      * @dev Requirements:
      * - the caller has DEFAULT_ADMIN_ROLE;
+     * - the consortium is still bootstrapping;
      * - `edge` and `validator` are non-zero;
      * - neither `edge` nor `validator` is registered yet.
      *
@@ -72,4 +151,93 @@ interface IConsortium is IAccessControl {
      * @dev Requirements: none. Emits nothing.
      */
     function edges() external view returns (address[] memory);
+
+    /**
+     * @notice Proposes to add `role` to `account` (with `validator` and `name` for EDGE_ROLE)
+     * or to remove it; the proposer's vote is counted at once.
+     * @dev Requirements:
+     * - the caller has EDGE_ROLE;
+     * - `role` is PUBLISHER_ROLE, EDGE_ROLE, AGGREGATOR_ROLE or AUDITOR_ROLE; `account` non-zero;
+     * - Add: `account` lacks `role`; for EDGE_ROLE `validator` is non-zero and unregistered;
+     * - Remove: `account` holds `role`; an edge operator is not the last one.
+     *
+     * Emits {ProposalCreated}, {VoteCast} and, when the quorum is reached, {ProposalExecuted}
+     * with {RoleGranted}/{RoleRevoked} and {EdgeRegistered}/{EdgeRemoved}.
+     */
+    function propose(
+        ProposalAction action,
+        bytes32 role,
+        address account,
+        address validator,
+        string calldata name
+    ) external returns (uint256 proposalId);
+
+    /**
+     * @notice Votes for proposal `proposalId`; executes it once the quorum is reached.
+     * @dev Requirements:
+     * - the caller has EDGE_ROLE;
+     * - the proposal exists, is not executed, and the caller has not voted for it;
+     * - on execution, the proposal's requirements (see {propose}) still hold.
+     *
+     * Emits {VoteCast} and, when the quorum is reached, {ProposalExecuted} and role events.
+     */
+    function vote(uint256 proposalId) external;
+
+    /**
+     * @notice Ends the bootstrap phase: the admin can no longer grant, revoke or register.
+     * @dev Requirements: the caller has DEFAULT_ADMIN_ROLE; still bootstrapping.
+     *
+     * Emits a {BootstrapEnded} event.
+     */
+    function endBootstrap() external;
+
+    /**
+     * @notice Sets the share of edge operators (percent, rounded up) a proposal needs.
+     * @dev Requirements: the caller has DEFAULT_ADMIN_ROLE; 1 <= `quorumPercent` <= 100.
+     *
+     * Emits a {VoteQuorumChanged} event.
+     */
+    function setVoteQuorum(uint16 quorumPercent) external;
+
+    /**
+     * @notice Whether the admin may still grant and revoke roles directly.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function bootstrapping() external view returns (bool);
+
+    /**
+     * @notice The vote quorum in percent of the edge operators.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function voteQuorumPercent() external view returns (uint16);
+
+    /**
+     * @notice Live votes a proposal needs now: ceil(edgeCount * voteQuorumPercent / 100), >= 1.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function requiredVotes() external view returns (uint256);
+
+    /**
+     * @notice Number of accounts holding EDGE_ROLE.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function edgeCount() external view returns (uint256);
+
+    /**
+     * @notice Proposal `proposalId` (ids run from 1 to {proposalCount}).
+     * @dev Requirements: the proposal exists. Emits nothing.
+     */
+    function proposal(uint256 proposalId) external view returns (Proposal memory);
+
+    /**
+     * @notice Votes of proposal `proposalId` cast by accounts that still hold EDGE_ROLE.
+     * @dev Requirements: the proposal exists. Emits nothing.
+     */
+    function liveVotes(uint256 proposalId) external view returns (uint256);
+
+    /**
+     * @notice Number of proposals ever made.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function proposalCount() external view returns (uint256);
 }

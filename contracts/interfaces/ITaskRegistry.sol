@@ -37,6 +37,20 @@ interface ITaskRegistry {
         uint64 deadline;
         uint64 publishedBlock;
         bool cancelled;
+        uint64 epsilonBudgetMicro;
+        uint32 aggregatorQuorum;
+    }
+
+    /// @dev The fields of a task spec that the contracts enforce (all in the spec JSON too).
+    /// `epsilonBudgetMicro` is the privacy budget per edge in micro-epsilon (0: unlimited);
+    /// `aggregatorQuorum` is how many aggregators must commit the same global model.
+    struct TaskParams {
+        uint32 rounds;
+        uint32 minUpdates;
+        uint32 maxStaleness;
+        uint64 deadline;
+        uint64 epsilonBudgetMicro;
+        uint32 aggregatorQuorum;
     }
 
     /// @dev No task has id `taskId`.
@@ -56,6 +70,9 @@ interface ITaskRegistry {
 
     /// @dev `deadline` is not zero and not in the future.
     error TaskRegistryInvalidDeadline(uint64 deadline);
+
+    /// @dev A global model needs at least one aggregator's commit.
+    error TaskRegistryInvalidAggregatorQuorum(uint32 aggregatorQuorum);
 
     /// @dev The task spec JSON is empty.
     error TaskRegistryEmptySpec();
@@ -78,7 +95,9 @@ interface ITaskRegistry {
         uint32 rounds,
         uint32 minUpdates,
         uint32 maxStaleness,
-        uint64 deadline
+        uint64 deadline,
+        uint64 epsilonBudgetMicro,
+        uint32 aggregatorQuorum
     );
 
     /// @notice Task `taskId` was cancelled by its publisher.
@@ -91,7 +110,7 @@ interface ITaskRegistry {
      * @notice Publishes a task; its spec JSON and initial model stay in this call's calldata.
      * @dev Requirements:
      * - the caller has the consortium's PUBLISHER_ROLE;
-     * - `specJson` is non-empty, `rounds` > 0, `minUpdates` > 0;
+     * - `specJson` is non-empty, `rounds` > 0, `minUpdates` > 0, `aggregatorQuorum` > 0;
      * - `initialModel` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
      * - `deadline` is 0 (none) or later than the current block timestamp.
      *
@@ -99,10 +118,7 @@ interface ITaskRegistry {
      */
     function publishTask(
         bytes calldata specJson,
-        uint32 rounds,
-        uint32 minUpdates,
-        uint32 maxStaleness,
-        uint64 deadline,
+        TaskParams calldata params,
         bytes calldata initialModel
     ) external returns (uint256 taskId);
 

@@ -31,6 +31,24 @@ interface IUpdateLedger {
         uint256[] updateIds;
     }
 
+    /// @dev One aggregator's commit of a version; `commitHash` binds digest, updates, rejections.
+    struct Commit {
+        bytes32 digest;
+        bytes32 commitHash;
+        address aggregator;
+        uint64 blockNumber;
+    }
+
+    /// @dev Ledger facts about an edge over all tasks: updates submitted, aggregated into a
+    /// final version, reported as filtered out by the aggregators, and submitted on a base
+    /// older than the latest version.
+    struct Reputation {
+        uint64 submitted;
+        uint64 accepted;
+        uint64 rejected;
+        uint64 late;
+    }
+
     /// @dev Task `taskId` is in state `current`, which accepts no updates or global models.
     error UpdateLedgerUnexpectedTaskState(uint256 taskId, ITaskRegistry.TaskState current);
 
@@ -72,6 +90,21 @@ interface IUpdateLedger {
     /// @dev Update `updateId` is already aggregated into global version `version`.
     error UpdateLedgerUpdateAlreadyAggregated(uint256 updateId, uint32 version);
 
+    /// @dev Update `updateId` was reported as rejected for version `version` already.
+    error UpdateLedgerUpdateAlreadyRejected(uint256 updateId, uint32 version);
+
+    /// @dev Update `updateId` is both aggregated and reported as rejected in one commit.
+    error UpdateLedgerRejectedAndAggregated(uint256 updateId);
+
+    /// @dev `edge` has spent `spent` of its `budget` micro-epsilon on task `taskId` and asks
+    /// for `requested` more.
+    error UpdateLedgerPrivacyBudgetExceeded(
+        uint256 taskId, address edge, uint64 spent, uint64 requested, uint64 budget
+    );
+
+    /// @dev `aggregator` already committed version `version` of task `taskId`.
+    error UpdateLedgerAlreadyCommitted(uint256 taskId, uint32 version, address aggregator);
+
     /// @dev Task `taskId` has no global version `version` yet.
     error UpdateLedgerUnknownVersion(uint256 taskId, uint32 version);
 
@@ -96,6 +129,25 @@ interface IUpdateLedger {
         uint256 updateCount
     );
 
+    /// @notice Version `version` of task `taskId` is final: `commits` aggregators (at least
+    /// the task's quorum) committed `digest` over the same updates; `aggregator` completed it.
+    event GlobalModelFinalized(
+        uint256 indexed taskId,
+        uint32 indexed version,
+        bytes32 digest,
+        address indexed aggregator,
+        uint256 commits
+    );
+
+    /// @notice `aggregator`'s commit of `version` disagrees with the first commit of it.
+    event GlobalModelConflict(
+        uint256 indexed taskId,
+        uint32 indexed version,
+        address indexed aggregator,
+        bytes32 digest,
+        bytes32 firstDigest
+    );
+
     /**
      * @notice Submits one model update of the caller's devices; `payload` stays in calldata.
      * @dev Requirements, checked in this order:
@@ -104,7 +156,9 @@ interface IUpdateLedger {
      * - `payload` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
      * - `numExamples` > 0;
      * - latest - maxStaleness <= `baseVersion` <= latest;
-     * - the caller has not submitted on (`taskId`, `baseVersion`) before.
+     * - the caller has not submitted on (`taskId`, `baseVersion`) before;
+     * - the task's epsilon budget is 0 (unlimited) or the caller's spend on this task plus
+     *   `epsilonMicro` stays within it.
      *
      * Emits an {UpdateSubmitted} event.
      */
@@ -117,21 +171,29 @@ interface IUpdateLedger {
     ) external returns (uint256 updateId);
 
     /**
-     * @notice Commits global model `version` of task `taskId`, aggregated from `updateIds`.
+     * @notice Commits global model `version` of task `taskId`, aggregated from `updateIds`
+     * after the robust filter dropped `rejectedIds`. The version becomes final once the
+     * task's `aggregatorQuorum` aggregators committed the same digest, updates and rejections.
      * @dev Requirements, checked in this order:
      * - the caller has the consortium's AGGREGATOR_ROLE;
      * - the task exists and is Open or Training;
-     * - `version` is the latest version + 1 (hence at most `rounds`);
+     * - `version` is the latest final version + 1 (hence at most `rounds`);
+     * - the caller has not committed this version yet;
      * - `payload` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
      * - at least `minUpdates` update ids, each existing, strictly increasing, of this task,
-     *   based on a version in [version - 1 - maxStaleness, version - 1], not aggregated before.
+     *   based on a version in [version - 1 - maxStaleness, version - 1], not aggregated or
+     *   rejected before;
+     * - `rejectedIds` strictly increasing, existing, of this task, not aggregated or rejected
+     *   before, none of them in `updateIds`.
      *
-     * Emits a {GlobalModelCommitted} event.
+     * Emits a {GlobalModelCommitted} event, a {GlobalModelConflict} event if it disagrees
+     * with the first commit of the version, and {GlobalModelFinalized} when the quorum is met.
      */
     function commitGlobalModel(
         uint256 taskId,
         uint32 version,
         uint256[] calldata updateIds,
+        uint256[] calldata rejectedIds,
         bytes calldata payload
     ) external;
 
@@ -174,6 +236,37 @@ interface IUpdateLedger {
         external
         view
         returns (uint256);
+
+    /**
+     * @notice Every commit of `version` of task `taskId` (final or not), in commit order.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function commits(uint256 taskId, uint32 version) external view returns (Commit[] memory);
+
+    /**
+     * @notice Whether some commit of `version` of task `taskId` disagreed with the first one.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function conflicted(uint256 taskId, uint32 version) external view returns (bool);
+
+    /**
+     * @notice Micro-epsilon `edge` has spent on task `taskId`.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function epsilonSpent(uint256 taskId, address edge) external view returns (uint64);
+
+    /**
+     * @notice The ledger facts about `edge` (see {Reputation}).
+     * @dev Requirements: none. Emits nothing.
+     */
+    function reputation(address edge) external view returns (Reputation memory);
+
+    /**
+     * @notice A weight in basis points from the ledger facts alone:
+     * 10000 * (accepted + 1) / (accepted + rejected + late + 1); 10000 for a new edge.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function reputationScore(address edge) external view returns (uint256);
 
     /**
      * @notice The task registry this ledger belongs to.

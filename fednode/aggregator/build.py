@@ -2,7 +2,10 @@
 
 Both the aggregator (which publishes) and the auditor (which recomputes) call
 :func:`build_global_model`, so there is exactly one definition of what a version contains. It
-takes values and returns values: payload bytes in, payload bytes out, no I/O.
+takes values and returns values: payload bytes in, payload bytes out, no I/O. Compressed
+updates (int8, top-k; layout in ``fednode/device/compression.py``) are decompressed exactly
+before the rule sees them; the rule state (``pipeline.RuleState``) knows which version is being
+built, so asynchronous tasks weigh each update by its staleness.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from fednode.aggregator.rules import apply_global_delta, rule_for_spec
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
+from fednode.device.compression import decompress_delta
 from fednode.errors import UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
 
@@ -38,7 +42,8 @@ def check_update_payload(update: LedgerUpdate, global_payload: bytes) -> dict:
       global_payload: canonical bytes of the global model the update is based on.
 
     Returns:
-      The decoded delta (nested dict of numpy arrays).
+      The decoded delta as dense float32 (nested dict of numpy arrays), decompressed if the
+      update was int8 / top-k encoded.
 
     Raises:
       UpdateRejectedError: digest mismatch, undecodable bytes, or a layout that differs from
@@ -58,11 +63,12 @@ def check_update_payload(update: LedgerUpdate, global_payload: bytes) -> dict:
         delta = decode_params(update.payload)
     except ValueError as exc:
         raise UpdateRejectedError("bad_payload", f"update {update.update_id}: {exc}") from exc
-    expected = {k: (v.shape, v.dtype) for k, v in flatten_params(decode_params(global_payload)).items()}
-    actual = {k: (v.shape, v.dtype) for k, v in flatten_params(delta).items()}
-    if actual != expected:
-        raise UpdateRejectedError("wrong_layout", f"update {update.update_id} differs from the model")
-    return delta
+    template = {k: v.shape for k, v in flatten_params(decode_params(global_payload)).items()}
+    try:
+        return decompress_delta(delta, template)
+    except UpdateRejectedError as exc:
+        detail = f"update {update.update_id} does not fit the model: {exc.detail}"
+        raise UpdateRejectedError(exc.reason, detail) from exc
 
 
 def build_global_model(
@@ -101,7 +107,8 @@ def build_global_model(
     weights = [u.num_examples for u in ordered]
     rule = rule_for_spec(spec)
     state = rule.init() if rule_state is None else rule_state
-    aggregate, state = rule.apply(deltas, weights, state)
+    base_versions = [u.base_version for u in ordered]
+    aggregate, state = rule.apply(deltas, weights, state, base_versions=base_versions)
     new_params = apply_global_delta(decode_params(global_payload), aggregate)
     payload = encode_params(new_params)
     ids = tuple(u.update_id for u in ordered)
@@ -118,7 +125,7 @@ def replay_rule_state(
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
       >>> replay_rule_state(spec, [], [])
-      FedAvgState(num_rounds=0)
+      RuleState(version=0, rule=FedAvgState(num_rounds=0), server=None)
     """
     by_id = {u.update_id: u for u in updates}
     ordered = sorted(records, key=lambda r: r.version)

@@ -3,10 +3,10 @@
 Every rule is an ``Aggregator(init, apply)`` pair of pure functions: ``init() -> state`` and
 ``apply(deltas, weights, state) -> (delta, state)``, where ``deltas`` are decoded nested dicts of
 float32 arrays in ledger order, ``weights`` their example counts, and states are frozen
-``*State`` tuples. ``AGGREGATORS`` maps a task's ``aggregation`` name to the rule's factory;
-new rules (median, trimmed mean, Krum, server optimizers) are registered there with the same
-signature, and ``rule_for_spec`` picks one for a task (parameters from
-``spec.extra["aggregation_params"]``).
+``*State`` tuples. ``AGGREGATORS`` maps a task's ``aggregation`` name to the rule's factory
+(averaging rules here, robust rules in ``robust.py``); ``rule_for_spec`` wraps the named rule
+(parameters from ``spec.extra["aggregation_params"]``) into the task's full pipeline: FedBuff
+staleness scaling, the rule, then the server optimizer (``pipeline.py``, ``server_opt.py``).
 
 Why FedAvg is reproducible bit for bit on any machine, from the ledger alone:
 
@@ -28,24 +28,41 @@ Why FedAvg is reproducible bit for bit on any machine, from the ledger alone:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from fednode.aggregator.base import (
+    Aggregator,
+    ParamTemplate,
+    check_delta,
+    check_weight,
+    param_template,
+    to_float32,
+    to_float64,
+    weighted_sum,
+)
+from fednode.aggregator.pipeline import RuleState, pipeline_rule
+from fednode.aggregator.robust import coordinate_median, multi_krum, norm_clip, trimmed_mean
+from fednode.aggregator.server_opt import server_optimizer_for_spec
 from fednode.codec import flatten_params, unflatten_params
-from fednode.errors import CodecError, FednodeValueError, UpdateRejectedError
+from fednode.errors import FednodeValueError
 from fednode.types import TaskSpec
 
 __all__ = [
     "AGGREGATORS",
+    "EXAMPLE_POWERS",
     "Aggregator",
     "FedAvgState",
     "ParamTemplate",
+    "RuleState",
     "SumState",
     "apply_global_delta",
     "check_delta",
     "check_weight",
+    "example_fractions",
     "fedavg",
     "fedavg_delta",
     "make_aggregator",
@@ -55,17 +72,8 @@ __all__ = [
     "sum_rule",
 ]
 
-ParamTemplate = tuple[tuple[str, tuple[int, ...]], ...]
-"""Sorted dotted names and shapes of a float32 parameter set."""
-
-_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-
-
-class Aggregator(NamedTuple):
-    """A stateful aggregation rule as a pair of pure functions."""
-
-    init: Callable[[], Any]
-    apply: Callable[[Sequence[Mapping[str, Any]], Sequence[int], Any], tuple[dict[str, Any], Any]]
+EXAMPLE_POWERS = (0.0, 0.25, 0.5, 1.0)
+"""Allowed ``example_power`` values: each is computed with correctly rounded square roots."""
 
 
 class FedAvgState(NamedTuple):
@@ -74,8 +82,13 @@ class FedAvgState(NamedTuple):
     num_rounds: int
 
 
-def fedavg() -> Aggregator:
+def fedavg(*, example_power: float = 1.0) -> Aggregator:
     """Federated averaging weighted by example counts (McMahan et al., 2017).
+
+    ``example_power`` < 1 is the bias correction: site ``i`` weighs ``n_i ** example_power``
+    instead of ``n_i``, so small hospitals are not drowned by large ones (0 = every site
+    equal). The worst site's metric improves at a small cost to the pooled one (see
+    docs/benchmarks/learning.md).
 
     Example:
       >>> rule = fedavg()
@@ -84,6 +97,7 @@ def fedavg() -> Aggregator:
       >>> delta["w"].tolist(), state.num_rounds
       ([3.25, 3.25], 1)
     """
+    _check_power(example_power)
 
     def init() -> FedAvgState:
         return FedAvgState(num_rounds=0)
@@ -91,7 +105,8 @@ def fedavg() -> Aggregator:
     def apply(
         deltas: Sequence[Mapping[str, Any]], weights: Sequence[int], state: FedAvgState
     ) -> tuple[dict[str, Any], FedAvgState]:
-        return fedavg_delta(deltas, weights), FedAvgState(num_rounds=state.num_rounds + 1)
+        delta = fedavg_delta(deltas, weights, example_power=example_power)
+        return delta, FedAvgState(num_rounds=state.num_rounds + 1)
 
     return Aggregator(init=init, apply=apply)
 
@@ -138,16 +153,17 @@ def sum_deltas(deltas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         raise FednodeValueError("need >= 1 delta to sum")
     expected = param_template(deltas[0])
     flats = [check_delta(delta, expected) for delta in deltas]
-    total: dict[str, np.ndarray] = {}
-    for name, shape in expected:
-        acc = np.zeros(shape, np.float64)
-        for flat in flats:
-            acc = np.add(acc, _to_float64(flat[name]))
-        total[name] = _to_float32(acc)
-    return unflatten_params(total)
+    return unflatten_params(weighted_sum(flats, [1.0] * len(flats), expected))
 
 
-AGGREGATORS: Mapping[str, Callable[..., Aggregator]] = {"fedavg": fedavg, "sum": sum_rule}
+AGGREGATORS: Mapping[str, Callable[..., Aggregator]] = {
+    "fedavg": fedavg,
+    "krum": multi_krum,
+    "median": coordinate_median,
+    "norm_clip": norm_clip,
+    "sum": sum_rule,
+    "trimmed_mean": trimmed_mean,
+}
 """Rule name (``TaskSpec.aggregation``) -> factory taking the rule's keyword parameters."""
 
 
@@ -155,7 +171,7 @@ def make_aggregator(name: str, **params: Any) -> Aggregator:
     """Builds a rule by name.
 
     Raises:
-      FednodeValueError: on an unknown rule name.
+      FednodeValueError: on an unknown rule name or bad parameters.
 
     Example:
       >>> isinstance(make_aggregator("fedavg"), Aggregator)
@@ -163,21 +179,49 @@ def make_aggregator(name: str, **params: Any) -> Aggregator:
     """
     if name not in AGGREGATORS:
         raise FednodeValueError(f"unknown aggregation rule {name!r}; known: {sorted(AGGREGATORS)}")
-    return AGGREGATORS[name](**params)
+    try:
+        return AGGREGATORS[name](**params)
+    except TypeError as exc:
+        raise FednodeValueError(f"bad parameters for rule {name!r}: {exc}") from exc
 
 
 def rule_for_spec(spec: TaskSpec) -> Aggregator:
-    """The rule a task names, with ``spec.extra["aggregation_params"]`` as its parameters.
+    """The task's full aggregation pipeline: staleness scaling, its rule, its server optimizer.
+
+    The rule is ``spec.aggregation`` with ``spec.extra["aggregation_params"]``; the server
+    optimizer is ``spec.server_optimizer`` at ``spec.server_learning_rate``; async tasks
+    (``spec.mode == "async"``) scale stale updates (``pipeline.staleness_factor``).
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
       >>> rule_for_spec(spec).init()
-      FedAvgState(num_rounds=0)
+      RuleState(version=0, rule=FedAvgState(num_rounds=0), server=None)
     """
     params = spec.extra.get("aggregation_params", {})
     if not isinstance(params, Mapping):
         raise FednodeValueError(f"aggregation_params must be a mapping, got {params!r}")
-    return make_aggregator(spec.aggregation, **params)
+    rule = make_aggregator(spec.aggregation, **params)
+    staleness = str(spec.extra.get("staleness_weighting", "sqrt")) if spec.mode == "async" else ""
+    return pipeline_rule(rule, server_optimizer_for_spec(spec), staleness=staleness)
+
+
+def example_fractions(weights: Sequence[int], *, example_power: float = 1.0) -> list[float]:
+    """Each site's share ``w_i / sum(w)`` with ``w_i = n_i ** example_power`` (deterministic).
+
+    Example:
+      >>> example_fractions([1, 3])
+      [0.25, 0.75]
+      >>> example_fractions([1, 3], example_power=0.0)
+      [0.5, 0.5]
+    """
+    _check_power(example_power)
+    counts = [check_weight(weight) for weight in weights]
+    if example_power == 1.0:
+        total = sum(counts)
+        return [count / total for count in counts]  # exact ints, one correctly rounded division
+    powered = [_power(count, example_power) for count in counts]
+    total_f = math.fsum(powered)
+    return [value / total_f for value in powered]
 
 
 def fedavg_delta(
@@ -185,6 +229,7 @@ def fedavg_delta(
     weights: Sequence[int],
     *,
     template: ParamTemplate | None = None,
+    example_power: float = 1.0,
 ) -> dict[str, Any]:
     """The weighted mean ``sum_i (n_i / N) * delta_i``, sequentially in float64, as float32.
 
@@ -192,6 +237,7 @@ def fedavg_delta(
       deltas: decoded deltas (nested dicts of float32 arrays), in ledger order.
       weights: their example counts ``n_i`` (ints >= 1).
       template: expected names and shapes; defaults to the first delta's.
+      example_power: weigh sites by ``n_i ** example_power`` (one of ``EXAMPLE_POWERS``).
 
     Returns:
       A nested dict of float32 numpy arrays.
@@ -211,16 +257,8 @@ def fedavg_delta(
         )
     expected = template if template is not None else param_template(deltas[0])
     flats = [check_delta(delta, expected) for delta in deltas]
-    counts = [check_weight(weight) for weight in weights]
-    total = sum(counts)
-    fractions = [count / total for count in counts]  # exact ints, one correctly rounded division
-    mean: dict[str, np.ndarray] = {}
-    for name, shape in expected:
-        acc = np.zeros(shape, np.float64)
-        for flat, fraction in zip(flats, fractions, strict=True):
-            acc = np.add(acc, np.multiply(_to_float64(flat[name]), fraction))
-        mean[name] = _to_float32(acc)
-    return unflatten_params(mean)
+    fractions = example_fractions(weights, example_power=example_power)
+    return unflatten_params(weighted_sum(flats, fractions, expected))
 
 
 def apply_global_delta(
@@ -240,84 +278,19 @@ def apply_global_delta(
     flat_global = flatten_params(global_params)
     flat_delta = check_delta(delta, template)
     new = {
-        name: _to_float32(np.add(_to_float64(flat_global[name]), _to_float64(flat_delta[name])))
+        name: to_float32(np.add(to_float64(flat_global[name]), to_float64(flat_delta[name])))
         for name, _ in template
     }
     return unflatten_params(new)
 
 
-def param_template(params: Mapping[str, Any]) -> ParamTemplate:
-    """Sorted names and shapes of a float32 parameter set.
-
-    Raises:
-      UpdateRejectedError: if a leaf is not float32 or a name is malformed.
-
-    Example:
-      >>> param_template({"b": np.zeros((2, 3), np.float32), "a": np.zeros(1, np.float32)})
-      (('a', (1,)), ('b', (2, 3)))
-    """
-    flat = _flatten(params)
-    for name, array in flat.items():
-        if array.dtype != np.float32:
-            raise UpdateRejectedError("dtype_mismatch", f"{name} is {array.dtype}, not float32")
-    return tuple((name, tuple(array.shape)) for name, array in flat.items())
+def _check_power(example_power: float) -> None:
+    if example_power not in EXAMPLE_POWERS:
+        raise FednodeValueError(f"example_power must be one of {EXAMPLE_POWERS}")
 
 
-def check_delta(delta: Mapping[str, Any], template: ParamTemplate) -> dict[str, np.ndarray]:
-    """Validates one delta against a template; returns its flattened arrays.
-
-    Raises:
-      UpdateRejectedError: with reason ``malformed``, ``structure_mismatch``,
-        ``dtype_mismatch``, ``shape_mismatch`` or ``non_finite``.
-
-    Example:
-      >>> check_delta({"w": np.zeros(2, np.float32)}, (("w", (2,)),))["w"].shape
-      (2,)
-    """
-    flat = _flatten(delta)
-    names = tuple(name for name, _ in template)
-    if tuple(flat) != names:
-        raise UpdateRejectedError("structure_mismatch", f"names {list(flat)} != {list(names)}")
-    for name, shape in template:
-        array = flat[name]
-        if array.dtype != np.float32:
-            raise UpdateRejectedError("dtype_mismatch", f"{name} is {array.dtype}, not float32")
-        if array.shape != shape:
-            raise UpdateRejectedError("shape_mismatch", f"{name} is {array.shape}, not {shape}")
-        if not np.all(np.isfinite(array)):
-            raise UpdateRejectedError("non_finite", f"{name} holds NaN or infinity")
-    return flat
-
-
-def check_weight(weight: Any) -> int:
-    """Validates an example count: an int (not a bool) >= 1.
-
-    Raises:
-      UpdateRejectedError: with reason ``bad_weight``.
-
-    Example:
-      >>> check_weight(3)
-      3
-    """
-    if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight < 1:
-        raise UpdateRejectedError("bad_weight", f"num_examples must be an int >= 1, got {weight!r}")
-    return int(weight)
-
-
-def _flatten(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    try:
-        return flatten_params(params)
-    except CodecError as exc:
-        raise UpdateRejectedError("malformed", str(exc)) from exc
-
-
-def _to_float64(array: np.ndarray) -> np.ndarray:
-    """Widens float32 to float64, subnormal inputs flushed to zero (independent of DAZ mode)."""
-    wide = np.asarray(array, np.float32).astype(np.float64)
-    return np.where(np.abs(wide) < _FLOAT32_TINY, 0.0, wide)
-
-
-def _to_float32(array: np.ndarray) -> np.ndarray:
-    """Rounds float64 to float32 once, results below the float32 normal range flushed to zero."""
-    flushed = np.where(np.abs(array) < _FLOAT32_TINY, 0.0, array)
-    return np.ascontiguousarray(flushed.astype(np.float32))
+def _power(count: int, example_power: float) -> float:
+    if example_power == 0.0:
+        return 1.0
+    root = math.sqrt(count)
+    return root if example_power == 0.5 else math.sqrt(root)

@@ -1,29 +1,51 @@
 """Auditor: recomputes every global model version of a task from the ledger alone.
 
-The replay is pure (:func:`replay_versions` takes ledger records and returns verdicts); only
-:func:`verify_task` reads, and it reads through the ``Ledger`` protocol. It reuses the aggregator's
-pure ``build_global_model`` but none of its I/O, so the recomputation is independent of the
-process that published the model.
+The replay is pure (:func:`audit_records` takes ledger records and returns an
+:class:`AuditReport`); only :func:`verify_task` reads, and it reads through the ``Ledger``
+protocol (plus the optional ``has_role`` / ``edges`` / ``read_commits`` methods a ledger may
+have). It reuses the aggregator's pure ``build_global_model`` but none of its I/O, so the
+recomputation is independent of the process that published the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from fednode.aggregator.build import build_global_model, check_update_payload
+from fednode.auditor.checks import (
+    Authority,
+    CommitRecord,
+    Finding,
+    check_budgets,
+    check_quorum,
+    check_signers,
+    check_update_lists,
+)
 from fednode.chain.ledger import Ledger
 from fednode.codec import decode_params, digest_bytes, flatten_params
 from fednode.errors import CodecError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
 
-__all__ = ["AuditReport", "VersionVerdict", "replay_versions", "verify_task"]
+__all__ = [
+    "AuditReport",
+    "VersionVerdict",
+    "audit_records",
+    "ledger_authority",
+    "ledger_commits",
+    "replay_versions",
+    "verify_task",
+]
 
 
 @dataclass(frozen=True)
 class VersionVerdict:
-    """The audit result of one global model version."""
+    """The audit result of one global model version.
+
+    ``match`` is the bit-for-bit recomputation; ``findings`` are policy problems (wrong update
+    list, forged signer, budget overrun, quorum violation). ``ok`` needs both clean.
+    """
 
     version: int
     committed_digest: str
@@ -33,26 +55,35 @@ class VersionVerdict:
     detail: str = ""
     first_differing_tensor: str | None = None
     at_fault: str | None = None
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.match and not self.findings
 
 
 @dataclass(frozen=True)
 class AuditReport:
-    """All verdicts of one task; ``ok`` only if every version matches bit for bit."""
+    """All verdicts of one task; ``ok`` only if every version matches and nothing was found."""
 
     task_id: int
     verdicts: tuple[VersionVerdict, ...]
+    findings: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return bool(self.verdicts) and all(v.match for v in self.verdicts)
+        return bool(self.verdicts) and all(v.ok for v in self.verdicts) and not self.findings
 
     def to_dict(self) -> dict:
-        return {"task_id": self.task_id, "ok": self.ok, "versions": [asdict(v) for v in self.verdicts]}
+        versions = [{**asdict(v), "ok": v.ok} for v in self.verdicts]
+        return {"task_id": self.task_id, "ok": self.ok, "versions": versions,
+                "findings": [asdict(f) for f in self.findings]}
 
 
 def _first_differing_tensor(recomputed: bytes, committed: bytes) -> str | None:
     try:
-        left, right = flatten_params(decode_params(recomputed)), flatten_params(decode_params(committed))
+        left = flatten_params(decode_params(recomputed))
+        right = flatten_params(decode_params(committed))
     except CodecError:
         return "<committed payload is not canonical>"
     for key in sorted(set(left) | set(right)):
@@ -67,7 +98,7 @@ def _first_differing_tensor(recomputed: bytes, committed: bytes) -> str | None:
 def _verify_initial(record: GlobalModelRecord) -> VersionVerdict:
     recomputed = digest_bytes(record.payload).hex()
     match = recomputed == record.digest.hex()
-    detail = "" if match else "initial model payload does not hash to the published digest"
+    detail = "" if match else "tampered_payload: initial model does not hash to its digest"
     return VersionVerdict(0, record.digest.hex(), recomputed, match, (), detail,
                           at_fault=None if match else "task publication")
 
@@ -77,7 +108,9 @@ def _listed_updates(
 ) -> tuple[list[LedgerUpdate], str]:
     missing = [i for i in record.update_ids if i not in by_id]
     if missing:
-        return [], f"update ids {missing} are not updates of this task"
+        return [], f"wrong_update_list: update ids {missing} are not updates of this task"
+    if len(set(record.update_ids)) != len(record.update_ids):
+        return [], f"wrong_update_list: update ids {list(record.update_ids)} repeat"
     return [by_id[i] for i in record.update_ids], ""
 
 
@@ -86,7 +119,8 @@ def _faulty_update(updates: Sequence[LedgerUpdate], base_payload: bytes) -> str 
         try:
             check_update_payload(update, base_payload)
         except UpdateRejectedError as exc:
-            return f"update {update.update_id} from {update.edge}: {exc.reason}"
+            kind = "tampered_payload" if exc.reason == "digest_mismatch" else "bad_update"
+            return f"{kind}: update {update.update_id} from {update.edge}: {exc.reason}"
     return None
 
 
@@ -97,7 +131,8 @@ def _verify_version(
     committed = record.digest.hex()
     if digest_bytes(record.payload).hex() != committed:
         return VersionVerdict(record.version, committed, digest_bytes(record.payload).hex(), False,
-                              record.update_ids, "committed payload does not hash to its digest",
+                              record.update_ids,
+                              "tampered_payload: committed payload does not hash to its digest",
                               at_fault=f"commit by {record.aggregator}"), rule_state
     updates, problem = _listed_updates(record, by_id)
     fault = problem or _faulty_update(updates, previous.payload)
@@ -108,7 +143,7 @@ def _verify_version(
     match = built.digest == record.digest
     return VersionVerdict(
         record.version, committed, built.digest.hex(), match, record.update_ids,
-        "" if match else "recomputed model differs from the committed one",
+        "" if match else "digest_mismatch: recomputed model differs from the committed one",
         None if match else _first_differing_tensor(built.payload, record.payload),
         None if match else f"commit by {record.aggregator}",
     ), built.rule_state
@@ -120,8 +155,9 @@ def replay_versions(
     """Recomputes each version from the previous committed one and the listed updates.
 
     Example:
-      >>> replay_versions.__name__
-      'replay_versions'
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
+      >>> replay_versions(spec, [], [])
+      []
     """
     by_id = {u.update_id: u for u in updates}
     ordered = sorted(records, key=lambda r: r.version)
@@ -133,10 +169,74 @@ def replay_versions(
     return verdicts
 
 
-def verify_task(ledger: Ledger, task_id: int) -> AuditReport:
-    """Reads a task's global models and updates from the ledger and replays them."""
+def audit_records(
+    task_id: int, spec: TaskSpec, records: Sequence[GlobalModelRecord],
+    updates: Sequence[LedgerUpdate], *, authority: Authority | None = None,
+    commits: Sequence[CommitRecord] | None = None,
+) -> AuditReport:
+    """Replays every version and runs every policy check; pure.
+
+    Args:
+      task_id: the task audited.
+      spec: its spec (rule, min_updates, staleness, epsilon budget, aggregator quorum).
+      records: its global model versions, version 0 first.
+      updates: all its updates in ledger order.
+      authority: roles and registered edges (None: signer checks are skipped).
+      commits: every aggregator's commit (None: one commit per version, by ``aggregator``).
+
+    Example:
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
+      >>> audit_records(1, spec, [], []).ok
+      False
+    """
+    verdicts = replay_versions(spec, records, updates)
+    if commits is None:
+        commits = [CommitRecord(r.version, r.aggregator, r.digest) for r in records if r.version]
+    findings = [*check_update_lists(spec, records, updates), *check_budgets(spec, records, updates),
+                *check_quorum(spec, records, commits, authority)]
+    if authority is not None:
+        findings += check_signers(records, updates, authority)
+    attached = tuple(
+        replace(v, findings=tuple(f for f in findings if f.version == v.version)) for v in verdicts
+    )
+    return AuditReport(task_id, attached, tuple(f for f in findings if f.version is None))
+
+
+def ledger_authority(ledger: Any) -> Authority | None:
+    """An Authority over the ledger's ``has_role`` / ``edges`` (cached), None without them."""
+    has_role, edges = getattr(ledger, "has_role", None), getattr(ledger, "edges", None)
+    if has_role is None and edges is None:
+        return None
+    cache: dict[tuple[bytes, str], bool] = {}
+
+    def cached_role(role: bytes, account: str) -> bool:
+        if (role, account) not in cache:
+            cache[role, account] = bool(has_role(role, account))
+        return cache[role, account]
+
+    return Authority(cached_role if has_role else None, frozenset(edges()) if edges else None)
+
+
+def _field(item: Any, name: str) -> Any:
+    return item[name] if isinstance(item, dict) else getattr(item, name)
+
+
+def ledger_commits(ledger: Any, task_id: int) -> list[CommitRecord] | None:
+    """Every aggregator commit, via the ledger's ``read_commits(task_id)`` when it has one."""
+    read_commits = getattr(ledger, "read_commits", None)
+    if read_commits is None:
+        return None
+    return [CommitRecord(int(_field(c, "version")), str(_field(c, "aggregator")),
+                         bytes(_field(c, "digest"))) for c in read_commits(task_id)]
+
+
+def verify_task(ledger: Ledger, task_id: int, *, check_roles: bool = True) -> AuditReport:
+    """Reads a task's global models, updates, roles and commits from the ledger and audits them."""
     task = ledger.get_task(task_id)
     records = ledger.read_global_models(task_id)
     updates = ledger.read_updates(task_id)
-    return AuditReport(task_id, tuple(replay_versions(task.spec, records, updates)))
-
+    return audit_records(
+        task_id, task.spec, records, updates,
+        authority=ledger_authority(ledger) if check_roles else None,
+        commits=ledger_commits(ledger, task_id),
+    )

@@ -1,19 +1,27 @@
 """Auditor: the provenance of one global model, traced back through the ledger.
 
 Given a model digest, finds the task and version that committed it and lists every update that
-went into it (edge server, base version, examples, privacy spend, block, transaction), back to the
-task's initial model.
+went into it (edge server, base version, examples, privacy spend, block, transaction, the validator
+that sealed the block), back to the task's initial model, with each edge's cumulative privacy
+spend and any on-chain evaluations (read via the ledger's ``read_evaluations`` when it has one).
+Sealers come from an optional ``sealer_of(block_number)`` callable (see ``auditor/node.py``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from fednode.chain.ledger import Ledger
 from fednode.errors import AuditError
-from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord
+from fednode.types import EPSILON_SCALE, GlobalModelRecord, LedgerUpdate, TaskRecord
 
-__all__ = ["ProvenanceTrace", "render_trace", "trace_digest"]
+__all__ = ["ProvenanceTrace", "SealerOf", "render_trace", "trace_digest"]
+
+SealerOf = Callable[[int], str]
+"""Block number -> address of the validator that sealed it."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class UpdateProvenance:
     payload_bytes: int
     block_number: int
     tx_hash: str
+    sealer: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class VersionProvenance:
     block_number: int
     tx_hash: str
     updates: tuple[UpdateProvenance, ...]
+    sealer: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,27 +64,59 @@ class ProvenanceTrace:
     publisher: str
     version: int
     lineage: tuple[VersionProvenance, ...]
+    privacy_spent: dict[str, float] | None = None
+    epsilon_budget: float = 0.0
+    evaluations: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def edges(self) -> list[str]:
+        """Every edge that contributed to this model, in order of first contribution."""
+        return list(dict.fromkeys(u.edge for v in self.lineage for u in v.updates))
 
-def _update_provenance(update: LedgerUpdate) -> UpdateProvenance:
+    @property
+    def validators(self) -> list[str]:
+        """Every validator that sealed a block of this lineage (empty when unknown)."""
+        blocks = [s for v in self.lineage for s in (v.sealer, *(u.sealer for u in v.updates))]
+        return sorted({s for s in blocks if s})
+
+
+def _update_provenance(update: LedgerUpdate, sealer_of: SealerOf) -> UpdateProvenance:
     return UpdateProvenance(
         update.update_id, update.edge, update.base_version, update.num_examples,
         update.epsilon_micro, "0x" + update.digest.hex(), len(update.payload),
-        update.block_number, "0x" + update.tx_hash.hex(),
+        update.block_number, "0x" + update.tx_hash.hex(), sealer_of(update.block_number),
     )
 
 
 def _version_provenance(
-    record: GlobalModelRecord, by_id: dict[int, LedgerUpdate]
+    record: GlobalModelRecord, by_id: dict[int, LedgerUpdate], sealer_of: SealerOf
 ) -> VersionProvenance:
-    updates = tuple(_update_provenance(by_id[i]) for i in record.update_ids if i in by_id)
+    updates = tuple(
+        _update_provenance(by_id[i], sealer_of) for i in record.update_ids if i in by_id
+    )
     return VersionProvenance(
         record.version, "0x" + record.digest.hex(), record.aggregator, record.block_number,
-        "0x" + record.tx_hash.hex(), updates,
+        "0x" + record.tx_hash.hex(), updates, sealer_of(record.block_number),
     )
+
+
+def _privacy_spent(lineage: tuple[VersionProvenance, ...]) -> dict[str, float]:
+    spent: Counter[str] = Counter()
+    for version in lineage:
+        for update in version.updates:
+            spent[update.edge] += update.epsilon_micro
+    return {edge: micro / EPSILON_SCALE for edge, micro in spent.items()}
+
+
+def _evaluations(ledger: Ledger, task_id: int, version: int) -> tuple[dict[str, Any], ...]:
+    read = getattr(ledger, "read_evaluations", None)
+    if read is None:
+        return ()
+    rows = [r if isinstance(r, dict) else asdict(r) for r in read(task_id)]
+    return tuple(r for r in rows if int(r.get("version", 0)) <= version)
 
 
 def _find_version(ledger: Ledger, digest: bytes) -> tuple[TaskRecord, list[GlobalModelRecord], int]:
@@ -86,8 +128,15 @@ def _find_version(ledger: Ledger, digest: bytes) -> tuple[TaskRecord, list[Globa
     raise AuditError(f"no global model with digest 0x{digest.hex()} on this ledger")
 
 
-def trace_digest(ledger: Ledger, digest: bytes | str) -> ProvenanceTrace:
+def trace_digest(
+    ledger: Ledger, digest: bytes | str, *, sealer_of: SealerOf | None = None
+) -> ProvenanceTrace:
     """Traces a global model digest to its task, versions, updates, edges, blocks and txs.
+
+    Args:
+      ledger: read through the ``Ledger`` protocol.
+      digest: the global model digest (bytes or 0x hex).
+      sealer_of: block number -> sealing validator; None leaves ``sealer`` empty.
 
     Raises:
       AuditError: if no committed global model has this digest.
@@ -95,10 +144,12 @@ def trace_digest(ledger: Ledger, digest: bytes | str) -> ProvenanceTrace:
     wanted = bytes.fromhex(digest.removeprefix("0x")) if isinstance(digest, str) else digest
     task, records, version = _find_version(ledger, wanted)
     by_id = {u.update_id: u for u in ledger.read_updates(task.task_id)}
-    lineage = tuple(_version_provenance(r, by_id) for r in records if r.version <= version)
+    seal = sealer_of or (lambda number: "")
+    lineage = tuple(_version_provenance(r, by_id, seal) for r in records if r.version <= version)
     return ProvenanceTrace(
         "0x" + wanted.hex(), task.task_id, task.spec.name, "0x" + task.spec_digest.hex(),
-        task.publisher, version, lineage,
+        task.publisher, version, lineage, _privacy_spent(lineage), task.spec.epsilon_budget,
+        _evaluations(ledger, task.task_id, version),
     )
 
 
@@ -111,11 +162,22 @@ def render_trace(trace: ProvenanceTrace) -> str:
     ]
     for v in reversed(trace.lineage):
         lines.append(f"    ├── v{v.version} {v.digest} by {v.aggregator} "
-                     f"(block {v.block_number}, tx {v.tx_hash})")
+                     f"(block {v.block_number}{_sealed(v.sealer)}, tx {v.tx_hash})")
         for u in v.updates:
             lines.append(
                 f"    │   ├── update {u.update_id} from edge {u.edge} on v{u.base_version}: "
                 f"{u.num_examples} examples, eps {u.epsilon_micro / 1e6:g}, {u.payload_bytes} B, "
-                f"block {u.block_number}, tx {u.tx_hash}"
+                f"block {u.block_number}{_sealed(u.sealer)}, tx {u.tx_hash}"
             )
+    budget = f" of budget {trace.epsilon_budget:g}" if trace.epsilon_budget else ""
+    for edge, spent in (trace.privacy_spent or {}).items():
+        lines.append(f"    privacy: edge {edge} spent epsilon {spent:g}{budget}")
+    if trace.validators:
+        lines.append(f"    sealed by validators: {', '.join(trace.validators)}")
+    for row in trace.evaluations:
+        lines.append(f"    evaluation: {row}")
     return "\n".join(lines)
+
+
+def _sealed(sealer: str) -> str:
+    return f", sealed by {sealer}" if sealer else ""

@@ -26,6 +26,7 @@ from fednode.chain.deploy import (
 )
 from fednode.chain.ledger import Ledger
 from fednode.chain.memory_ledger import InMemoryLedger
+from fednode.chain.records import GlobalModelCommit, Proposal, ProposalAction, Reputation
 from fednode.chain.revert import decode_revert, revert_error_from
 from fednode.chain.transactions import SignedTx, TransactionSender
 from fednode.chain.web3_ledger import Web3Ledger
@@ -37,11 +38,15 @@ __all__ = [
     "Deployment",
     "EDGE_ROLE",
     "EdgeRegistration",
+    "GlobalModelCommit",
     "InMemoryLedger",
     "Ledger",
     "MAX_PAYLOAD_SIZE",
     "MAX_TX_SIZE",
     "PUBLISHER_ROLE",
+    "Proposal",
+    "ProposalAction",
+    "Reputation",
     "SignedTx",
     "TransactionSender",
     "Web3Ledger",

@@ -49,7 +49,8 @@ def _read_sources(repo_root: Path) -> dict[str, str]:
     contracts = repo_root / "contracts"
     if not contracts.is_dir():
         raise ChainError(f"no contracts/ folder under {repo_root}: compile from a source checkout")
-    files = sorted(contracts.rglob("*.sol"))
+    # contracts/test/ holds the forge property tests; they are not part of the deployment
+    files = sorted(p for p in contracts.rglob("*.sol") if p.relative_to(contracts).parts[0] != "test")
     return {path.relative_to(repo_root).as_posix(): path.read_text() for path in files}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from fednode.chain.records import GlobalModelCommit, Reputation
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec
 
 __all__ = ["Ledger"]
@@ -61,11 +62,33 @@ class Ledger(Protocol):
         ...
 
     def commit_global_model(
-        self, task_id: int, version: int, payload: bytes, update_ids: Sequence[int]
+        self,
+        task_id: int,
+        version: int,
+        payload: bytes,
+        update_ids: Sequence[int],
+        *,
+        rejected_ids: Sequence[int] = (),
     ) -> GlobalModelRecord:
-        """Commits global model ``version`` built from exactly ``update_ids`` (ledger order)."""
+        """Commits global model ``version`` built from exactly ``update_ids`` (ledger order).
+
+        ``rejected_ids``: updates the robust filter dropped (reputation facts). The version is
+        final once the task's ``aggregator_quorum`` aggregators committed the same thing.
+        """
         ...
 
     def read_global_models(self, task_id: int) -> list[GlobalModelRecord]:
-        """All committed versions of a task, version 0 (initial model) first."""
+        """All final versions of a task, version 0 (initial model) first."""
+        ...
+
+    def read_commits(self, task_id: int) -> list[GlobalModelCommit]:
+        """Every aggregator commit of a task, final or not (for the auditor)."""
+        ...
+
+    def epsilon_spent(self, task_id: int, edge: str) -> int:
+        """Micro-epsilon ``edge`` has spent on a task (enforced against its budget)."""
+        ...
+
+    def reputation(self, edge: str) -> Reputation:
+        """Ledger facts about an edge; ``.score_bps`` is a weight an aggregator may use."""
         ...

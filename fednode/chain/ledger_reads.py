@@ -15,6 +15,7 @@ from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
 
+from fednode.chain.records import GlobalModelCommit
 from fednode.errors import ChainError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
 
@@ -117,9 +118,7 @@ class LedgerReader:
     def _global_model(self, task_id: int, version: int, head: int) -> GlobalModelRecord:
         stored = self._struct(self.ledger, "globalModel", task_id, version, head=head)
         block = int(stored["blockNumber"])
-        filters = {"taskId": task_id, "version": version}
-        [log] = self._logs(self.ledger.events.GlobalModelCommitted, filters, block, block)
-        tx_hash = bytes(log["transactionHash"])
+        tx_hash = self._commit_tx(task_id, version, stored["aggregator"], block)
         payload = self._args(tx_hash, self.ledger, "commitGlobalModel")["payload"]
         self._check_digest(payload, stored["digest"], f"task {task_id} version {version}")
         return GlobalModelRecord(
@@ -133,7 +132,55 @@ class LedgerReader:
             tx_hash=tx_hash,
         )
 
+    def commits(self, task_id: int, head: int) -> list[GlobalModelCommit]:
+        """Every aggregator commit of versions 1..latest+1 (the pending one included)."""
+        self._struct(self.registry, "task", task_id, head=head)
+        latest = self._latest(task_id, head)
+        found: list[GlobalModelCommit] = []
+        for version in range(1, latest + 2):
+            raw = self.ledger.functions.commits(task_id, version).call(block_identifier=head)
+            final_hash = self._final_hash(task_id, version, raw, head) if version <= latest else None
+            found.extend(self._commit(task_id, version, entry, final_hash) for entry in raw)
+        return found
+
+    def _final_hash(
+        self, task_id: int, version: int, raw: list[Any], head: int
+    ) -> bytes | None:
+        stored = self._struct(self.ledger, "globalModel", task_id, version, head=head)
+        for digest, hashed, aggregator, _ in raw:
+            if aggregator == stored["aggregator"] and bytes(digest) == bytes(stored["digest"]):
+                return bytes(hashed)
+        return None
+
+    def _commit(
+        self, task_id: int, version: int, entry: Any, final_hash: bytes | None
+    ) -> GlobalModelCommit:
+        digest, hashed, aggregator, block = entry
+        tx_hash = self._commit_tx(task_id, version, aggregator, int(block))
+        args = self._args(tx_hash, self.ledger, "commitGlobalModel")
+        self._check_digest(args["payload"], digest, f"task {task_id} version {version} commit")
+        return GlobalModelCommit(
+            task_id=task_id,
+            version=version,
+            digest=bytes(digest),
+            commit_hash=bytes(hashed),
+            aggregator=to_checksum_address(aggregator),
+            update_ids=tuple(int(i) for i in args["updateIds"]),
+            rejected_ids=tuple(int(i) for i in args["rejectedIds"]),
+            payload=args["payload"],
+            block_number=int(block),
+            tx_hash=tx_hash,
+            final=final_hash is not None and bytes(hashed) == final_hash,
+        )
+
     # --- helpers --------------------------------------------------------------------------
+
+    def _commit_tx(self, task_id: int, version: int, aggregator: str, block: int) -> bytes:
+        filters = {"taskId": task_id, "version": version, "aggregator": aggregator}
+        logs = self._logs(self.ledger.events.GlobalModelCommitted, filters, block, block)
+        if len(logs) != 1:
+            raise ChainError(f"task {task_id} version {version}: no single commit in block {block}")
+        return bytes(logs[0]["transactionHash"])
 
     def _latest(self, task_id: int, head: int) -> int:
         return int(self.ledger.functions.latestVersion(task_id).call(block_identifier=head))

@@ -21,6 +21,7 @@ from fednode.chain.constants import (
     PUBLISHER_ROLE,
     check_uint,
 )
+from fednode.chain.memory_governance import MemoryConsortium
 from fednode.chain.memory_rules import (
     ACTIVE_STATES,
     MemoryChain,
@@ -28,8 +29,11 @@ from fednode.chain.memory_rules import (
     require_eligible_updates,
     require_fresh_base,
     require_payload_size,
+    require_rejected_updates,
     revert,
 )
+from fednode.chain.memory_votes import record_commit, spend_epsilon
+from fednode.chain.records import GlobalModelCommit, Reputation, epsilon_budget_micro
 from fednode.codec import digest_bytes
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
 
@@ -38,7 +42,7 @@ __all__ = ["InMemoryLedger"]
 DEFAULT_ADMIN = "0x00000000000000000000000000000000000000Ad"
 
 
-class InMemoryLedger:
+class InMemoryLedger(MemoryConsortium):
     """A Ledger held in memory, acting as ``sender``; the first sender is the admin.
 
     Args:
@@ -70,58 +74,6 @@ class InMemoryLedger:
         view._sender = to_checksum_address(address)
         return view
 
-    # --- consortium -------------------------------------------------------------------------
-
-    def has_role(self, role: bytes, account: str) -> bool:
-        """Whether ``account`` holds ``role`` (a 32-byte role id)."""
-        return to_checksum_address(account) in self._chain.roles.get(bytes(role), set())
-
-    def grant_role(self, role: bytes, account: str) -> None:
-        """Grants ``role`` to ``account``; admin only, never the admin role itself.
-
-        Like ``AccessControlDefaultAdminRules.grantRole``: the admin role moves only by a
-        two-step transfer, which the fake does not model.
-        """
-        self._require_role(DEFAULT_ADMIN_ROLE)
-        self._refuse_admin_role(role)
-        self._chain.roles.setdefault(bytes(role), set()).add(to_checksum_address(account))
-        self._chain.mine(self._sender)
-
-    def revoke_role(self, role: bytes, account: str) -> None:
-        """Revokes ``role`` from ``account``; admin only, never the admin role itself."""
-        self._require_role(DEFAULT_ADMIN_ROLE)
-        self._refuse_admin_role(role)
-        self._chain.roles.get(bytes(role), set()).discard(to_checksum_address(account))
-        self._chain.mine(self._sender)
-
-    def register_edge(self, edge: str, validator: str, name: str) -> None:
-        """Records ``edge``'s validator (Clique signer) and grants it EDGE_ROLE; admin only."""
-        self._require_role(DEFAULT_ADMIN_ROLE)
-        edge, validator = to_checksum_address(edge), to_checksum_address(validator)
-        if int(edge, 16) == 0:
-            raise revert("ConsortiumInvalidEdge", edge=edge)
-        if int(validator, 16) == 0:
-            raise revert("ConsortiumInvalidValidator", validator=validator)
-        if edge in self._chain.edges:
-            raise revert("ConsortiumEdgeAlreadyRegistered", edge=edge)
-        for other, (taken, _) in self._chain.edges.items():
-            if taken == validator:
-                raise revert(
-                    "ConsortiumValidatorAlreadyRegistered", validator=validator, edge=other
-                )
-        self._chain.edges[edge] = (validator, name)
-        self._chain.roles.setdefault(EDGE_ROLE, set()).add(edge)
-        self._chain.mine(self._sender)
-
-    def validator_of(self, edge: str) -> str:
-        """The validator address registered for ``edge`` (the zero address if none)."""
-        entry = self._chain.edges.get(to_checksum_address(edge))
-        return entry[0] if entry else to_checksum_address("0x" + "00" * 20)
-
-    def edges(self) -> list[str]:
-        """Registered edges in registration order."""
-        return list(self._chain.edges)
-
     # --- tasks ------------------------------------------------------------------------------
 
     def publish_task(self, spec: TaskSpec, initial_payload: bytes) -> int:
@@ -130,6 +82,8 @@ class InMemoryLedger:
         for name, bits in (("rounds", 32), ("min_updates", 32), ("max_staleness", 32)):
             check_uint(name, getattr(spec, name), bits)
         check_uint("deadline", spec.deadline, 64)
+        check_uint("epsilon_budget", epsilon_budget_micro(spec), 64)
+        check_uint("aggregator_quorum", spec.aggregator_quorum, 32)
         if not 0 < len(initial_payload) <= MAX_PAYLOAD_SIZE:
             raise revert(
                 "TaskRegistryInvalidInitialModelSize",
@@ -211,6 +165,7 @@ class InMemoryLedger:
                 baseVersion=base_version,
                 edge=self._sender,
             )
+        spend_epsilon(self._chain, task_id, self._sender, epsilon_micro)
         block, tx_hash = self._chain.mine(self._sender)
         update_id = len(self._chain.updates) + 1
         self._chain.updates.append(
@@ -228,6 +183,11 @@ class InMemoryLedger:
             )
         )
         self._chain.submissions[key] = update_id
+        facts = self._chain.reputation.get(self._sender, Reputation())
+        late = int(base_version < self._chain.latest(task_id))
+        self._chain.reputation[self._sender] = Reputation(
+            facts.submitted + 1, facts.accepted, facts.rejected, facts.late + late
+        )
         return update_id
 
     def read_updates(self, task_id: int, *, base_version: int | None = None) -> list[LedgerUpdate]:
@@ -252,7 +212,13 @@ class InMemoryLedger:
     # --- global models ----------------------------------------------------------------------
 
     def commit_global_model(
-        self, task_id: int, version: int, payload: bytes, update_ids: Sequence[int]
+        self,
+        task_id: int,
+        version: int,
+        payload: bytes,
+        update_ids: Sequence[int],
+        *,
+        rejected_ids: Sequence[int] = (),
     ) -> GlobalModelRecord:
         """Commits a global model; see ``UpdateLedger.commitGlobalModel`` for the rules."""
         check_uint("version", version, 32)
@@ -263,6 +229,10 @@ class InMemoryLedger:
             raise revert(
                 "UpdateLedgerUnexpectedVersion", taskId=task_id, version=version, expected=expected
             )
+        if any(c.aggregator == self._sender for c in self._chain.commits.get((task_id, version), ())):
+            raise revert(
+                "UpdateLedgerAlreadyCommitted", taskId=task_id, version=version, aggregator=self._sender
+            )
         require_payload_size(payload)
         if len(update_ids) < task.spec.min_updates:
             raise revert(
@@ -272,9 +242,8 @@ class InMemoryLedger:
                 minUpdates=task.spec.min_updates,
             )
         require_eligible_updates(self._chain, task_id, version, update_ids)
+        require_rejected_updates(self._chain, task_id, update_ids, rejected_ids)
         block, tx_hash = self._chain.mine(self._sender)
-        for update_id in update_ids:
-            self._chain.aggregated_in[update_id] = version
         record = GlobalModelRecord(
             task_id=task_id,
             version=version,
@@ -285,8 +254,26 @@ class InMemoryLedger:
             block_number=block,
             tx_hash=tx_hash,
         )
-        self._chain.globals.setdefault(task_id, []).append(record)
+        record_commit(self._chain, record, tuple(int(i) for i in rejected_ids))
         return record
+
+    def read_commits(self, task_id: int) -> list[GlobalModelCommit]:
+        """Every aggregator commit of a task (final, pending or conflicting), in order."""
+        self._chain.task(task_id)
+        versions = range(1, self.latest_version(task_id) + 2)
+        return [c for v in versions for c in self._chain.commits.get((task_id, v), ())]
+
+    def conflicted(self, task_id: int, version: int) -> bool:
+        """Whether some commit of ``version`` disagreed with the first one."""
+        return (task_id, version) in self._chain.conflicted
+
+    def epsilon_spent(self, task_id: int, edge: str) -> int:
+        """Micro-epsilon ``edge`` has spent on a task."""
+        return self._chain.epsilon_spent.get((task_id, to_checksum_address(edge)), 0)
+
+    def reputation(self, edge: str) -> Reputation:
+        """Ledger facts about ``edge`` (submitted, accepted, rejected, late)."""
+        return self._chain.reputation.get(to_checksum_address(edge), Reputation())
 
     def read_global_models(self, task_id: int) -> list[GlobalModelRecord]:
         """All versions of a task, version 0 (the initial model, by its publisher) first."""
@@ -302,12 +289,3 @@ class InMemoryLedger:
             tx_hash=task.tx_hash,
         )
         return [initial, *self._chain.globals.get(task_id, ())]
-
-    def _require_role(self, role: bytes) -> None:
-        if not self.has_role(role, self._sender):
-            raise revert("AccessControlUnauthorizedAccount", account=self._sender, neededRole=role)
-
-    @staticmethod
-    def _refuse_admin_role(role: bytes) -> None:
-        if bytes(role) == DEFAULT_ADMIN_ROLE:
-            raise revert("AccessControlEnforcedDefaultAdminRules")

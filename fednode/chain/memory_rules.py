@@ -14,6 +14,7 @@ from typing import Any
 from eth_utils import keccak
 
 from fednode.chain.constants import MAX_PAYLOAD_SIZE
+from fednode.chain.records import GlobalModelCommit, Proposal, Reputation
 from fednode.errors import ContractRevertError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec, TaskState
 
@@ -24,6 +25,7 @@ __all__ = [
     "require_eligible_updates",
     "require_fresh_base",
     "require_payload_size",
+    "require_rejected_updates",
     "revert",
 ]
 
@@ -60,6 +62,14 @@ class MemoryChain:
     submissions: dict[tuple[int, int, str], int] = field(default_factory=dict)
     globals: dict[int, list[GlobalModelRecord]] = field(default_factory=dict)
     block: int = 0
+    bootstrap_ended: bool = False
+    vote_quorum_percent: int = 51
+    proposals: list[Proposal] = field(default_factory=list)
+    epsilon_spent: dict[tuple[int, str], int] = field(default_factory=dict)
+    reputation: dict[str, Reputation] = field(default_factory=dict)
+    rejected_in: dict[int, int] = field(default_factory=dict)
+    commits: dict[tuple[int, int], list[GlobalModelCommit]] = field(default_factory=dict)
+    conflicted: set[tuple[int, int]] = field(default_factory=set)
 
     def mine(self, sender: str) -> tuple[int, bytes]:
         """Mines a block for one transaction of ``sender``; returns (block, fake tx hash)."""
@@ -124,17 +134,11 @@ def require_fresh_base(chain: MemoryChain, task_id: int, base_version: int) -> N
 def require_eligible_updates(
     chain: MemoryChain, task_id: int, version: int, update_ids: Sequence[int]
 ) -> None:
-    """Each id exists, increases, belongs to the task, is fresh enough and is unused."""
+    """Each id exists, increases, belongs to the task, is unused and fresh enough."""
     max_staleness = chain.tasks[task_id - 1].spec.max_staleness
     previous = 0
     for update_id in update_ids:
-        if not 1 <= update_id <= len(chain.updates):
-            raise revert("UpdateLedgerUnknownUpdate", updateId=update_id)
-        if update_id <= previous:
-            raise revert("UpdateLedgerUnorderedUpdates", previousId=previous, updateId=update_id)
-        update = chain.updates[update_id - 1]
-        if update.task_id != task_id:
-            raise revert("UpdateLedgerUpdateNotInTask", updateId=update_id, taskId=task_id)
+        update = _usable_update(chain, task_id, previous, update_id)
         if update.base_version + max_staleness + 1 < version:
             raise revert(
                 "UpdateLedgerStaleUpdate",
@@ -142,10 +146,38 @@ def require_eligible_updates(
                 baseVersion=update.base_version,
                 version=version,
             )
-        if update_id in chain.aggregated_in:
-            raise revert(
-                "UpdateLedgerUpdateAlreadyAggregated",
-                updateId=update_id,
-                version=chain.aggregated_in[update_id],
-            )
         previous = update_id
+
+
+def require_rejected_updates(
+    chain: MemoryChain, task_id: int, update_ids: Sequence[int], rejected_ids: Sequence[int]
+) -> None:
+    """Rejected ids: usable like aggregated ones, increasing, none of them aggregated too."""
+    previous = 0
+    aggregated = set(update_ids)
+    for update_id in rejected_ids:
+        _usable_update(chain, task_id, previous, update_id)
+        if update_id in aggregated:
+            raise revert("UpdateLedgerRejectedAndAggregated", updateId=update_id)
+        previous = update_id
+
+
+def _usable_update(chain: MemoryChain, task_id: int, previous: int, update_id: int) -> LedgerUpdate:
+    if not 1 <= update_id <= len(chain.updates):
+        raise revert("UpdateLedgerUnknownUpdate", updateId=update_id)
+    if update_id <= previous:
+        raise revert("UpdateLedgerUnorderedUpdates", previousId=previous, updateId=update_id)
+    update = chain.updates[update_id - 1]
+    if update.task_id != task_id:
+        raise revert("UpdateLedgerUpdateNotInTask", updateId=update_id, taskId=task_id)
+    if update_id in chain.aggregated_in:
+        raise revert(
+            "UpdateLedgerUpdateAlreadyAggregated",
+            updateId=update_id,
+            version=chain.aggregated_in[update_id],
+        )
+    if update_id in chain.rejected_in:
+        raise revert(
+            "UpdateLedgerUpdateAlreadyRejected", updateId=update_id, version=chain.rejected_in[update_id]
+        )
+    return update

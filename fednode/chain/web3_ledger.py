@@ -25,6 +25,8 @@ from fednode.chain.connection import connect_web3, ensure_poa_middleware
 from fednode.chain.constants import check_uint
 from fednode.chain.deploy import Deployment, bind_contract
 from fednode.chain.ledger_reads import LedgerReader
+from fednode.chain.records import epsilon_budget_micro
+from fednode.chain.web3_governance import Web3Governance
 from fednode.chain.revert import revert_error_from
 from fednode.chain.transactions import SignedTx, TransactionSender
 from fednode.errors import ChainError
@@ -35,7 +37,7 @@ __all__ = ["Web3Ledger"]
 _T = TypeVar("_T")
 
 
-class Web3Ledger:
+class Web3Ledger(Web3Governance):
     """The Ledger on a JSON-RPC chain, acting as ``account``.
 
     Args:
@@ -88,14 +90,15 @@ class Web3Ledger:
 
     def publish_task(self, spec: TaskSpec, initial_payload: bytes) -> int:
         """Publishes a task with its initial model; returns the task id."""
-        args = [
-            spec.to_json(),
+        params = (
             check_uint("rounds", spec.rounds, 32),
             check_uint("min_updates", spec.min_updates, 32),
             check_uint("max_staleness", spec.max_staleness, 32),
             check_uint("deadline", spec.deadline, 64),
-            bytes(initial_payload),
-        ]
+            check_uint("epsilon_budget", epsilon_budget_micro(spec), 64),
+            check_uint("aggregator_quorum", spec.aggregator_quorum, 32),
+        )
+        args = [spec.to_json(), params, bytes(initial_payload)]
         receipt = self._transact(self.registry, "publishTask", args)
         return int(self._event(self.registry, "TaskPublished", receipt)["taskId"])
 
@@ -120,13 +123,25 @@ class Web3Ledger:
         return self.update_id_from_receipt(receipt)
 
     def commit_global_model(
-        self, task_id: int, version: int, payload: bytes, update_ids: Sequence[int]
+        self,
+        task_id: int,
+        version: int,
+        payload: bytes,
+        update_ids: Sequence[int],
+        *,
+        rejected_ids: Sequence[int] = (),
     ) -> GlobalModelRecord:
-        """Commits global model ``version`` aggregated from ``update_ids`` (ledger order)."""
+        """Commits global model ``version`` aggregated from ``update_ids`` (ledger order).
+
+        ``rejected_ids`` are the updates the robust filter dropped (they count against their
+        edges' reputation once the version is final). With an aggregator quorum k > 1 the
+        version is final only after k agreeing commits; the record describes this commit.
+        """
         check_uint("version", version, 32)
         ids = [int(i) for i in update_ids]
+        rejected = [int(i) for i in rejected_ids]
         receipt = self._transact(
-            self.ledger, "commitGlobalModel", [task_id, version, ids, bytes(payload)]
+            self.ledger, "commitGlobalModel", [task_id, version, ids, rejected, bytes(payload)]
         )
         event = self._event(self.ledger, "GlobalModelCommitted", receipt)
         return GlobalModelRecord(
@@ -217,7 +232,7 @@ class Web3Ledger:
         return self._read(lambda head: self._reader.global_models(task_id, head))
 
     def latest_version(self, task_id: int) -> int:
-        """The latest committed global version of a task."""
+        """The latest final global version of a task."""
         return int(self._call(self.ledger.functions.latestVersion(task_id)))
 
     def task_state(self, task_id: int) -> TaskState:

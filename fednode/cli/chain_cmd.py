@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -39,6 +40,14 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
     publish.add_argument("--rounds", type=int, default=10)
     publish.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     publish.add_argument("--seed", type=int, default=0)
+    for flag, kind, what in (
+        ("--min-updates", int, "updates per global model (K)"),
+        ("--max-staleness", int, "versions an update's base may lag"),
+        ("--deadline", int, "unix seconds after which nothing is accepted (0: none)"),
+        ("--epsilon-budget", float, "privacy budget per site (0: unlimited)"),
+        ("--aggregator-quorum", int, "aggregators that must commit the same model (k)"),
+    ):
+        publish.add_argument(flag, type=kind, help=f"override the spec: {what}")
     publish.set_defaults(handler=_publish)
     for verb in ("show", "cancel"):
         sub = verbs.add_parser(verb, help=f"{verb} one task")
@@ -92,6 +101,10 @@ def render_task(task: TaskRecord, console: Console) -> None:
         "rounds": str(task.spec.rounds), "publisher": task.publisher,
         "spec digest": "0x" + task.spec_digest.hex(), "model": task.spec.model,
         "aggregation": task.spec.aggregation, "min updates": str(task.spec.min_updates),
+        "max staleness": str(task.spec.max_staleness),
+        "deadline": str(task.spec.deadline or "none"),
+        "epsilon budget / site": str(task.spec.epsilon_budget or "unlimited"),
+        "aggregator quorum": str(task.spec.aggregator_quorum),
         "published at block": str(task.published_block),
     }
     for key, value in rows.items():
@@ -109,12 +122,20 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
     from fednode.tasks import feature_stats_spec, heart_task_spec
 
     if args.spec_json is not None:
-        return TaskSpec.from_json(args.spec_json.read_bytes())
-    if args.kind == "feature-stats":
-        return feature_stats_spec()
-    return heart_task_spec(normalization_task=args.normalization_task, rounds=args.rounds,
-                           model=args.model, seed=args.seed,
-                           hidden_sizes=(16,) if args.model == "mlp" else ())
+        spec = TaskSpec.from_json(args.spec_json.read_bytes())
+    elif args.kind == "feature-stats":
+        spec = feature_stats_spec()
+    else:
+        spec = heart_task_spec(normalization_task=args.normalization_task, rounds=args.rounds,
+                               model=args.model, seed=args.seed,
+                               hidden_sizes=(16,) if args.model == "mlp" else ())
+    overrides = {name: getattr(args, name, None) for name in _SPEC_OVERRIDES}
+    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_SPEC_OVERRIDES = (
+    "min_updates", "max_staleness", "deadline", "epsilon_budget", "aggregator_quorum",
+)
 
 
 def _publish(args: argparse.Namespace) -> int:

@@ -77,7 +77,7 @@ def hospitals_online(
             edge_name = f"edge-{index + 1}"
             ledger = open_ledger(network_dir, edge_name, node=index, confirmations=confirmations)
             config = EdgeConfig(name=edge_name, db_path=str(work_dir / f"{edge_name}.sqlite"),
-                                port=0, submit_poll_interval_s=0.2)
+                                port=0, submit_poll_interval_s=0.2, confirmations=confirmations)
             server = EdgeServer(config, ledger)
             server.start()
             servers.append(server)

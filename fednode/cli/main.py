@@ -13,7 +13,15 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The root parser with every subcommand registered."""
-    from fednode.cli import audit_cmd, chain_cmd, demo_cmd, network_cmd
+    from fednode.cli import (
+        audit_cmd,
+        chain_cmd,
+        dashboard_cmd,
+        demo_cmd,
+        device_cmd,
+        governance_cmd,
+        network_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="fednode",
@@ -23,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     network_cmd.add_network_parser(commands)
     chain_cmd.add_chain_parsers(commands)
+    governance_cmd.add_governance_parser(commands)
+    device_cmd.add_device_parser(commands)
     audit_cmd.add_audit_parser(commands)
+    dashboard_cmd.add_dashboard_parser(commands)
     demo_cmd.add_demo_parser(commands)
     return parser
 

@@ -1,4 +1,4 @@
-"""Chain: the ``fednode network`` commands (up, status, down) for a local validator consortium.
+"""Chain: the ``fednode network`` commands (up, status, down, join) for a validator consortium.
 
 Each command is a function ``run_network_<name>(args) -> int`` (the process exit code) that
 ``add_network_parser`` registers with ``set_defaults(handler=...)``; the root parser calls
@@ -12,13 +12,16 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from fednode.errors import FednodeError
+from fednode.network.keys import read_key_file
 from fednode.network import (
     DEFAULT_CHAIN_ID,
+    join_network,
     NodeStatus,
     StopResult,
     load_network,
@@ -32,6 +35,7 @@ __all__ = [
     "add_network_parser",
     "render_status_table",
     "run_network_down",
+    "run_network_join",
     "run_network_status",
     "run_network_up",
 ]
@@ -131,6 +135,46 @@ def run_network_down(args: argparse.Namespace) -> int:
     return 2 if any(r.outcome == "killed" for r in results) else 0
 
 
+def run_network_join(args: argparse.Namespace) -> int:
+    """``fednode network join``: starts this operator's validator on an existing network."""
+    console = Console(stderr=True)
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()] if args.peers else []
+    signer_key = read_key_file(Path(args.signer_key)) if args.signer_key else None
+    node_key = read_key_file(Path(args.node_key)) if args.node_key else None
+    try:
+        with console.status(f"joining with {len(peers)} peers…"):
+            node = join_network(
+                args.dir, args.genesis, peers, host=args.host, p2p_port=args.p2p_port,
+                http_port=args.http_port, authrpc_port=args.authrpc_port, name=args.name,
+                signer_key=signer_key, node_key=node_key, timeout=args.timeout,
+            )  # fmt: skip
+    except FednodeError as exc:
+        console.print(f"[red]network join failed:[/] {exc}")
+        return 1
+    print(json.dumps(asdict(node), indent=2))
+    console.print(
+        f"[green]{node.name} is up[/] at {node.http_url}, {node.peers} peers, height "
+        f"{node.height}; to seal, the current signers vote in {node.signer} (clique.propose)"
+    )
+    return 0
+
+
+def _add_join(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    join = commands.add_parser("join", help="bring this operator's validator onto a network")
+    _add_dir(join)
+    join.add_argument("--genesis", required=True, help="the consortium's genesis.json")
+    join.add_argument("--peers", default="", help="comma-separated enode URLs of validators")
+    join.add_argument("--host", default="127.0.0.1", help="this node's own address")
+    join.add_argument("--p2p-port", type=int, default=30303, help="devp2p port (30303)")
+    join.add_argument("--http-port", type=int, default=8545, help="JSON-RPC port (8545)")
+    join.add_argument("--authrpc-port", type=int, default=8551, help="engine API port (8551)")
+    join.add_argument("--name", default="validator", help="geth identity")
+    join.add_argument("--signer-key", help="sealer key file (hex); a new key if omitted")
+    join.add_argument("--node-key", help="devp2p node key file (hex); a new key if omitted")
+    join.add_argument("--timeout", type=float, default=60.0, help="seconds to reach a peer")
+    join.set_defaults(handler=run_network_join)
+
+
 def _add_dir(parser: argparse.ArgumentParser) -> None:
     """Adds the ``--dir`` option every network command takes."""
     parser.add_argument(
@@ -180,4 +224,5 @@ def add_network_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     _add_dir(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
     down.set_defaults(handler=run_network_down)
+    _add_join(commands)
     return network

@@ -9,7 +9,13 @@ Loss: mean binary cross-entropy over the real rows of a batch, plus the FedProx 
 ``mu / 2 * ||w - w_global||^2`` when ``spec.proximal_mu > 0``. The local optimizer is read from
 ``spec.extra["local_optimizer"]`` (``"sgd"``, ``"momentum"`` or ``"adam"``; default
 ``DEFAULT_LOCAL_OPTIMIZER``) with ``spec.learning_rate``. Everything is deterministic given
-``key`` (batch order is the only randomness).
+``key`` (batch order, and DP-SGD noise when enabled, are the only randomness).
+
+Example-level differential privacy (DP-SGD, Abadi et al., 2016), when
+``spec.extra["dp_unit"] == "example"`` and ``spec.clip_norm > 0``: every example's gradient is
+clipped to ``clip_norm``, the clipped sum gets ``N(0, (noise_multiplier * clip_norm)^2)`` noise
+and is divided by the (fixed) batch width; the FedProx term is added after (it reads no data).
+``fednode.privacy.example_level_epsilon`` accounts for it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ __all__ = [
 LOCAL_OPTIMIZERS = ("adam", "momentum", "sgd")
 DEFAULT_LOCAL_OPTIMIZER = "sgd"
 _MOMENTUM = 0.9
+_NOISE_STREAM = 0x5EED  # folds the DP-SGD noise stream out of the batch-order key
 
 
 Batch = tuple[jax.Array, jax.Array, jax.Array]
@@ -75,6 +82,8 @@ class _Config:
     proximal_mu: float
     batch_size: int
     local_epochs: int
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
 
 
 def local_loss(
@@ -185,12 +194,15 @@ def _config(spec: TaskSpec) -> _Config:
         raise FednodeValueError(
             f"local_optimizer must be one of {LOCAL_OPTIMIZERS}, got {optimizer!r}"
         )
+    example_dp = spec.extra.get("dp_unit", "update") == "example" and spec.clip_norm > 0
     return _Config(
         optimizer=optimizer,
         learning_rate=float(spec.learning_rate),
         proximal_mu=float(spec.proximal_mu),
         batch_size=int(spec.batch_size),
         local_epochs=int(spec.local_epochs),
+        dp_clip=float(spec.clip_norm) if example_dp else 0.0,
+        dp_noise=float(spec.noise_multiplier) if example_dp else 0.0,
     )
 
 
@@ -202,10 +214,43 @@ def _optimizer(config: _Config) -> optax.GradientTransformation:
     return optax.sgd(config.learning_rate)
 
 
-def _update(config: _Config, state: ClientState, batch: Batch) -> ClientState:
-    grads = jax.grad(local_loss)(
-        state.params, state.global_params, batch, proximal_mu=config.proximal_mu
+def _private_grads(config: _Config, state: ClientState, batch: Batch, key: jax.Array) -> Any:
+    """DP-SGD gradient: per-example clipping, Gaussian noise, division by the batch width."""
+    x, y, mask = batch
+
+    def example_grad(xi: jax.Array, yi: jax.Array) -> Any:
+        one = (xi[None, :], yi[None], jnp.ones((1,), jnp.float32))
+        return jax.grad(local_loss)(state.params, state.global_params, one, proximal_mu=0.0)
+
+    per_example = jax.vmap(example_grad)(x, y)
+    leaves = jax.tree_util.tree_leaves(per_example)
+    sq_norms = sum(jnp.sum(jnp.square(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in leaves)
+    factors = mask * jnp.minimum(1.0, config.dp_clip / (jnp.sqrt(sq_norms) + 1e-12))
+    leaf_keys = jax.random.split(key, len(leaves))
+    treedef = jax.tree_util.tree_structure(per_example)
+    noisy = [
+        (jnp.tensordot(factors, leaf, axes=1)
+         + config.dp_noise * config.dp_clip * jax.random.normal(k, leaf.shape[1:], jnp.float32))
+        / jnp.float32(x.shape[0])
+        for leaf, k in zip(leaves, leaf_keys, strict=True)
+    ]
+    grads = jax.tree_util.tree_unflatten(treedef, noisy)
+    if config.proximal_mu <= 0.0:
+        return grads
+    return jax.tree_util.tree_map(
+        lambda g, w, w0: g + config.proximal_mu * (w - w0), grads, state.params, state.global_params
     )
+
+
+def _update(
+    config: _Config, state: ClientState, batch: Batch, key: jax.Array | None = None
+) -> ClientState:
+    if config.dp_clip > 0 and key is not None:
+        grads = _private_grads(config, state, batch, key)
+    else:
+        grads = jax.grad(local_loss)(
+            state.params, state.global_params, batch, proximal_mu=config.proximal_mu
+        )
     # optax's Adam bias correction raises a float to an int32 step count, which strict dtype
     # promotion refuses; the optimizer (third-party code) is traced under standard promotion.
     with jax.numpy_dtype_promotion("standard"):
@@ -232,11 +277,14 @@ def _run_epochs(config: _Config, params: Any, x: jax.Array, y: jax.Array, key: j
         batches = epoch_batches(x.shape[0], key=epoch_key, batch_size=config.batch_size)
         return jax.lax.scan(one_batch, state, (batches.indices, batches.mask))[0], None
 
+    noise_key = jax.random.fold_in(key, _NOISE_STREAM)
+
     def one_batch(
         state: ClientState, slot: tuple[jax.Array, jax.Array]
     ) -> tuple[ClientState, None]:
         indices, mask = slot
-        return _update(config, state, (x[indices], y[indices], mask)), None
+        step_key = jax.random.fold_in(noise_key, state.num_steps)
+        return _update(config, state, (x[indices], y[indices], mask), step_key), None
 
     epoch_keys = jax.random.split(key, config.local_epochs)
     return jax.lax.scan(one_epoch, state, epoch_keys)[0].params

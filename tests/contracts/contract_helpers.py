@@ -80,20 +80,13 @@ def publish(
     min_updates: int = 1,
     max_staleness: int = 0,
     deadline: int = 0,
+    epsilon_budget_micro: int = 0,
+    aggregator_quorum: int = 1,
     initial_model: bytes = b"initial-model",
 ) -> int:
     """Publishes a task straight through the contract; returns its id."""
-    receipt = send(
-        account,
-        registry,
-        "publishTask",
-        spec,
-        rounds,
-        min_updates,
-        max_staleness,
-        deadline,
-        initial_model,
-    )
+    params = (rounds, min_updates, max_staleness, deadline, epsilon_budget_micro, aggregator_quorum)
+    receipt = send(account, registry, "publishTask", spec, params, initial_model)
     return int(events(registry, "TaskPublished", receipt)[0]["taskId"])
 
 
@@ -112,3 +105,20 @@ def submit(
         edge, ledger, "submitUpdate", task_id, base_version, num_examples, epsilon_micro, payload
     )
     return int(events(ledger, "UpdateSubmitted", receipt)[0]["updateId"])
+
+
+def commit(
+    aggregator: LocalAccount,
+    ledger: Contract,
+    task_id: int,
+    version: int,
+    update_ids: list[int],
+    *,
+    rejected_ids: list[int] | None = None,
+    payload: bytes = b"global",
+) -> TxReceipt:
+    """Commits a global model straight through the contract; returns the receipt."""
+    return send(
+        aggregator, ledger, "commitGlobalModel", task_id, version, update_ids,
+        rejected_ids or [], payload,
+    )

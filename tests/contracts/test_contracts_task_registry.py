@@ -32,7 +32,7 @@ def test_task_registry_publishes_with_event_and_stored_record(w3, contracts, acc
     first_id = contracts.registry.functions.taskCount().call() + 1
     # Act
     receipt = send(
-        accounts.publisher, contracts.registry, "publishTask", spec, 5, 3, 1, 2**40, model
+        accounts.publisher, contracts.registry, "publishTask", spec, (5, 3, 1, 2**40, 7_000_000, 2), model
     )
     # Assert
     assert events(contracts.registry, "TaskPublished", receipt) == [
@@ -45,6 +45,8 @@ def test_task_registry_publishes_with_event_and_stored_record(w3, contracts, acc
             "minUpdates": 3,
             "maxStaleness": 1,
             "deadline": 2**40,
+            "epsilonBudgetMicro": 7_000_000,
+            "aggregatorQuorum": 2,
         }
     ]
     assert struct(contracts.registry, "task", first_id) == {
@@ -57,6 +59,8 @@ def test_task_registry_publishes_with_event_and_stored_record(w3, contracts, acc
         "deadline": 2**40,
         "publishedBlock": receipt["blockNumber"],
         "cancelled": False,
+        "epsilonBudgetMicro": 7_000_000,
+        "aggregatorQuorum": 2,
     }
     assert contracts.registry.functions.taskCount().call() == first_id
     assert contracts.registry.functions.state(first_id).call() == TaskState.OPEN
@@ -88,6 +92,8 @@ def test_task_registry_task_ids_start_at_one(contracts):
     ids=["empty-spec", "zero-rounds", "zero-min-updates", "empty-model", "big-model", "deadline"],
 )
 def test_task_registry_refuses_bad_tasks(contracts, accounts, args, error, expected):
+    spec, rounds, min_updates, staleness, deadline, model = args
+    args = (spec, (rounds, min_updates, staleness, deadline, 0, 1), model)
     expect_revert(accounts.publisher, contracts.registry, "publishTask", args, error, **expected)
 
 
@@ -98,10 +104,10 @@ def test_task_registry_state_runs_open_training_finished(contracts, accounts):
     update = submit(accounts.edges[0], contracts.ledger, task_id)
     # Act / Assert
     assert state(task_id).call() == TaskState.OPEN
-    send(accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, 1, [update], b"g1")
+    send(accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, 1, [update], [], b"g1")
     assert state(task_id).call() == TaskState.TRAINING
     update = submit(accounts.edges[0], contracts.ledger, task_id, 1)
-    send(accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, 2, [update], b"g2")
+    send(accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, 2, [update], [], b"g2")
     assert state(task_id).call() == TaskState.FINISHED
 
 
@@ -152,7 +158,7 @@ def test_task_registry_refuses_bad_cancels(contracts, accounts, case):
         error, expected["current"] = "TaskRegistryUnexpectedState", TaskState.CANCELLED
     else:
         update = submit(accounts.edges[0], contracts.ledger, task_id)
-        send(accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, 1, [update], b"g")
+        send(accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, 1, [update], [], b"g")
         error, expected["current"] = "TaskRegistryUnexpectedState", TaskState.FINISHED
     # Act / Assert
     expect_revert(caller, contracts.registry, "cancelTask", (task_id,), error, **expected)

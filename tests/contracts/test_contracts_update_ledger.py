@@ -20,7 +20,7 @@ from tests.contracts.contract_helpers import (
 
 def _commit(accounts, contracts, task_id, version, ids, payload=b"global"):
     return send(
-        accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, version, ids, payload
+        accounts.aggregator, contracts.ledger, "commitGlobalModel", task_id, version, ids, [], payload
     )
 
 
@@ -116,7 +116,7 @@ def test_update_ledger_refuses_inactive_tasks(contracts, accounts, state):
     # Act / Assert
     for sender, fn_name, args in (
         (accounts.edges[1], "submitUpdate", (task_id, 0, 1, 0, b"u")),
-        (accounts.aggregator, "commitGlobalModel", (task_id, 1, [update], b"g")),
+        (accounts.aggregator, "commitGlobalModel", (task_id, 1, [update], [], b"g")),
     ):
         expect_revert(
             sender, contracts.ledger, fn_name, args, "UpdateLedgerUnexpectedTaskState", **expected
@@ -243,6 +243,7 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
         ),
     }[case] or _stale_case(accounts, contracts, task_a, a1, a3)
     # Act / Assert
+    args = (*args[:3], [], args[3])
     expect_revert(
         accounts.aggregator, contracts.ledger, "commitGlobalModel", args, error, **expected
     )

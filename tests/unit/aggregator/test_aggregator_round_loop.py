@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import jax
 import numpy as np
@@ -106,7 +107,7 @@ def test_replayed_rule_state_matches_the_rounds_already_committed(consortium,
     # Act
     state = replay_rule_state(spec, admin.read_global_models(task_id), admin.read_updates(task_id))
     # Assert
-    assert state.num_rounds == 2
+    assert state.version == 2 and state.rule.num_rounds == 2
 
 
 def test_auditor_flags_a_commit_that_does_not_match_its_updates(consortium,
@@ -134,3 +135,54 @@ def test_heart_spec_defaults_are_the_tuned_ones():
     assert (spec.rounds, spec.learning_rate, spec.batch_size) == (10, 0.1, 32)
     assert spec.extra == {"normalization_task": 7, "local_optimizer": "sgd"}
     assert dataclasses.replace(spec, rounds=3).rounds == 3
+
+
+def test_quorum_of_two_aggregators_finalizes_once_both_agree(consortium, sites_and_normalizer):
+    # Arrange: k = 2, two independent aggregators over the same ledger.
+    publisher, first, admin = consortium
+    admin.grant_role(AGGREGATOR_ROLE, "0x" + "c" * 40)
+    second = admin.as_sender("0x" + "c" * 40)
+    sites, normalizer = sites_and_normalizer
+    spec = heart_task_spec(normalization_task=0, rounds=1, aggregator_quorum=2)
+    task_id = publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(0)))
+    _submit_round(admin, task_id, spec, sites, normalizer, jax.random.key(0))
+    results = {}
+    waiting = threading.Thread(
+        target=lambda: results.setdefault("first", run_round(first, task_id, timeout=20, poll=0.01)))
+    # Act
+    waiting.start()
+    while not admin.read_commits(task_id):
+        waiting.join(0.01)
+    assert len(admin.read_global_models(task_id)) == 1  # one commit is not final yet
+    results["second"] = run_round(second, task_id, timeout=20, poll=0.01)
+    waiting.join(20)
+    # Assert
+    assert results["first"].record.digest == results["second"].record.digest
+    assert {c.aggregator for c in admin.read_commits(task_id)} == {first.sender, second.sender}
+    assert len(admin.read_global_models(task_id)) == 2
+    assert verify_task(admin, task_id).ok
+
+
+def test_a_restarted_aggregator_does_not_commit_the_same_version_twice(consortium,
+                                                                        sites_and_normalizer):
+    # Arrange
+    publisher, first, admin = consortium
+    admin.grant_role(AGGREGATOR_ROLE, "0x" + "c" * 40)
+    second = admin.as_sender("0x" + "c" * 40)
+    sites, normalizer = sites_and_normalizer
+    spec = heart_task_spec(normalization_task=0, rounds=1, aggregator_quorum=2)
+    task_id = publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(0)))
+    _submit_round(admin, task_id, spec, sites, normalizer, jax.random.key(0))
+    with pytest.raises(ChainTimeoutError, match="quorum"):
+        run_round(first, task_id, timeout=0.05, poll=0.01)  # commits, then gives up waiting
+    results = {}
+    restarted = threading.Thread(
+        target=lambda: results.setdefault("first", run_round(first, task_id, timeout=20, poll=0.01)))
+    # Act: the restarted aggregator only waits; the second aggregator finalizes.
+    restarted.start()
+    results["second"] = run_round(second, task_id, timeout=5, poll=0.01)
+    restarted.join(20)
+    # Assert
+    assert [c.aggregator for c in admin.read_commits(task_id)].count(first.sender) == 1
+    assert results["first"].record.version == 1
+    assert results["first"].record.digest == results["second"].record.digest

@@ -230,6 +230,6 @@ def test_rules_are_chosen_by_name() -> None:
     # Arrange
     spec = TaskSpec(name="t", data_schema="s", num_features=2)
     # Act / Assert
-    assert rule_for_spec(spec).init() == FedAvgState(num_rounds=0)
+    assert rule_for_spec(spec).init().rule == FedAvgState(num_rounds=0)
     with pytest.raises(FednodeValueError, match="unknown aggregation rule"):
         make_aggregator("krum-but-misspelled")

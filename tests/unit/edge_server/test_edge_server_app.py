@@ -40,12 +40,12 @@ def _assert_refused(response: Any, status: int, reason: str) -> None:
 
 def _assert_nothing_lost(harness: Harness, accepted: dict[str, Any], before: Any) -> None:
     assert harness.snapshot() == before
-    assert harness.store.get_update(accepted["on_chain"]).status == "submitted"
+    assert harness.store.get_update(accepted["on_chain"]).status == "committed"
     assert harness.store.get_update(accepted["pending"]).status == "accepted"
     chain_writes = harness.ledger.update_count()
     assert harness.submitter.submit_pending() == 1  # only the pending row of task 3
     assert harness.ledger.update_count() == chain_writes + 1
-    assert harness.store.get_update(accepted["pending"]).status == "submitted"
+    assert harness.store.get_update(accepted["pending"]).status == "committed"
 
 
 # ---- happy path ---------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def test_post_update_is_stored_then_submitted_to_the_ledger(harness: Harness) ->
     assert response.json()["status"] == "accepted"
     assert accepted_row is not None and accepted_row.status == "accepted"
     (on_chain,) = harness.admin.read_updates(1)
-    assert status["status"] == "submitted"
+    assert status["status"] == "committed"
     assert status["chain_update_id"] == on_chain.update_id
     assert status["tx_hash"] == on_chain.tx_hash.hex()
     assert on_chain.edge == harness.ledger.sender
@@ -108,7 +108,7 @@ def test_get_task_and_global_model(harness: Harness) -> None:
 def test_healthz_reports_counts(harness: Harness, accepted: dict[str, Any]) -> None:
     body = harness.http.get("/healthz").json()
     assert body["status"] == "ok" and body["sender"] == harness.ledger.sender
-    assert body["updates"] == {"accepted": 1, "submitted": 1, "failed": 0}
+    assert body["updates"] == {"accepted": 1, "signed": 0, "sent": 0, "committed": 1, "failed": 0}
 
 
 # ---- refusals of POST /v1/updates -----------------------------------------------------------

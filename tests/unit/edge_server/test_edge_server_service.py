@@ -23,7 +23,9 @@ from fednode.errors import EdgeError, FednodeError, FednodeValueError
 MODULES = [
     "edge_server", "edge_server.app", "edge_server.auth", "edge_server.config",
     "edge_server.device_client", "edge_server.intake", "edge_server.protocol",
-    "edge_server.service", "edge_server.store", "edge_server.submitter",
+    "edge_server.service", "edge_server.store", "edge_server.submitter", "edge_server.crash",
+    "edge_server.outbox", "edge_server.metrics", "edge_server.ratelimit", "edge_server.logs",
+    "edge_server.tls", "edge_server.secagg",
 ]  # fmt: skip
 
 
@@ -54,7 +56,7 @@ def test_device_posts_over_http_and_the_update_reaches_the_ledger(
 
     # Assert
     (on_chain,) = admin.read_updates(1)
-    assert status["status"] == "submitted" and status["chain_update_id"] == on_chain.update_id
+    assert status["status"] == "committed" and status["chain_update_id"] == on_chain.update_id
     assert on_chain.num_examples == 30 and on_chain.epsilon_micro == 10
     assert httpx.get(server.url + "/healthz").json()["submitter_running"] is True
 
@@ -116,7 +118,7 @@ def test_stopped_server_keeps_pending_rows_for_the_next_start(tmp_path: Path) ->
             status = client.wait_submitted(ref, timeout=5.0)
 
     # Assert
-    assert status["status"] == "submitted" and admin.update_count() == 1
+    assert status["status"] == "committed" and admin.update_count() == 1
 
 
 @pytest.mark.parametrize(

@@ -92,21 +92,21 @@ def test_failed_row_frees_its_base_version(store: EdgeStore) -> None:
     # Assert
     assert store.get_update(first.ref).error == "UpdateLedgerStaleBase"
     assert store.holds_update(1, 0) and second.status == UpdateStatus.ACCEPTED
-    assert store.count_by_status() == {"accepted": 1, "submitted": 0, "failed": 1}
+    assert store.count_by_status() == {"accepted": 1, "signed": 0, "sent": 0, "committed": 0, "failed": 1}
 
 
-def test_mark_submitted_records_chain_id_and_tx_hash(store: EdgeStore) -> None:
+def test_mark_committed_records_chain_id_and_tx_hash(store: EdgeStore) -> None:
     # Arrange
     row = store.insert_update(_envelope())
     store.mark_attempt(row.local_id)
     store.note_error(row.local_id, "ChainError: down")
 
     # Act
-    store.mark_submitted(row.local_id, 7, b"\x12" * 32)
+    store.mark_committed(row.local_id, 7, b"\x12" * 32, block=3)
 
     # Assert
     done = store.get_update(row.ref)
-    assert (done.status, done.chain_update_id, done.tx_hash) == ("submitted", 7, b"\x12" * 32)
+    assert (done.status, done.chain_update_id, done.tx_hash) == ("committed", 7, b"\x12" * 32)
     assert done.attempts == 1 and done.error is None
     assert store.pending_updates() == []
 

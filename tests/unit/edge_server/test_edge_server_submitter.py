@@ -125,7 +125,7 @@ def test_accepted_rows_survive_a_restart_and_get_submitted(harness: Harness) -> 
     # Assert
     assert settled == 2
     rows = [store.get_update(ref) for ref in refs]
-    assert [row.status for row in rows] == [UpdateStatus.SUBMITTED] * 2
+    assert [row.status for row in rows] == [UpdateStatus.COMMITTED] * 2
     on_chain = harness.admin.read_updates(1) + harness.admin.read_updates(2)
     assert [u.update_id for u in on_chain] == [row.chain_update_id for row in rows]
     assert [u.digest for u in on_chain] == [row.digest for row in rows]
@@ -142,7 +142,7 @@ def test_worker_thread_retries_until_the_chain_is_back(harness: Harness) -> None
     worker.start()
     _wait_until(lambda: flaky.calls >= 2)
     flaky.down = False
-    _wait_until(lambda: harness.store.get_update(ref).status == UpdateStatus.SUBMITTED)
+    _wait_until(lambda: harness.store.get_update(ref).status == UpdateStatus.COMMITTED)
     worker.stop()
 
     # Assert
@@ -167,7 +167,7 @@ def test_lost_receipt_is_reconciled_not_sent_twice(tmp_path: Path) -> None:
     (landed,) = admin.read_updates(1)
     done = store.get_update(row.ref)
     assert flaky.calls == 1
-    assert done.status == UpdateStatus.SUBMITTED
+    assert done.status == UpdateStatus.COMMITTED
     assert (done.chain_update_id, done.tx_hash) == (landed.update_id, landed.tx_hash)
 
 

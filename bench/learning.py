@@ -1,0 +1,188 @@
+"""Bench: the heart task (FLamby Fed-Heart-Disease) under every learning policy a spec can select.
+
+Strategies (FedAvg, FedProx, FedAdam/FedYogi/FedAdagrad), bias correction (tempered example
+weights), robust rules against poisoned sites (1 of 4 hospitals, 20% of a 50-device
+population), example-level DP-SGD at epsilon 1, int8 / top-k compression. Every experiment runs
+the real device transforms and ``build_global_model`` (see ``learning_common.py``); 5 seeds,
+median [min, max].
+
+    .venv/bin/python bench/learning.py --json docs/benchmarks/learning.json
+    .venv/bin/python bench/learning.py --only robust --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from fednode.device import SiteData, evaluate, load_heart_disease, train_local
+from fednode.privacy import dp_steps_per_round, epsilon_spent, noise_for_epsilon
+from fednode.tasks import heart_task_spec
+from learning_common import federate, scores, sign_flip, summarize, with_extra
+from sim_heart import normalize_sites, run_seed
+
+log = logging.getLogger("learning")
+BASE = heart_task_spec(normalization_task=1, rounds=10, min_updates=4)
+
+
+def experiment_strategies(sites, seeds) -> dict:
+    specs = {
+        "fedavg": BASE,
+        "fedprox mu=0.1": dataclasses.replace(BASE, proximal_mu=0.1),
+        "fedadam lr=0.1": dataclasses.replace(BASE, server_optimizer="adam", server_learning_rate=0.1),
+        "fedadam lr=0.3": dataclasses.replace(BASE, server_optimizer="adam", server_learning_rate=0.3),
+        "fedyogi lr=0.1": dataclasses.replace(BASE, server_optimizer="yogi", server_learning_rate=0.1),
+        "fedadagrad lr=0.3": dataclasses.replace(BASE, server_optimizer="adagrad", server_learning_rate=0.3),
+        "fedavgm lr=1 m=0.5": with_extra(dataclasses.replace(BASE, server_optimizer="sgd"),
+                                          server_optimizer_params={"momentum": 0.5}),
+        "bias-corrected fedavg (n^0.5)": with_extra(BASE, aggregation_params={"example_power": 0.5}),
+        "bias-corrected fedavg (n^0)": with_extra(BASE, aggregation_params={"example_power": 0.0}),
+    }
+    out = {name: _run(sites, spec, seeds) for name, spec in specs.items()}
+    out["fedavg + 1 local fine-tune epoch per site"] = _run(sites, BASE, seeds, fine_tune=True)
+    return out
+
+
+def experiment_single_site(sites, seeds) -> dict:
+    runs = [run_seed(sites, BASE, seed=s, baselines=True) for s in seeds]
+    return {name: {"own_accuracy_median": float(np.median([r.single_site[name]["own_accuracy"] for r in runs]))}
+            for name in runs[0].single_site}
+
+
+def experiment_robust(sites, seeds) -> dict:
+    rules = {"fedavg": ("fedavg", {}), "median": ("median", {}),
+             "trimmed_mean": ("trimmed_mean", {}), "krum": ("krum", {"num_byzantine": 1}),
+             "norm_clip": ("norm_clip", {})}
+    out = {}
+    for attack_name, factor in (("sign_flip x-1", -1.0), ("scaled x-10", -10.0)):
+        for rule_name, (agg, params) in rules.items():
+            spec = with_extra(dataclasses.replace(BASE, aggregation=agg), aggregation_params=params)
+            out[f"4 hospitals, VA {attack_name}, {rule_name}"] = _run(
+                sites, spec, seeds, attack=sign_flip({3}, factor))
+            if attack_name.startswith("scaled"):
+                continue
+        out[f"4 hospitals clean, {rule_name}"] = None
+    out = {k: v for k, v in out.items() if v is not None}
+    for rule_name in ("fedavg", "median", "trimmed_mean"):
+        out[f"4 hospitals clean, {rule_name}"] = _run(
+            sites, dataclasses.replace(BASE, aggregation=rules[rule_name][0]), seeds)
+    devices = _devices(sites, per_site=12)
+    bad = set(range(0, len(devices), 5))  # every 5th device: 20%
+    for rule_name, (agg, params) in rules.items():
+        params = {"num_byzantine": len(bad)} if agg == "krum" else params
+        spec = with_extra(dataclasses.replace(BASE, aggregation=agg, min_updates=len(devices)),
+                          aggregation_params=params)
+        out[f"{len(devices)} devices clean, {rule_name}"] = _run(devices, spec, seeds, eval_sites=sites)
+        out[f"{len(devices)} devices, 20% x-10, {rule_name}"] = _run(
+            devices, spec, seeds, attack=sign_flip(bad, -10.0), eval_sites=sites)
+    return out
+
+
+def experiment_dp(sites, seeds, epsilon: float = 1.0) -> dict:
+    dp = with_extra(dataclasses.replace(BASE, clip_norm=1.0, epsilon_budget=epsilon),
+                    dp_unit="example")
+    site_specs, spent = [], {}
+    for site in sites:
+        q, steps = dp_steps_per_round(dp, len(site.y_train))
+        z = noise_for_epsilon(epsilon, q, steps * dp.rounds, delta=dp.delta)
+        site_specs.append(dataclasses.replace(dp, noise_multiplier=z))
+        spent[site.name] = {"noise_multiplier": z, "q": q, "steps": steps * dp.rounds,
+                            "epsilon_rdp": epsilon_spent(z, q, steps * dp.rounds, delta=dp.delta)}
+    return {"no dp": _run(sites, BASE, seeds),
+            "dp-sgd clip 1, no noise": _run(sites, dataclasses.replace(dp, noise_multiplier=0.0), seeds),
+            f"dp-sgd epsilon={epsilon} delta=1e-5 (per site)": _run(sites, dp, seeds, site_specs=site_specs),
+            "accounting": spent}
+
+
+def experiment_compression(sites, seeds) -> dict:
+    out = {}
+    for model, hidden in (("logreg", ()), ("mlp", (32,))):
+        base = dataclasses.replace(BASE, model=model, hidden_sizes=hidden)
+        for name, steps in (("none", ()), ("int8", ("int8",)), ("topk 25%", ("topk:0.25",)),
+                            ("topk 25% + int8", ("topk:0.25", "int8"))):
+            out[f"{model}{list(hidden) or ''} {name}"] = _run(
+                sites, dataclasses.replace(base, compression=steps), seeds, facts=True)
+    return out
+
+
+def _run(sites, spec, seeds, *, attack=None, site_specs=None, eval_sites=None, facts=False,
+         fine_tune=False):
+    runs, byte_facts = [], []
+    for seed in seeds:
+        params, f = federate(sites, dataclasses.replace(spec, seed=seed), seed=seed, attack=attack,
+                             site_specs=site_specs)
+        runs.append(scores(params, eval_sites or sites))
+        if fine_tune:
+            runs[-1].update(_fine_tuned(params, sites, spec, seed))
+        byte_facts.append(f)
+    summary = summarize(runs)
+    if facts:
+        summary["payload_bytes_per_update"] = float(np.median(byte_facts[0]["payload_bytes"]))
+        summary["dense_bytes_per_update"] = float(np.median(byte_facts[0]["dense_bytes"]))
+    med = summary["pooled_accuracy"]["median"]
+    log.info("  %-55s acc %.3f auc %.3f worst %.3f", spec.aggregation + "/" + spec.server_optimizer,
+             med, summary["pooled_auc"]["median"], summary["worst_site_accuracy"]["median"])
+    return summary
+
+
+def _fine_tuned(params, sites, spec, seed) -> dict[str, float]:
+    """Each hospital fine-tunes the final global model for one local epoch (personalization)."""
+    out = {}
+    one_epoch = dataclasses.replace(spec, local_epochs=1)
+    for index, site in enumerate(sites):
+        delta = train_local(params, site.train, key=jax.random.key(10_000 + seed * 10 + index),
+                            spec=one_epoch).delta
+        tuned = jax.tree_util.tree_map(np.add, params, delta)
+        out[f"ft_acc:{site.name}"] = evaluate(tuned, *site.test).accuracy
+    return out
+
+
+def _devices(sites: Sequence[SiteData], *, per_site: int) -> list[SiteData]:
+    """Splits each hospital's train rows into ``per_site`` devices (round-robin)."""
+    devices = []
+    for site in sites:
+        for d in range(per_site):
+            rows = np.arange(d, len(site.y_train), per_site)
+            devices.append(dataclasses.replace(site, name=f"{site.name}/{d}",
+                                               x_train=site.x_train[rows], y_train=site.y_train[rows]))
+    return devices
+
+
+EXPERIMENTS = {"strategies": experiment_strategies, "single_site": experiment_single_site,
+               "robust": experiment_robust, "dp": experiment_dp, "compression": experiment_compression}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    sites = normalize_sites(load_heart_disease())
+    raw_sites = load_heart_disease()
+    results = {}
+    for name in args.only or EXPERIMENTS:
+        started = time.perf_counter()
+        log.info("== %s", name)
+        data = raw_sites if name == "single_site" else sites
+        results[name] = EXPERIMENTS[name](data, args.seeds)
+        results[name + "_seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        existing = json.loads(args.json.read_text()) if args.json.exists() else {}
+        args.json.write_text(json.dumps({**existing, **results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

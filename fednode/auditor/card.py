@@ -1,0 +1,135 @@
+"""Auditor: builds and signs a provenance card, a self-contained file that proves one model.
+
+The card holds the task spec, the initial model and every contributing update's payload, each
+publication / update / commit receipt with its Merkle-Patricia proof against the block's
+``receiptsRoot``, the block headers in between (hash-linked, Clique-sealed), and the recipe to
+recompute the model. It is signed with the auditor's account. ``card_check.py`` verifies it
+offline. Reads go through the ``Ledger`` protocol and ``NodeReader`` (raw blocks, receipts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import keccak
+
+from fednode.auditor.node import NodeReader, node_reader
+from fednode.auditor.proofs import prove_receipt
+from fednode.auditor.trace import _find_version
+from fednode.errors import AuditError
+
+__all__ = ["CARD_FORMAT", "MAX_HEADER_CHAIN", "build_card", "card_message", "sign_card"]
+
+CARD_FORMAT = "fednode-provenance-card/1"
+MAX_HEADER_CHAIN = 5_000
+"""Longest contiguous header chain a card carries; beyond it only the proven blocks go in."""
+
+RECIPE = (
+    "v0 = initial.payload (keccak must equal TaskPublished.initialModelDigest); for each version "
+    "v in order: payload_v = fednode.aggregator.build.build_global_model(TaskSpec.from_json("
+    "task.spec_json), payload_{v-1}, [updates listed in v, ledger order], rule_state=<state of "
+    "v-1>); keccak(payload_v) must equal GlobalModelCommitted.digest of v"
+)
+_HEADER_KEYS = (
+    "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot", "receiptsRoot",
+    "logsBloom", "difficulty", "number", "gasLimit", "gasUsed", "timestamp", "extraData",
+    "mixHash", "nonce", "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas",
+    "parentBeaconBlockRoot", "hash",
+)
+
+
+def _proof(node: NodeReader, block: int, tx_hash: bytes) -> dict[str, Any]:
+    receipts = node.receipts(block)
+    index = int(node.receipt_of(block, tx_hash)["transactionIndex"], 16)
+    root, proof = prove_receipt(receipts, index)
+    if "0x" + root.hex() != node.header(block)["receiptsRoot"]:
+        raise AuditError(f"block {block}: rebuilt receipts trie does not match receiptsRoot")
+    return {"block": block, "tx_hash": "0x" + bytes(tx_hash).hex(), "tx_index": index,
+            "proof": proof}
+
+
+def _headers(node: NodeReader, blocks: set[int]) -> tuple[dict[str, dict], bool]:
+    low, high = min(blocks), max(blocks)
+    chained = high - low < MAX_HEADER_CHAIN
+    numbers = range(low, high + 1) if chained else sorted(blocks)
+    headers = {}
+    for number in numbers:
+        raw = node.header(number)
+        headers[str(number)] = {k: raw[k] for k in _HEADER_KEYS if raw.get(k) is not None}
+    return headers, chained
+
+
+def _event_abis(ledger: Any) -> dict[str, dict]:
+    wanted = {"TaskPublished": ledger.registry, "UpdateSubmitted": ledger.ledger,
+              "GlobalModelCommitted": ledger.ledger}
+    found = {}
+    for name, contract in wanted.items():
+        [abi] = [e for e in contract.abi if e.get("type") == "event" and e["name"] == name]
+        found[name] = abi
+    return found
+
+
+def _update_entry(node: NodeReader, update: Any) -> dict[str, Any]:
+    return {"update_id": update.update_id, "edge": update.edge,
+            "base_version": update.base_version, "num_examples": update.num_examples,
+            "epsilon_micro": update.epsilon_micro, "digest": "0x" + update.digest.hex(),
+            "payload": "0x" + update.payload.hex(),
+            **_proof(node, update.block_number, update.tx_hash)}
+
+
+def _version_entry(node: NodeReader, record: Any) -> dict[str, Any]:
+    return {"version": record.version, "digest": "0x" + record.digest.hex(),
+            "update_ids": list(record.update_ids), "aggregator": record.aggregator,
+            **_proof(node, record.block_number, record.tx_hash)}
+
+
+def build_card(ledger: Any, digest: str | bytes) -> dict[str, Any]:
+    """The unsigned card body for the global model ``digest`` (see the module docstring).
+
+    Raises:
+      AuditError: if the model is unknown or the ledger has no JSON-RPC node behind it.
+    """
+    node = node_reader(ledger)
+    if node is None:
+        raise AuditError("a provenance card needs a ledger on a JSON-RPC node (Web3Ledger)")
+    wanted = bytes.fromhex(digest.removeprefix("0x")) if isinstance(digest, str) else digest
+    task, records, version = _find_version(ledger, wanted)
+    lineage = [r for r in records if r.version <= version]
+    listed = {i for r in lineage for i in r.update_ids}
+    updates = [u for u in ledger.read_updates(task.task_id) if u.update_id in listed]
+    initial = lineage[0]
+    blocks = {initial.block_number} | {r.block_number for r in lineage}
+    headers, chained = _headers(node, blocks | {u.block_number for u in updates})
+    return {
+        "format": CARD_FORMAT, "created": int(time.time()), "chain_id": node.chain_id(),
+        "contracts": {"TaskRegistry": ledger.registry.address,
+                      "UpdateLedger": ledger.ledger.address},
+        "events": _event_abis(ledger), "signers": node.signers(),
+        "task": {"task_id": task.task_id, "spec_json": task.spec.to_json().decode(),
+                 "spec_digest": "0x" + task.spec_digest.hex()},
+        "model": {"version": version, "digest": "0x" + wanted.hex()},
+        "recipe": RECIPE,
+        "initial": {"payload": "0x" + initial.payload.hex(), "digest": "0x" + initial.digest.hex(),
+                    **_proof(node, initial.block_number, initial.tx_hash)},
+        "versions": [_version_entry(node, r) for r in lineage[1:]],
+        "updates": [_update_entry(node, u) for u in updates],
+        "headers": headers, "header_chain": chained,
+    }
+
+
+def card_message(body: dict[str, Any]) -> bytes:
+    """keccak-256 of the card body's canonical JSON: what the auditor signs."""
+    return keccak(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def sign_card(body: dict[str, Any], account: Any) -> dict[str, Any]:
+    """Wraps a card body with the auditor's EIP-191 signature over :func:`card_message`."""
+    signed = Account.sign_message(encode_defunct(primitive=card_message(body)),
+                                  private_key=account.key)
+    return {"card": body, "signature": {"signer": account.address,
+                                        "message": "0x" + card_message(body).hex(),
+                                        "signature": "0x" + bytes(signed.signature).hex()}}

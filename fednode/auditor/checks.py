@@ -1,0 +1,217 @@
+"""Auditor: pure policy checks over ledger records (update lists, signers, privacy budget, quorum).
+
+Each check takes records as read from the ledger and returns :class:`Finding` values; none of
+them reads anything. What the consortium says about accounts (roles, registered edges) comes in
+as an :class:`Authority`, and the commits of each version (for the k-of-n aggregator quorum) as
+:class:`CommitRecord` values, so hand-built records exercise every check in unit tests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from fednode.chain.constants import AGGREGATOR_ROLE, EDGE_ROLE
+from fednode.types import EPSILON_SCALE, GlobalModelRecord, LedgerUpdate, TaskSpec
+
+__all__ = [
+    "FINDING_KINDS",
+    "Authority",
+    "CommitRecord",
+    "Finding",
+    "check_budgets",
+    "check_quorum",
+    "check_signers",
+    "check_update_lists",
+]
+
+FINDING_KINDS = (
+    "tampered_payload", "wrong_update_list", "forged_signer", "budget_overrun",
+    "quorum_violation", "digest_mismatch",
+)
+"""Every kind of problem the auditor reports."""
+
+RoleCheck = Callable[[bytes, str], bool]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: its kind, the version it taints (None: task-wide), who is at fault, why."""
+
+    kind: str
+    version: int | None
+    at_fault: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One aggregator's commit of a version's digest (a quorum needs k distinct ones)."""
+
+    version: int
+    aggregator: str
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Authority:
+    """What the consortium says about accounts, as seen by the auditor.
+
+    Args:
+      has_role: ``(role, account) -> bool``; None skips role checks.
+      edges: registered edge addresses (checksummed); None skips the registration check.
+    """
+
+    has_role: RoleCheck | None = None
+    edges: frozenset[str] | None = None
+
+
+def _list_problems(
+    spec: TaskSpec, record: GlobalModelRecord, by_id: Mapping[int, LedgerUpdate],
+    used: Mapping[int, int],
+) -> Iterable[str]:
+    ids = record.update_ids
+    if len(ids) < spec.min_updates:
+        yield f"lists {len(ids)} updates, the task needs {spec.min_updates}"
+    if list(ids) != sorted(set(ids)):
+        yield f"update ids {list(ids)} are not strictly increasing (ledger order)"
+    for update_id in ids:
+        update = by_id.get(update_id)
+        if update is None:
+            yield f"update {update_id} is not an update of task {record.task_id}"
+        elif update_id in used:
+            yield f"update {update_id} was already aggregated in v{used[update_id]}"
+        elif not 0 < record.version - update.base_version <= spec.max_staleness + 1:
+            yield (f"update {update_id} is based on v{update.base_version}, not allowed in "
+                   f"v{record.version} (max staleness {spec.max_staleness})")
+
+
+def check_update_lists(
+    spec: TaskSpec, records: Sequence[GlobalModelRecord], updates: Sequence[LedgerUpdate]
+) -> list[Finding]:
+    """Each version lists known, fresh, unused updates of its task in ledger order.
+
+    Example:
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, min_updates=1)
+      >>> r = GlobalModelRecord(1, 1, b"", (9,), "0xA", b"", 1, b"")
+      >>> [f.kind for f in check_update_lists(spec, [r], [])]
+      ['wrong_update_list']
+    """
+    by_id = {u.update_id: u for u in updates}
+    used: dict[int, int] = {}
+    findings = []
+    for record in sorted(records, key=lambda r: r.version):
+        if record.version == 0:
+            continue
+        for problem in _list_problems(spec, record, by_id, used):
+            findings.append(Finding("wrong_update_list", record.version,
+                                    f"commit by {record.aggregator}", problem))
+        used.update((i, record.version) for i in record.update_ids if i not in used)
+    return findings
+
+
+def _aggregated_in(records: Sequence[GlobalModelRecord]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for record in sorted(records, key=lambda r: r.version):
+        for update_id in record.update_ids:
+            found.setdefault(update_id, record.version)
+    return found
+
+
+def check_signers(
+    records: Sequence[GlobalModelRecord], updates: Sequence[LedgerUpdate], authority: Authority
+) -> list[Finding]:
+    """Updates come from registered edges holding EDGE_ROLE; commits from AGGREGATOR_ROLE holders.
+
+    Roles are read when the audit runs, so an edge whose role was revoked later is reported too.
+
+    Example:
+      >>> u = LedgerUpdate(1, 1, 0, "0xE", b"", 1, 0, b"", 1, b"")
+      >>> [f.at_fault for f in check_signers([], [u], Authority(edges=frozenset()))]
+      ['update 1 from 0xE']
+    """
+    version_of = _aggregated_in(records)
+    findings = []
+    for update in updates:
+        problems = []
+        if authority.edges is not None and update.edge not in authority.edges:
+            problems.append("is not a registered edge")
+        if authority.has_role is not None and not authority.has_role(EDGE_ROLE, update.edge):
+            problems.append("lacks EDGE_ROLE")
+        if problems:
+            findings.append(Finding("forged_signer", version_of.get(update.update_id),
+                                    f"update {update.update_id} from {update.edge}",
+                                    f"signer {update.edge} " + " and ".join(problems)))
+    if authority.has_role is not None:
+        for record in records:
+            if record.version and not authority.has_role(AGGREGATOR_ROLE, record.aggregator):
+                findings.append(Finding("forged_signer", record.version,
+                                        f"commit by {record.aggregator}",
+                                        f"aggregator {record.aggregator} lacks AGGREGATOR_ROLE"))
+    return findings
+
+
+def check_budgets(
+    spec: TaskSpec, records: Sequence[GlobalModelRecord], updates: Sequence[LedgerUpdate]
+) -> list[Finding]:
+    """No edge spends more than ``spec.epsilon_budget`` on a task (0 = no budget).
+
+    The update that pushes an edge over the budget is at fault; the finding taints the version
+    that aggregated it (None if none did yet).
+
+    Example:
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, epsilon_budget=1.0)
+      >>> u = LedgerUpdate(1, 1, 0, "0xE", b"", 1, 1_500_000, b"", 1, b"")
+      >>> [f.kind for f in check_budgets(spec, [], [u])]
+      ['budget_overrun']
+    """
+    if spec.epsilon_budget <= 0:
+        return []
+    budget = round(spec.epsilon_budget * EPSILON_SCALE)
+    version_of = _aggregated_in(records)
+    spent: Counter[str] = Counter()
+    findings = []
+    for update in sorted(updates, key=lambda u: u.update_id):
+        spent[update.edge] += update.epsilon_micro
+        if spent[update.edge] > budget:
+            findings.append(Finding(
+                "budget_overrun", version_of.get(update.update_id),
+                f"update {update.update_id} from {update.edge}",
+                f"edge {update.edge} has spent epsilon {spent[update.edge] / EPSILON_SCALE:g} "
+                f"> budget {spec.epsilon_budget:g}",
+            ))
+    return findings
+
+
+def check_quorum(
+    spec: TaskSpec, records: Sequence[GlobalModelRecord], commits: Sequence[CommitRecord],
+    authority: Authority | None = None,
+) -> list[Finding]:
+    """Each version's digest was committed by at least ``spec.aggregator_quorum`` distinct
+    aggregators (holding AGGREGATOR_ROLE when ``authority`` can tell).
+
+    Example:
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, aggregator_quorum=2)
+      >>> r = GlobalModelRecord(1, 1, b"d", (1,), "0xA", b"", 1, b"")
+      >>> [f.kind for f in check_quorum(spec, [r], [CommitRecord(1, "0xA", b"d")])]
+      ['quorum_violation']
+    """
+    agreeing: dict[int, set[str]] = defaultdict(set)
+    digest_of = {r.version: r.digest for r in records}
+    has_role = authority.has_role if authority else None
+    for commit in commits:
+        if commit.digest != digest_of.get(commit.version):
+            continue
+        if has_role is None or has_role(AGGREGATOR_ROLE, commit.aggregator):
+            agreeing[commit.version].add(commit.aggregator)
+    findings = []
+    for record in records:
+        count = len(agreeing[record.version])
+        if record.version and count < spec.aggregator_quorum:
+            findings.append(Finding(
+                "quorum_violation", record.version, f"commit by {record.aggregator}",
+                f"{count} of the required {spec.aggregator_quorum} aggregators committed "
+                f"0x{record.digest.hex()[:16]}…",
+            ))
+    return findings

@@ -1,0 +1,114 @@
+"""Chain: governance records read back from the consortium contracts (frozen values).
+
+``GlobalModelCommit`` is one aggregator's commit of a version (a version is final once the
+task's ``aggregator_quorum`` commits agree); ``Reputation`` holds the ledger facts about an
+edge; ``Proposal`` is a membership proposal the edge operators vote on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from fednode.types import EPSILON_SCALE, TaskSpec
+
+__all__ = [
+    "GlobalModelCommit",
+    "Proposal",
+    "ProposalAction",
+    "Reputation",
+    "commit_hash",
+    "epsilon_budget_micro",
+    "reputation_score",
+]
+
+
+class ProposalAction(enum.IntEnum):
+    """What a membership proposal does; mirrors ``IConsortium.ProposalAction``."""
+
+    ADD = 0
+    REMOVE = 1
+
+
+@dataclass(frozen=True)
+class GlobalModelCommit:
+    """One aggregator's commit of global model ``version`` (payload from calldata)."""
+
+    task_id: int
+    version: int
+    digest: bytes
+    commit_hash: bytes
+    aggregator: str
+    update_ids: tuple[int, ...]
+    rejected_ids: tuple[int, ...]
+    payload: bytes
+    block_number: int
+    tx_hash: bytes
+    final: bool
+
+
+@dataclass(frozen=True)
+class Reputation:
+    """Ledger facts about one edge over all tasks, and the score derived from them."""
+
+    submitted: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    late: int = 0
+
+    @property
+    def score_bps(self) -> int:
+        """``reputation_score`` of these facts, as ``UpdateLedger.reputationScore``."""
+        return reputation_score(self.accepted, self.rejected, self.late)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A membership proposal: add or remove ``role`` for ``account``."""
+
+    proposal_id: int
+    action: ProposalAction
+    role: bytes
+    account: str
+    validator: str
+    proposer: str
+    executed: bool
+    name: str
+    voters: tuple[str, ...]
+
+
+def reputation_score(accepted: int, rejected: int, late: int) -> int:
+    """Weight in basis points: 10000 * (accepted + 1) / (accepted + rejected + late + 1).
+
+    Example:
+      >>> reputation_score(0, 0, 0), reputation_score(3, 1, 0)
+      (10000, 8000)
+    """
+    return (accepted + 1) * 10_000 // (accepted + rejected + late + 1)
+
+
+def commit_hash(digest: bytes, update_ids: tuple[int, ...], rejected_ids: tuple[int, ...]) -> bytes:
+    """``keccak256(abi.encode(digest, updateIds, rejectedIds))`` as the contract computes it.
+
+    Example:
+      >>> len(commit_hash(b"\\x00" * 32, (1, 2), ()))
+      32
+    """
+    encoded = abi_encode(
+        ["bytes32", "uint256[]", "uint256[]"], [digest, list(update_ids), list(rejected_ids)]
+    )
+    return keccak(encoded)
+
+
+def epsilon_budget_micro(spec: TaskSpec) -> int:
+    """The task's per-site privacy budget in micro-epsilon (0: unlimited).
+
+    Example:
+      >>> from fednode.types import TaskSpec
+      >>> epsilon_budget_micro(TaskSpec("t", "s", 2, epsilon_budget=1.5))
+      1500000
+    """
+    return round(spec.epsilon_budget * EPSILON_SCALE)

@@ -1,0 +1,139 @@
+"""Chain: the consortium-governance half of Web3Ledger (members, proposals, votes, facts).
+
+Mixed into ``Web3Ledger``: membership writes (bootstrap-time admin calls, proposals, votes),
+membership reads, and the ledger facts governance relies on (every aggregator commit, privacy
+spend, reputation). ``InMemoryLedger`` offers the same methods with the same refusals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import to_checksum_address
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from fednode.chain.records import GlobalModelCommit, Proposal, ProposalAction, Reputation
+
+__all__ = ["Web3Governance"]
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+class Web3Governance:
+    """Governance methods of ``Web3Ledger``; relies on its contracts and helpers."""
+
+    consortium: Contract
+    ledger: Contract
+    _reader: Any
+
+    def _transact(self, contract: Contract, fn_name: str, args: list[Any]) -> TxReceipt:
+        raise NotImplementedError
+
+    def _event(self, contract: Contract, name: str, receipt: TxReceipt) -> Any:
+        raise NotImplementedError
+
+    def _call(self, fn: Any) -> Any:
+        raise NotImplementedError
+
+    def _read(self, read: Any) -> Any:
+        raise NotImplementedError
+
+    # --- bootstrap (admin) ----------------------------------------------------------------
+
+    def grant_role(self, role: bytes, account: str) -> None:
+        """Grants ``role`` to ``account``; admin only, while bootstrapping."""
+        self._transact(self.consortium, "grantRole", [role, to_checksum_address(account)])
+
+    def revoke_role(self, role: bytes, account: str) -> None:
+        """Revokes ``role`` from ``account``; admin only, while bootstrapping."""
+        self._transact(self.consortium, "revokeRole", [role, to_checksum_address(account)])
+
+    def register_edge(self, edge: str, validator: str, name: str) -> None:
+        """Registers ``edge`` with its validator and grants EDGE_ROLE; admin, bootstrapping."""
+        args = [to_checksum_address(edge), to_checksum_address(validator), name]
+        self._transact(self.consortium, "registerEdge", args)
+
+    def end_bootstrap(self) -> None:
+        """Ends the bootstrap phase: from now on roles change only by vote (admin only)."""
+        self._transact(self.consortium, "endBootstrap", [])
+
+    def set_vote_quorum(self, percent: int) -> None:
+        """Sets the share of edge operators (1..100 %) a proposal needs (admin only)."""
+        self._transact(self.consortium, "setVoteQuorum", [percent])
+
+    # --- proposals (edge operators) -------------------------------------------------------
+
+    def propose_member(
+        self,
+        action: ProposalAction,
+        role: bytes,
+        account: str,
+        *,
+        validator: str = ZERO_ADDRESS,
+        name: str = "",
+    ) -> int:
+        """Proposes to add or remove ``role`` for ``account``; returns the proposal id."""
+        args = [int(action), role, to_checksum_address(account), to_checksum_address(validator), name]
+        receipt = self._transact(self.consortium, "propose", args)
+        return int(self._event(self.consortium, "ProposalCreated", receipt)["proposalId"])
+
+    def vote(self, proposal_id: int) -> bool:
+        """Votes for a proposal; returns whether this vote executed it."""
+        receipt = self._transact(self.consortium, "vote", [proposal_id])
+        executed = self.consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        return bool(executed)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def bootstrapping(self) -> bool:
+        """Whether the admin may still grant and revoke roles directly."""
+        return bool(self._call(self.consortium.functions.bootstrapping()))
+
+    def required_votes(self) -> int:
+        """Live votes a proposal needs now."""
+        return int(self._call(self.consortium.functions.requiredVotes()))
+
+    def vote_quorum_percent(self) -> int:
+        """The vote quorum in percent of the edge operators."""
+        return int(self._call(self.consortium.functions.voteQuorumPercent()))
+
+    def list_proposals(self) -> list[Proposal]:
+        """Every membership proposal, oldest first."""
+        count = int(self._call(self.consortium.functions.proposalCount()))
+        return [self.get_proposal(i) for i in range(1, count + 1)]
+
+    def get_proposal(self, proposal_id: int) -> Proposal:
+        """One membership proposal."""
+        raw = self._call(self.consortium.functions.proposal(proposal_id))
+        action, role, account, validator, proposer, executed, name, voters = raw
+        return Proposal(
+            proposal_id=proposal_id,
+            action=ProposalAction(action),
+            role=bytes(role),
+            account=to_checksum_address(account),
+            validator=to_checksum_address(validator),
+            proposer=to_checksum_address(proposer),
+            executed=bool(executed),
+            name=str(name),
+            voters=tuple(to_checksum_address(v) for v in voters),
+        )
+
+    def read_commits(self, task_id: int) -> list[GlobalModelCommit]:
+        """Every aggregator commit of a task (final, pending or conflicting), in order."""
+        return self._read(lambda head: self._reader.commits(task_id, head))
+
+    def conflicted(self, task_id: int, version: int) -> bool:
+        """Whether some commit of ``version`` disagreed with the first one."""
+        return bool(self._call(self.ledger.functions.conflicted(task_id, version)))
+
+    def epsilon_spent(self, task_id: int, edge: str) -> int:
+        """Micro-epsilon ``edge`` has spent on a task."""
+        fn = self.ledger.functions.epsilonSpent(task_id, to_checksum_address(edge))
+        return int(self._call(fn))
+
+    def reputation(self, edge: str) -> Reputation:
+        """Ledger facts about ``edge`` (submitted, accepted, rejected, late)."""
+        raw = self._call(self.ledger.functions.reputation(to_checksum_address(edge)))
+        return Reputation(*(int(v) for v in raw))

@@ -1,0 +1,187 @@
+"""Chain: an operator brings one geth Clique validator onto an existing consortium network.
+
+``join_network`` takes the consortium's genesis and some peers' enodes, lays out one datadir
+(sealer keystore, node key, ``geth init``), starts geth with static peering on the operator's
+own address and waits until it talks to a peer. The node seals once the current signers vote
+its address in (``clique.propose``); until then it syncs and serves JSON-RPC to the operator's
+edge server. ``<dir>/node.json`` records what other tools need (enode, RPC URL, signer, PID).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from eth_utils.address import to_checksum_address
+
+from fednode.errors import FednodeValueError, NetworkError
+from fednode.network import keys as keyring
+from fednode.network.layout import checked_geth_version
+from fednode.network.node import (
+    NodeSpec,
+    find_geth,
+    geth_command,
+    init_datadir,
+    is_running,
+    log_tail,
+    rpc_call,
+    write_node_config,
+)
+
+__all__ = ["JOIN_FILE", "JoinedNode", "join_network", "load_joined_node"]
+
+JOIN_FILE = "node.json"
+
+
+@dataclass(frozen=True)
+class JoinedNode:
+    """One validator an operator joined to a network."""
+
+    name: str
+    signer: str
+    enode: str
+    http_url: str
+    chain_id: int
+    datadir: str
+    pid: int | None
+    height: int
+    peers: int
+
+
+def _genesis_settings(genesis_path: Path) -> tuple[int, int]:
+    try:
+        genesis = json.loads(genesis_path.read_text())
+        return int(genesis["config"]["chainId"]), int(str(genesis["gasLimit"]), 0)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NetworkError(f"cannot read the genesis {genesis_path}: {exc}") from exc
+
+
+def _check_peers(peers: Sequence[str]) -> tuple[str, ...]:
+    bad = [p for p in peers if not p.startswith("enode://") or "@" not in p]
+    if bad:
+        raise FednodeValueError(f"peers must be enode://<pubkey>@<host>:<port> URLs: {bad[:3]}")
+    return tuple(peers)
+
+
+def _prepare_datadir(
+    datadir: Path, geth: Path, genesis: Path, *, signer_key: bytes | None, node_key: bytes | None
+) -> None:
+    if (datadir / "geth" / "chaindata").is_dir():
+        return  # joined before: keep keys and chain
+    keyring.write_validator_keystore(
+        datadir, signer_key or keyring.generate_private_key(), secrets.token_hex(16)
+    )
+    keyring.write_node_key(datadir, node_key or keyring.generate_private_key())
+    init_datadir(geth, datadir, genesis)
+
+
+def _signer_of(datadir: Path) -> str:
+    files = sorted((datadir / "keystore").glob("UTC--*"))
+    if len(files) != 1:
+        raise NetworkError(f"expected one keystore file in {datadir}/keystore")
+    return to_checksum_address("0x" + json.loads(files[0].read_text())["address"])
+
+
+def _start(geth: Path, spec: NodeSpec) -> int:
+    with open(spec.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            geth_command(geth, spec), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    (spec.datadir / "geth.pid").write_text(f"{proc.pid}\n", encoding="ascii")
+    return proc.pid
+
+
+def _wait_for_peer(url: str, pid: int, spec: NodeSpec, *, want_peer: bool, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(pid, spec.datadir):
+            raise NetworkError(f"geth exited while joining:\n{log_tail(spec.log_path)}")
+        try:
+            peers = int(rpc_call(url, "net_peerCount"), 16)
+            if peers > 0 or not want_peer:
+                return peers
+        except NetworkError:
+            pass  # not listening yet
+        time.sleep(0.25)
+    raise NetworkError(f"no peer reached {url} in {timeout:.0f} s:\n{log_tail(spec.log_path)}")
+
+
+def join_network(
+    directory: str | Path,
+    genesis: str | Path,
+    peers: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    p2p_port: int = 30303,
+    http_port: int = 8545,
+    authrpc_port: int = 8551,
+    name: str = "validator",
+    signer_key: bytes | None = None,
+    node_key: bytes | None = None,
+    timeout: float = 60.0,
+) -> JoinedNode:
+    """Starts one validator of an existing network and waits until it has a peer.
+
+    Args:
+        directory: This operator's node folder (created; reused on a second call).
+        genesis: The consortium's genesis.json (identical on every node).
+        peers: enode URLs of running validators (static peers, no discovery).
+        host: The operator's own address: P2P and JSON-RPC listen here.
+        p2p_port: devp2p port.
+        http_port: JSON-RPC port (the edge server's ``--rpc``).
+        authrpc_port: Engine API port geth binds on 127.0.0.1.
+        name: geth ``--identity``.
+        signer_key: Sealer key (a fresh one when None); its address must be voted in to seal.
+        node_key: devp2p key (a fresh one when None); fixes this node's enode.
+        timeout: Seconds to wait for the first peer.
+
+    Returns:
+        The node, also written to ``<directory>/node.json``.
+
+    Raises:
+        NetworkError: geth is missing, the genesis is unreadable, or no peer was reached.
+
+    Example:
+        >>> node = join_network("/srv/fednode", "genesis.json",
+        ...                     ["enode://ab..@10.77.0.1:30303"])  # doctest: +SKIP
+    """
+    root = Path(directory).resolve()
+    chain_id, gas_limit = _genesis_settings(Path(genesis))
+    static = _check_peers(peers)
+    geth = find_geth()
+    checked_geth_version(geth)
+    datadir = root / "node"
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(genesis, root / "genesis.json")
+    _prepare_datadir(datadir, geth, root / "genesis.json", signer_key=signer_key, node_key=node_key)
+    signer = _signer_of(datadir)
+    spec = NodeSpec(
+        name, datadir, signer, chain_id, host, p2p_port, http_port, authrpc_port, gas_limit, static
+    )
+    write_node_config(spec)
+    pid = _start(geth, spec)
+    url = f"http://{host}:{http_port}"
+    peer_count = _wait_for_peer(url, pid, spec, want_peer=bool(static), timeout=timeout)
+    own_key = bytes.fromhex((datadir / "geth" / "nodekey").read_text().strip())
+    node = JoinedNode(
+        name=name, signer=signer, enode=keyring.enode_url(own_key, host=host, port=p2p_port),
+        http_url=url, chain_id=chain_id, datadir=str(datadir), pid=pid,
+        height=int(rpc_call(url, "eth_blockNumber"), 16), peers=peer_count,
+    )  # fmt: skip
+    (root / JOIN_FILE).write_text(json.dumps(asdict(node), indent=2) + "\n")
+    return node
+
+
+def load_joined_node(directory: str | Path) -> JoinedNode:
+    """Reads ``<directory>/node.json`` written by :func:`join_network`."""
+    try:
+        return JoinedNode(**json.loads((Path(directory) / JOIN_FILE).read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise NetworkError(f"no joined node in {directory}: {exc}") from exc

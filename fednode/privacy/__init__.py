@@ -1,0 +1,19 @@
+"""Device: differential-privacy accounting (dp-accounting RDP and PLD) for per-site budgets."""
+
+from fednode.privacy.accountant import (
+    ACCOUNTANTS,
+    EPSILON_SCALE,
+    dp_steps_per_round,
+    epsilon_micro_increment,
+    epsilon_spent,
+    noise_for_epsilon,
+)
+
+__all__ = [
+    "ACCOUNTANTS",
+    "EPSILON_SCALE",
+    "dp_steps_per_round",
+    "epsilon_micro_increment",
+    "epsilon_spent",
+    "noise_for_epsilon",
+]
