@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -19,11 +20,14 @@ from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.service import EdgeServer, enroll_device
 from fednode.chain.connect import open_ledger
+from fednode.codec import decode_params
 from fednode.device.data import (
     Normalizer, SiteData, compute_feature_stats, normalize, normalizer_from_stats, pool_test_sets,
 )
 from fednode.device.metrics import Evaluation, evaluate
 from fednode.device.train import train_local
+from fednode.device.transforms import apply_transforms
+from fednode.privacy.accountant import dp_steps_per_round, epsilon_micro_increment
 from fednode.tasks import feature_stats_params, initial_payload, stats_from_params
 from fednode.types import TaskSpec
 
@@ -38,6 +42,8 @@ class Hospital:
     edge_name: str
     client: EdgeClient
     normalizer: Normalizer | None = None
+    transform_state: Any = None
+    dp_steps: int = 0
 
     def post_feature_stats(self, task_id: int) -> str:
         """Sends only count / sums / sums of squares of the local training features."""
@@ -52,11 +58,25 @@ class Hospital:
 
     def train_round(self, task_id: int, spec: TaskSpec, *, key: jax.Array) -> tuple[int, str]:
         """Pulls the global model, trains locally, posts the delta; returns (base, update ref)."""
+        train_key, transform_key = jax.random.split(key)
         version, params = self.client.fetch_global(task_id)
-        update = train_local(params, self.train_data(), key=key, spec=spec)
-        ref = self.client.post_update(task_id, version, update.delta,
-                                      num_examples=update.num_examples)
+        update = train_local(params, self.train_data(), key=train_key, spec=spec)
+        delta, self.transform_state = apply_transforms(
+            update.delta, spec, key=transform_key, state=self.transform_state)
+        ref = self.client.post_update(task_id, version, delta, num_examples=update.num_examples,
+                                      epsilon_micro=self._privacy_spend(spec, update.num_examples))
         return version, ref
+
+    def _privacy_spend(self, spec: TaskSpec, num_examples: int) -> int:
+        """Micro-epsilon this round adds to the site's on-chain privacy ledger (0 without DP)."""
+        if not spec.noise_multiplier > 0:
+            return 0
+        sampling, steps = dp_steps_per_round(spec, num_examples)
+        spend = epsilon_micro_increment(spec.noise_multiplier, sampling, steps_before=self.dp_steps,
+                                        steps_now=steps, delta=spec.delta,
+                                        accountant=spec.accountant)
+        self.dp_steps += steps
+        return spend
 
     def train_data(self) -> tuple[np.ndarray, np.ndarray]:
         return normalize(self.site.x_train, self.normalizer), self.site.y_train
@@ -125,6 +145,4 @@ def train_single_site(
 
 def initial_params(spec: TaskSpec, *, key: jax.Array):
     """The task's version-0 parameters, decoded from the same bytes that go on chain."""
-    from fednode.codec import decode_params
-
     return decode_params(initial_payload(spec, key=key))
