@@ -3,9 +3,13 @@
 Devices post signed deltas (``device_client.EdgeClient``); the edge checks the signature and
 the delta (``auth``, ``intake``), stores it durably (``store``), and a worker submits it with
 the operator's account through a Ledger (``submitter``). ``service.EdgeServer`` wires it all.
+A task may ask for edge cohorts (``cohort``): the edge folds N devices' deltas into one update,
+optionally under secure aggregation (``secagg``, devices run ``cohort_client``).
 """
 
 from edge_server.app import create_app
+from edge_server.cohort import CohortConfig, cohort_config
+from edge_server.cohort_client import SecureCohortDevice
 from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.intake import UpdateIntake
@@ -15,17 +19,20 @@ from edge_server.store import EdgeStore, UpdateRow, UpdateStatus
 from edge_server.submitter import Submitter
 
 __all__ = [
+    "CohortConfig",
     "DeviceIdentity",
     "EdgeClient",
     "EdgeConfig",
     "EdgeServer",
     "EdgeStore",
     "SIGNATURE_HEADER",
+    "SecureCohortDevice",
     "Submitter",
     "UpdateEnvelope",
     "UpdateIntake",
     "UpdateRow",
     "UpdateStatus",
+    "cohort_config",
     "create_app",
     "enroll_device",
     "run_edge",

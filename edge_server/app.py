@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_server.auth import check_timestamp, public_key_from_hex, verify_envelope
+from edge_server.cohort_app import CohortService, add_cohort_routes
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
 from edge_server.intake import UpdateIntake
@@ -67,6 +68,7 @@ class _Edge:
     metrics: EdgeMetrics
     limiter: RateLimiter
     crash: CrashHook
+    cohorts: CohortService
 
 
 def create_app(
@@ -97,14 +99,17 @@ def create_app(
       >>> from fednode.chain.memory_ledger import InMemoryLedger
       >>> app = create_app(EdgeConfig(name="e", db_path=":memory:"), InMemoryLedger(),
       ...                  EdgeStore(":memory:"))
-      >>> sorted(r.path for r in app.routes if r.path.startswith("/v1"))[:2]
+      >>> sorted(r.path for r in app.routes if r.path.startswith("/v1/tasks"))
       ['/v1/tasks/{task_id}', '/v1/tasks/{task_id}/global']
     """
     intake = UpdateIntake(ledger, max_payload_bytes=config.max_payload_bytes)
     limiter = RateLimiter(rate_per_s=config.device_rate_per_s, burst=config.device_burst)
+    cohorts = CohortService(
+        store, intake, clock=clock, max_payload_bytes=config.max_payload_bytes
+    )
     edge = _Edge(
         config, ledger, store, intake, submitter, clock, metrics or EdgeMetrics(), limiter,
-        crash or CrashHook(None),
+        crash or CrashHook(None), cohorts,
     )  # fmt: skip
     app = FastAPI(title=f"fednode edge server {config.name}", version="1")
     app.state.edge = edge
@@ -112,6 +117,11 @@ def create_app(
     _add_timing(app, edge.metrics)
     _add_update_routes(app, edge)
     _add_task_routes(app, edge)
+    add_cohort_routes(
+        app, cohorts, device_key=store.device_public_key, limiter=limiter, clock=clock,
+        max_skew_s=config.max_clock_skew_s, on_sealed=lambda local_id: _after_ack(edge, local_id),
+        read_body=lambda request: _read_body(request, config.max_body_bytes),
+    )  # fmt: skip
     return app
 
 
@@ -120,19 +130,19 @@ def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
     async def post_update(request: Request) -> JSONResponse:
         body = await _read_body(request, edge.config.max_body_bytes)
         signature = request.headers.get(SIGNATURE_HEADER)
-        row = await run_in_threadpool(_accept_update, edge, body, signature)
-        return JSONResponse(
-            {"update_ref": row.ref, "status": row.status.value},
-            status_code=202,
-            background=BackgroundTask(_after_ack, edge, row.local_id),
-        )
+        answer, local_id = await run_in_threadpool(_accept_update, edge, body, signature)
+        background = None if local_id is None else BackgroundTask(_after_ack, edge, local_id)
+        return JSONResponse(answer, status_code=202, background=background)
 
     @app.get("/v1/updates/{ref}")
     def get_update(ref: _Ref) -> dict[str, Any]:
         row = edge.store.get_update(ref)
-        if row is None:
+        if row is not None:
+            return _update_json(row)
+        member = edge.cohorts.member_status(ref)  # a cohort member's reference
+        if member is None:
             raise UpdateRejectedError("unknown_update", f"no update {ref} on this edge")
-        return _update_json(row)
+        return member
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -165,7 +175,10 @@ def _add_task_routes(app: FastAPI, edge: _Edge) -> None:
         return _global_json(edge.intake.global_model(task_id, version))
 
 
-def _accept_update(edge: _Edge, body: bytes, signature_header: str | None) -> UpdateRow:
+def _accept_update(
+    edge: _Edge, body: bytes, signature_header: str | None
+) -> tuple[dict[str, Any], int | None]:
+    """Checks and stores one update; returns the 202 body and the row the outbox will submit."""
     envelope = parse_envelope(body)
     signature = decode_signature(signature_header)
     key_hex = edge.store.device_public_key(envelope.device_id)
@@ -176,13 +189,19 @@ def _accept_update(edge: _Edge, body: bytes, signature_header: str | None) -> Up
     check_timestamp(envelope.timestamp, now=edge.clock(), max_skew_s=edge.config.max_clock_skew_s)
     _check_not_held(edge.store, envelope)
     norm = edge.intake.validate(envelope)
+    if edge.cohorts.config_of(edge.intake.task(envelope.task_id)) is not None:
+        answer, sealed = edge.cohorts.accept_plain(envelope)  # committed before we answer
+        logger.info("cohort member %s from %s (norm %.4g): cohort %s", answer["update_ref"],
+                    envelope.device_id, norm, answer["cohort_state"])  # fmt: skip
+        edge.metrics.count("updates_accepted_total")
+        return answer, sealed
     row = edge.store.insert_update(envelope)  # committed before we answer
     logger.info(
         "accepted update %s from %s: task %d base %d, %d examples, norm %.4g",
         row.ref, row.device_id, row.task_id, row.base_version, row.num_examples, norm,
     )  # fmt: skip
     edge.metrics.count("updates_accepted_total")
-    return row
+    return {"update_ref": row.ref, "status": row.status.value}, row.local_id
 
 
 def _after_ack(edge: _Edge, local_id: int) -> None:

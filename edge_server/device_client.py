@@ -236,6 +236,15 @@ class EdgeClient:
 
     wait_committed = wait_submitted
 
+    @property
+    def identity(self) -> DeviceIdentity:
+        """The device identity this client signs with."""
+        return self._identity
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One JSON request to the edge (``path`` from the root); refusals raise EdgeError."""
+        return self._request(method, path, **kwargs)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, self._base_url + path, **kwargs)

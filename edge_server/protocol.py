@@ -78,6 +78,11 @@ STATUS_BY_REASON: Mapping[str, int] = {
     "not_finite": 422,
     "norm_too_large": 422,
     "chain_unavailable": 503,
+    "bad_cohort": 422,
+    "bad_cohort_input": 422,
+    "cohort_state": 409,
+    "cohort_member": 409,
+    "dropped": 409,
 }
 
 

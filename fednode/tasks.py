@@ -7,6 +7,9 @@ Two task kinds run the cardiovascular-risk job:
   with the consortium-wide mean and standard deviation without sharing a record;
 * the **heart task** (logistic regression or MLP, rule ``fedavg``), whose spec names the
   feature-stats task it normalizes with (``extra["normalization_task"]``).
+
+The **wearable task** (``wearable_task_spec``) classifies smart-watch activity recordings
+(BasicMotions, ``fednode.device.wearable``) with a small 1D-CNN (``model="cnn1d"``, 4 classes).
 """
 
 from __future__ import annotations
@@ -19,21 +22,29 @@ import numpy as np
 
 from fednode.codec import encode_params
 from fednode.device.data import HEART_FEATURES, FeatureStats
-from fednode.device.model import init_params
+from fednode.device.model import init_params, model_options
+from fednode.device.wearable import WEARABLE_CHANNELS, WEARABLE_CLASSES, WEARABLE_STEPS
 from fednode.errors import TaskSpecError
 from fednode.types import TaskSpec
 
 __all__ = [
     "HEART_SCHEMA",
+    "WEARABLE_SCHEMA",
     "feature_stats_params",
     "feature_stats_spec",
     "heart_task_spec",
     "initial_payload",
     "stats_from_params",
+    "wearable_task_spec",
 ]
 
 HEART_SCHEMA = "uci-heart-disease/flamby-v1:" + ",".join(HEART_FEATURES)
 """Data schema id: the FLamby Fed-Heart-Disease features, in order."""
+WEARABLE_SCHEMA = (
+    f"uea-basicmotions/v1:{','.join(WEARABLE_CHANNELS)}x{WEARABLE_STEPS}->"
+    + ",".join(WEARABLE_CLASSES)
+)
+"""Data schema id: BasicMotions channels x steps, and the class names in index order."""
 
 
 def heart_task_spec(
@@ -52,6 +63,30 @@ def heart_task_spec(
         local_epochs=5, batch_size=32, learning_rate=0.1, max_update_norm=50.0,
         deadline=deadline, seed=seed,
         extra={"normalization_task": int(normalization_task), "local_optimizer": "sgd"},
+    )
+    return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def wearable_task_spec(
+    *, rounds: int = 10, min_updates: int = 4, conv_sizes: tuple[int, ...] = (16, 16),
+    kernel_size: int = 5, seed: int = 0, deadline: int = 0, **overrides: Any,
+) -> TaskSpec:
+    """The wearable activity task: a 1D-CNN over 6 x 100 smart-watch sequences, 4 classes.
+
+    Defaults measured in bench/wearable.py (FedAvg over 4 class-skewed wearables).
+
+    Example:
+      >>> spec = wearable_task_spec()
+      >>> spec.model, spec.num_features, spec.extra["num_classes"]
+      ('cnn1d', 6, 4)
+    """
+    spec = TaskSpec(
+        name="wearable-activity", data_schema=WEARABLE_SCHEMA,
+        num_features=len(WEARABLE_CHANNELS), model="cnn1d", hidden_sizes=tuple(conv_sizes),
+        rounds=rounds, min_updates=min_updates, local_epochs=5, batch_size=8,
+        learning_rate=0.01, max_update_norm=100.0, deadline=deadline, seed=seed,
+        extra={"num_classes": len(WEARABLE_CLASSES), "sequence_length": WEARABLE_STEPS,
+               "kernel_size": int(kernel_size), "local_optimizer": "adam"},
     )
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
@@ -111,8 +146,7 @@ def initial_payload(spec: TaskSpec, *, key: jax.Array) -> bytes:
     if spec.model == "feature_stats":
         zeros = np.zeros(spec.num_features, np.float32)
         return encode_params({"count": np.zeros(1, np.float32), "sum": zeros, "sum_sq": zeros})
-    if spec.model in ("logreg", "mlp"):
-        params = init_params(key, model=spec.model, num_features=spec.num_features,
-                             hidden_sizes=spec.hidden_sizes)
+    if spec.model in ("logreg", "mlp", "cnn1d"):
+        params = init_params(key, **model_options(spec))
         return encode_params(jax.tree_util.tree_map(np.asarray, params))
     raise TaskSpecError(f"no initial model for model kind {spec.model!r}")

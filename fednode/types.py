@@ -20,7 +20,7 @@ __all__ = [
     "TaskState",
 ]
 
-MODEL_KINDS = ("logreg", "mlp", "feature_stats")
+MODEL_KINDS = ("logreg", "mlp", "cnn1d", "feature_stats")
 AGGREGATION_RULES = ("fedavg", "krum", "median", "norm_clip", "sum", "trimmed_mean")
 EPSILON_SCALE = 1_000_000
 """On-chain privacy spend is an integer number of micro-epsilons."""

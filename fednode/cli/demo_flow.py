@@ -130,7 +130,8 @@ def train_single_site(
     The site normalizes with its own statistics (it has no one else's) and trains for as many
     epochs as the federation ran (rounds x local epochs). Evaluated on its own and the pooled test set.
     """
-    normalizer = normalizer_from_stats(compute_feature_stats(site.x_train))
+    tabular = site.x_train.ndim == 2  # sensor sequences (wearables) are used as recorded
+    normalizer = normalizer_from_stats(compute_feature_stats(site.x_train)) if tabular else None
     params = initial_params(spec, key=jax.random.key(spec.seed))
     local_spec = replace(spec, local_epochs=spec.rounds * spec.local_epochs)
     x_train = normalize(site.x_train, normalizer)

@@ -1,4 +1,4 @@
-"""Device: local data, normalization, JAX models, local training (returns a delta), metrics.
+"""Device: local data (hospitals, wearables), normalization, JAX models, local training, metrics.
 
 Pure: imports only ``fednode.codec``, ``fednode.types`` and ``fednode.errors`` (plus jax, optax,
 numpy); it never touches the chain or the edge server.
@@ -19,8 +19,22 @@ from fednode.device.data import (
     load_heart_disease,
     pool_test_sets,
 )
-from fednode.device.metrics import Evaluation, accuracy, evaluate, log_loss, roc_auc
-from fednode.device.model import apply_model, count_params, init_params
+from fednode.device.metrics import (
+    Evaluation,
+    accuracy,
+    evaluate,
+    log_loss,
+    multiclass_accuracy,
+    roc_auc,
+    softmax_log_loss,
+)
+from fednode.device.model import (
+    DEFAULT_KERNEL_SIZE,
+    apply_model,
+    count_params,
+    init_params,
+    model_options,
+)
 from fednode.device.normalization import (
     FeatureStats,
     Normalizer,
@@ -40,8 +54,19 @@ from fednode.device.train import (
     local_loss,
     train_local,
 )
+from fednode.device.wearable import (
+    WEARABLE_CHANNELS,
+    WEARABLE_CLASSES,
+    WEARABLE_SHA256,
+    WEARABLE_STEPS,
+    basic_motions_path,
+    load_basic_motions,
+    partition_by_class,
+    wearable_sites,
+)
 
 __all__ = [
+    "DEFAULT_KERNEL_SIZE",
     "DEFAULT_LOCAL_OPTIMIZER",
     "HEART_DISEASE_SHA256",
     "HEART_FEATURES",
@@ -50,6 +75,10 @@ __all__ = [
     "HEART_TRAIN_SIZES",
     "LOCAL_OPTIMIZERS",
     "SPLIT_SEED",
+    "WEARABLE_CHANNELS",
+    "WEARABLE_CLASSES",
+    "WEARABLE_SHA256",
+    "WEARABLE_STEPS",
     "Batches",
     "ClientState",
     "Evaluation",
@@ -59,6 +88,7 @@ __all__ = [
     "SiteData",
     "accuracy",
     "apply_model",
+    "basic_motions_path",
     "batch_shape",
     "client_final",
     "client_init",
@@ -70,12 +100,18 @@ __all__ = [
     "evaluate",
     "heart_disease_csv_path",
     "init_params",
+    "load_basic_motions",
     "load_heart_disease",
     "local_loss",
     "log_loss",
+    "model_options",
+    "multiclass_accuracy",
     "normalize",
     "normalizer_from_stats",
+    "partition_by_class",
     "pool_test_sets",
     "roc_auc",
+    "softmax_log_loss",
     "train_local",
+    "wearable_sites",
 ]

@@ -3,7 +3,8 @@
 Scores are logits (or any monotone score); accuracy thresholds logits at 0, that is a
 probability of 0.5. ROC AUC is the Mann-Whitney statistic with average ranks for ties, which
 equals the trapezoidal area under the ROC curve; it is NaN when only one class is present
-(Switzerland's test set is all positive).
+(Switzerland's test set is all positive). A multiclass model (``(n, classes)`` logits, class
+index labels) is scored by argmax accuracy and softmax cross-entropy; its ``auc`` is NaN.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import numpy as np
 from fednode.device.model import apply_model
 from fednode.errors import FednodeValueError
 
-__all__ = ["Evaluation", "accuracy", "evaluate", "log_loss", "roc_auc"]
+__all__ = [
+    "Evaluation", "accuracy", "evaluate", "log_loss", "multiclass_accuracy",
+    "roc_auc", "softmax_log_loss",
+]
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,33 @@ def log_loss(labels: Any, logits: Any) -> float:
     return float(np.mean(losses))
 
 
+def multiclass_accuracy(labels: Any, logits: Any) -> float:
+    """Share of rows whose argmax logit is the class-index label (ties go to the lower class).
+
+    Example:
+      >>> multiclass_accuracy([0, 2], [[1.0, 0.0, 0.5], [0.0, 3.0, 1.0]])
+      0.5
+    """
+    y, z = _check_multiclass(labels, logits)
+    return float(np.mean(np.argmax(z, axis=1) == y))
+
+
+def softmax_log_loss(labels: Any, logits: Any) -> float:
+    """Mean softmax cross-entropy of ``(n, classes)`` logits against class indices, in float64.
+
+    Example:
+      >>> round(softmax_log_loss([1], [[0.0, 0.0, 0.0, 0.0]]), 4)
+      1.3863
+    """
+    y, z = _check_multiclass(labels, logits)
+    shifted = z - np.max(z, axis=1, keepdims=True)
+    log_norm = np.log(np.sum(np.exp(shifted), axis=1))
+    return float(np.mean(log_norm - shifted[np.arange(y.shape[0]), y]))
+
+
 def evaluate(params: Any, x: Any, y: Any) -> Evaluation:
-    """Runs the model on ``x`` and scores it against 0/1 labels ``y``.
+    """Runs the model on ``x`` and scores it against 0/1 labels ``y`` (class indices if the
+    model is multiclass; then ``auc`` is NaN).
 
     Example:
       >>> import jax
@@ -82,6 +111,13 @@ def evaluate(params: Any, x: Any, y: Any) -> Evaluation:
       0.5
     """
     logits = np.asarray(apply_model(params, np.asarray(x, np.float32)))
+    if logits.ndim == 2:
+        return Evaluation(
+            accuracy=multiclass_accuracy(y, logits),
+            auc=float("nan"),
+            loss=softmax_log_loss(y, logits),
+            num_examples=int(logits.shape[0]),
+        )
     return Evaluation(
         accuracy=accuracy(y, logits),
         auc=roc_auc(y, logits),
@@ -114,3 +150,17 @@ def _check(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(values)):
         raise FednodeValueError("scores must be finite")
     return y, values
+
+
+def _check_multiclass(labels: Any, logits: Any) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(logits, np.float64)
+    y_float = np.asarray(labels, np.float64).reshape(-1)
+    if z.ndim != 2 or z.shape[0] != y_float.shape[0] or z.shape[0] == 0:
+        raise FednodeValueError(
+            f"need (n, classes) logits and n labels: {z.shape}, {y_float.shape}"
+        )
+    if not np.all((y_float == np.round(y_float)) & (y_float >= 0) & (y_float < z.shape[1])):
+        raise FednodeValueError(f"labels must be class indices in [0, {z.shape[1]})")
+    if not np.all(np.isfinite(z)):
+        raise FednodeValueError("scores must be finite")
+    return y_float.astype(np.int64), z

@@ -96,8 +96,11 @@ def normalizer_from_stats(stats: FeatureStats, *, min_std: float = 1e-6) -> Norm
     return Normalizer(mean=mean.astype(np.float32), std=std.astype(np.float32))
 
 
-def normalize(x: np.ndarray, normalizer: Normalizer) -> np.ndarray:
+def normalize(x: np.ndarray, normalizer: Normalizer | None) -> np.ndarray:
     """Standardizes features: ``(x - mean) / std`` in float32.
+
+    ``normalizer=None`` means the task does not normalize (the wearable task's raw sensor
+    sequences): ``x`` comes back as float32, any shape.
 
     Raises:
       FednodeValueError: if the feature count does not match the normalizer.
@@ -106,7 +109,11 @@ def normalize(x: np.ndarray, normalizer: Normalizer) -> np.ndarray:
       >>> norm = Normalizer(mean=np.array([2.0], np.float32), std=np.array([2.0], np.float32))
       >>> normalize(np.array([[4.0]], np.float32), norm).tolist()
       [[1.0]]
+      >>> normalize(np.ones((1, 2, 3)), None).shape
+      (1, 2, 3)
     """
+    if normalizer is None:
+        return np.asarray(x, np.float32)
     matrix = _as_matrix(x).astype(np.float32)
     if matrix.shape[1] != normalizer.mean.shape[0]:
         raise FednodeValueError(

@@ -5,7 +5,9 @@ minibatch), ``client_final`` (the delta). ``train_local`` runs ``spec.local_epoc
 the same step inside one jit-compiled ``lax.scan``, so a round costs one call and the program
 compiles once per (hyperparameters, data shape), not once per round.
 
-Loss: mean binary cross-entropy over the real rows of a batch, plus the FedProx proximal term
+Loss: mean binary cross-entropy over the real rows of a batch (``logreg``, ``mlp``: ``(n,)``
+logits, 0/1 labels) or mean softmax cross-entropy (``cnn1d``: ``(n, classes)`` logits, labels
+are class indices carried as float32), plus the FedProx proximal term
 ``mu / 2 * ||w - w_global||^2`` when ``spec.proximal_mu > 0``. The local optimizer is read from
 ``spec.extra["local_optimizer"]`` (``"sgd"``, ``"momentum"`` or ``"adam"``; default
 ``DEFAULT_LOCAL_OPTIMIZER``) with ``spec.learning_rate``. Everything is deterministic given
@@ -54,7 +56,8 @@ _NOISE_STREAM = 0x5EED  # folds the DP-SGD noise stream out of the batch-order k
 
 
 Batch = tuple[jax.Array, jax.Array, jax.Array]
-"""``(x, y, mask)``: float32 features, 0/1 labels, and 1 for real rows (0 for padding)."""
+"""``(x, y, mask)``: float32 features, float32 labels (0/1, or class indices for a multiclass
+model), and 1 for real rows (0 for padding)."""
 
 
 class ClientState(NamedTuple):
@@ -89,12 +92,13 @@ class _Config:
 def local_loss(
     params: Any, global_params: Any, batch: tuple[jax.Array, ...], *, proximal_mu: float
 ) -> jax.Array:
-    """Masked mean binary cross-entropy plus the FedProx term.
+    """Masked mean cross-entropy (binary or softmax, by the logits' rank) plus the FedProx term.
 
     Args:
       params: current local parameters.
       global_params: the global model the round started from (the proximal anchor).
-      batch: ``(x, y, mask)`` with float32 ``y`` in {0, 1} and float32 ``mask`` (1 = real row).
+      batch: ``(x, y, mask)`` with float32 ``y`` in {0, 1} (class indices for a multiclass
+        model) and float32 ``mask`` (1 = real row).
       proximal_mu: FedProx ``mu``; 0 disables the term.
 
     Example:
@@ -105,7 +109,11 @@ def local_loss(
       0.6931
     """
     x, y, mask = batch
-    losses = optax.sigmoid_binary_cross_entropy(apply_model(params, x), y)
+    logits = apply_model(params, x)
+    if logits.ndim == 2:  # multiclass: the model kind decides, through its output rank
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y.astype(jnp.int32))
+    else:
+        losses = optax.sigmoid_binary_cross_entropy(logits, y)
     data_loss = jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
     if proximal_mu <= 0.0:
         return data_loss
@@ -163,7 +171,8 @@ def train_local(
 
     Args:
       global_params: the current global model (nested dict of arrays).
-      data: ``(x, y)``: float features ``(n, spec.num_features)`` and 0/1 labels ``(n,)``.
+      data: ``(x, y)``: float features ``(n, spec.num_features)`` and 0/1 labels ``(n,)``; for
+        ``cnn1d``, sequences ``(n, spec.num_features, steps)`` and class indices ``(n,)``.
       key: PRNG key for the batch order of every epoch.
       spec: the task; uses local_epochs, batch_size, learning_rate, proximal_mu and
         ``extra["local_optimizer"]``.
@@ -219,7 +228,7 @@ def _private_grads(config: _Config, state: ClientState, batch: Batch, key: jax.A
     x, y, mask = batch
 
     def example_grad(xi: jax.Array, yi: jax.Array) -> Any:
-        one = (xi[None, :], yi[None], jnp.ones((1,), jnp.float32))
+        one = (xi[None], yi[None], jnp.ones((1,), jnp.float32))
         return jax.grad(local_loss)(state.params, state.global_params, one, proximal_mu=0.0)
 
     per_example = jax.vmap(example_grad)(x, y)
@@ -292,13 +301,30 @@ def _run_epochs(config: _Config, params: Any, x: jax.Array, y: jax.Array, key: j
 
 def _check_data(data: tuple[Any, Any], spec: TaskSpec) -> tuple[jax.Array, jax.Array]:
     x, y = np.asarray(data[0], np.float32), np.asarray(data[1], np.float32)
-    if x.ndim != 2 or x.shape[1] != spec.num_features or x.shape[0] < 1:
-        raise FednodeValueError(f"x must be (n >= 1, {spec.num_features}), got {x.shape}")
+    if spec.model == "cnn1d":
+        _check_sequences(x, y, spec)
+    else:
+        if x.ndim != 2 or x.shape[1] != spec.num_features or x.shape[0] < 1:
+            raise FednodeValueError(f"x must be (n >= 1, {spec.num_features}), got {x.shape}")
+        if not np.all((y == 0.0) | (y == 1.0)):
+            raise FednodeValueError("labels must be 0 or 1")
     if y.shape != (x.shape[0],):
         raise FednodeValueError(f"y must have shape ({x.shape[0]},), got {y.shape}")
-    if not np.all((y == 0.0) | (y == 1.0)):
-        raise FednodeValueError("labels must be 0 or 1")
     return jnp.asarray(x), jnp.asarray(y)
+
+
+def _check_sequences(x: np.ndarray, y: np.ndarray, spec: TaskSpec) -> None:
+    """``cnn1d`` data: ``(n, channels, steps)`` sequences and integer class indices."""
+    steps = spec.extra.get("sequence_length")
+    if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] != spec.num_features or (
+        steps is not None and x.shape[2] != int(steps)
+    ):
+        raise FednodeValueError(
+            f"x must be (n >= 1, {spec.num_features}, {steps or 'steps'}), got {x.shape}"
+        )
+    num_classes = int(spec.extra.get("num_classes", 2))
+    if not np.all((y == np.round(y)) & (y >= 0) & (y < num_classes)):
+        raise FednodeValueError(f"labels must be class indices in [0, {num_classes})")
 
 
 def _as_batch(batch: tuple[Any, ...]) -> Batch:

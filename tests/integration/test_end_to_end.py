@@ -21,14 +21,19 @@ from fednode.network.manager import network_down
 pytestmark = pytest.mark.integration
 
 
+def _demo_args(work: Path, **overrides) -> argparse.Namespace:
+    settings = dict(dir=work / "run", task="heart", rounds=3, model="logreg", seed=0,
+                    validators=4, confirmations=1, report_json=work / "report.json",
+                    keep_network=False, aggregation="fedavg", server_optimizer="none")
+    return argparse.Namespace(**{**settings, **overrides})
+
+
 @pytest.fixture(scope="module")
 def demo_run(geth_binary: Path, tmp_path_factory: pytest.TempPathFactory):
     """Runs a 3-round demo and leaves its validators up for the checks below."""
     del geth_binary
     work = tmp_path_factory.mktemp("demo")
-    args = argparse.Namespace(dir=work / "run", rounds=3, model="logreg", seed=0, validators=4,
-                              confirmations=1, report_json=work / "report.json",
-                              keep_network=True)
+    args = _demo_args(work, task="heart", rounds=3, keep_network=True)
     try:
         report = run_demo(args)
         yield args, report
@@ -99,3 +104,19 @@ def test_finished_task_accepts_no_more_updates_and_audit_still_holds(demo_run):
     # Assert
     assert refused.value.name.startswith(("UpdateLedger", "TaskRegistry"))
     assert audit.ok
+
+
+@pytest.mark.slow
+def test_wearable_task_runs_through_edges_chain_and_audit(geth_binary, tmp_path):
+    # Arrange: the BasicMotions 1D-CNN over 4 wearables, Multi-Krum + FedAdam on the server.
+    del geth_binary
+    args = _demo_args(tmp_path, task="wearable", rounds=2, aggregation="krum",
+                      server_optimizer="adam")
+    # Act
+    report = run_demo(args)
+    # Assert
+    assert report["audit"]["ok"] and report["feature_stats_task_id"] is None
+    assert report["spec"]["model"] == "cnn1d" and report["spec"]["aggregation"] == "krum"
+    assert [r["version"] for r in report["rounds"]] == [1, 2]
+    assert report["chain"]["updates"] == 4 * 2
+    assert 0.0 <= report["federated"]["pooled"]["accuracy"] <= 1.0

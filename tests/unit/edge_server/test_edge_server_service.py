@@ -25,7 +25,8 @@ MODULES = [
     "edge_server.device_client", "edge_server.intake", "edge_server.protocol",
     "edge_server.service", "edge_server.store", "edge_server.submitter", "edge_server.crash",
     "edge_server.outbox", "edge_server.metrics", "edge_server.ratelimit", "edge_server.logs",
-    "edge_server.tls", "edge_server.secagg",
+    "edge_server.tls", "edge_server.secagg", "edge_server.cohort", "edge_server.cohort_app",
+    "edge_server.cohort_client", "edge_server.cohort_protocol", "edge_server.cohort_store",
 ]  # fmt: skip
 
 

@@ -1,0 +1,137 @@
+"""Edge: the signed device -> edge messages of a secure cohort's rounds (wire format).
+
+A device posts ``POST /v1/cohorts/{round}`` with one JSON object::
+
+    {"device_id": "...", "task_id": 1, "base_version": 0, "round": "masked",
+     "nonce": "<hex>", "timestamp": 1700000000, "body": {...}}
+
+and ``X-Fednode-Signature`` (Ed25519, the device's enrolled key) over ``COHORT_DOMAIN`` + the
+canonical JSON of that object (sorted keys, no spaces). Bodies per round:
+
+- ``advertise``: ``{"num_examples": n, "mask_public": hex32, "enc_public": hex32}``
+- ``shares``: ``{"boxes": {peer_device_id: base64 encrypted Shamir share}}``
+- ``masked``: ``{"masked": base64 of little-endian uint32 values, "epsilon_micro": e}``
+- ``reveal``: ``{"shares": {dropped_device_id: hex of the decrypted share}}``
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge_server.protocol import _NONCE as NONCE_PATTERN
+from edge_server.protocol import DEVICE_ID_PATTERN, _check_int, _check_text, _load_object
+from fednode.errors import UpdateRejectedError
+
+__all__ = [
+    "COHORT_DOMAIN",
+    "CohortMessage",
+    "ROUNDS",
+    "cohort_message_to_json",
+    "cohort_signing_message",
+    "parse_cohort_message",
+    "sign_cohort_message",
+    "verify_cohort_message",
+]
+
+COHORT_DOMAIN = b"fednode-cohort-v1\n"
+ROUNDS = ("advertise", "shares", "masked", "reveal")
+_FIELDS = frozenset({"device_id", "task_id", "base_version", "round", "nonce", "timestamp", "body"})
+
+
+@dataclass(frozen=True)
+class CohortMessage:
+    """One signed cohort message; ``body`` is checked per round by the edge's cohort service."""
+
+    device_id: str
+    task_id: int
+    base_version: int
+    round: str
+    nonce: str
+    timestamp: int
+    body: dict[str, Any]
+
+    def to_object(self) -> dict[str, Any]:
+        """The JSON object that is posted and signed."""
+        return {
+            "device_id": self.device_id, "task_id": self.task_id,
+            "base_version": self.base_version, "round": self.round, "nonce": self.nonce,
+            "timestamp": self.timestamp, "body": self.body,
+        }  # fmt: skip
+
+
+def cohort_message_to_json(message: CohortMessage) -> bytes:
+    """Canonical JSON of a message: the request body, and (after the domain) what is signed.
+
+    Example:
+      >>> m = CohortMessage("d-1", 1, 0, "masked", "00" * 8, 5, {"masked": "", "epsilon_micro": 0})
+      >>> parse_cohort_message(cohort_message_to_json(m)) == m
+      True
+    """
+    return json.dumps(message.to_object(), sort_keys=True, separators=(",", ":")).encode()
+
+
+def cohort_signing_message(message: CohortMessage) -> bytes:
+    """The exact bytes a device signs.
+
+    Example:
+      >>> m = CohortMessage("d-1", 1, 0, "reveal", "00" * 8, 5, {"shares": {}})
+      >>> cohort_signing_message(m).startswith(COHORT_DOMAIN)
+      True
+    """
+    return COHORT_DOMAIN + cohort_message_to_json(message)
+
+
+def sign_cohort_message(key: Ed25519PrivateKey, message: CohortMessage) -> bytes:
+    """Signs a cohort message with the device's Ed25519 key (64 bytes)."""
+    return key.sign(cohort_signing_message(message))
+
+
+def verify_cohort_message(
+    key: Ed25519PublicKey, message: CohortMessage, signature: bytes
+) -> None:
+    """Checks a device's signature over a cohort message.
+
+    Raises:
+      UpdateRejectedError: ``bad_signature``.
+    """
+    try:
+        key.verify(signature, cohort_signing_message(message))
+    except InvalidSignature as exc:
+        detail = f"signature does not verify for {message.device_id}"
+        raise UpdateRejectedError("bad_signature", detail) from exc
+
+
+def parse_cohort_message(raw: bytes) -> CohortMessage:
+    """Parses and type-checks a cohort request body (the round body is checked later).
+
+    Raises:
+      UpdateRejectedError: ``bad_json`` or ``bad_request``.
+
+    Example:
+      >>> parse_cohort_message(b'{"round": "advertise"}')  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      fednode.errors.UpdateRejectedError: bad_request: missing fields [...
+    """
+    fields = _load_object(raw)
+    missing, unknown = sorted(_FIELDS - set(fields)), sorted(set(fields) - _FIELDS)
+    if missing or unknown:
+        raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
+    if fields["round"] not in ROUNDS:
+        raise UpdateRejectedError("bad_request", f"round must be one of {ROUNDS}")
+    if not isinstance(fields["body"], dict):
+        raise UpdateRejectedError("bad_request", "body must be a JSON object")
+    return CohortMessage(
+        device_id=_check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN),
+        task_id=_check_int("task_id", fields["task_id"]),
+        base_version=_check_int("base_version", fields["base_version"]),
+        round=str(fields["round"]),
+        nonce=_check_text("nonce", fields["nonce"], NONCE_PATTERN),
+        timestamp=_check_int("timestamp", fields["timestamp"]),
+        body=fields["body"],
+    )

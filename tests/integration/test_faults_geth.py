@@ -1,0 +1,229 @@
+"""Chain: validator faults on real geth Clique validators (each test has its own 4-node network).
+
+* 1 of 4 validators SIGKILLed mid-task: 3 signers still seal (Clique needs floor(N/2)+1), the
+  task finishes and every update that got a receipt is aggregated exactly once.
+* 2 of 4 SIGKILLed: sealing halts; edge servers keep accepting device updates and queue them;
+  once the two come back everything drains, each update on chain exactly once.
+* all 4 SIGKILLed and the network restarted (``network_up`` on the same folder): the chain
+  height and every committed update survive (archive gc mode); blocks rewound are counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from edge_server.config import EdgeConfig
+from edge_server.device_client import DeviceIdentity, EdgeClient
+from edge_server.service import EdgeServer, enroll_device
+from fednode.aggregator.round import run_round
+from fednode.auditor.replay import verify_task
+from fednode.chain.connect import open_ledger
+from fednode.cli.chain_cmd import deploy_network
+from fednode.codec import encode_params
+from fednode.network import NetworkInfo, find_geth, load_network, network_down, network_up
+from fednode.network.info import save_network
+from fednode.network.node import NodeSpec, is_running, rpc_call, start_node
+from fednode.tasks import initial_payload
+from fednode.types import TaskSpec, TaskState
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SPEC = TaskSpec(name="faults", data_schema="s", num_features=2, rounds=3, min_updates=4)
+
+
+@pytest.fixture
+def network(geth_binary: Path, tmp_path: Path) -> Iterator[Path]:
+    """A fresh deployed 4-validator network in ``tmp_path/net``, always torn down."""
+    del geth_binary
+    directory = tmp_path / "net"
+    network_up(directory, validators=4, timeout=180.0, tie_to_caller=True)
+    try:
+        deploy_network(directory)
+        yield directory
+    finally:
+        network_down(directory)
+
+
+def _height(url: str) -> int:
+    return int(rpc_call(url, "eth_blockNumber", timeout=10.0), 16)
+
+
+def _block_hash(url: str, number: int) -> str:
+    return str(rpc_call(url, "eth_getBlockByNumber", [hex(number), False], timeout=10.0)["hash"])
+
+
+def kill_validators(directory: Path, indices: list[int]) -> None:
+    """SIGKILLs validators (no graceful flush) and waits until they are gone."""
+    info = load_network(directory)
+    for index in indices:
+        os.kill(info.validators[index].pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(is_running(info.validators[i].pid, info.validators[i].datadir) for i in indices):
+        assert time.monotonic() < deadline, "killed geth did not exit"
+        time.sleep(0.1)
+
+
+def restart_validators(directory: Path, indices: list[int]) -> None:
+    """Starts killed validators again on their old ports while the others keep running."""
+    info = load_network(directory)
+    pids = {}
+    for index in indices:
+        v = info.validators[index]
+        spec = NodeSpec(
+            name=v.name, datadir=Path(v.datadir), signer=v.signer, network_id=info.chain_id,
+            host="127.0.0.1", p2p_port=v.p2p_port, http_port=v.http_port,
+            authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
+            static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
+        )
+        pids[v.name] = start_node(find_geth(), spec, tie_to_caller=True)
+    save_network(info.with_pids(pids))  # so network_down stops them too
+
+
+def wait_for_height(url: str, height: int, *, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if _height(url) >= height:
+                return
+        assert time.monotonic() < deadline, f"{url} did not reach block {height}"
+        time.sleep(0.5)
+
+
+def _delta(edge_index: int, version: int) -> dict:
+    fill = np.float32(0.01 * (edge_index + 1) + 0.001 * version)
+    return {"output": {"bias": np.full((1,), fill, np.float32),
+                       "kernel": np.full((2, 1), fill, np.float32)}}
+
+
+def _publish(directory: Path) -> int:
+    publisher = open_ledger(directory, "publisher", node=0)
+    return publisher.publish_task(SPEC, initial_payload(SPEC, key=jax.random.key(0)))
+
+
+def _submit_all(edges, task_id: int, version: int) -> list[int]:
+    def submit(indexed):
+        index, edge = indexed
+        return edge.submit_update(task_id, version, encode_params(_delta(index, version)),
+                                  num_examples=10 + index)
+
+    with ThreadPoolExecutor(len(edges)) as pool:
+        return list(pool.map(submit, enumerate(edges)))
+
+
+def test_one_of_four_validators_killed_mid_task_loses_nothing(network: Path):
+    # Arrange: edges 1-4 submit through validators 1-3 (edge-4's operator fails over)
+    info = load_network(network)
+    task_id = _publish(network)
+    edges = [open_ledger(network, f"edge-{i + 1}", node=min(i, 2)) for i in range(4)]
+    aggregator = open_ledger(network, "aggregator", node=0)
+    accepted: list[int] = []
+    # Act
+    accepted += _submit_all(edges, task_id, 0)
+    run_round(aggregator, task_id, timeout=180)
+    with ThreadPoolExecutor(1) as pool:  # validator-4 dies while round 2 is being submitted
+        in_flight = pool.submit(_submit_all, edges, task_id, 1)
+        kill_validators(network, [3])
+        accepted += in_flight.result()
+    height = _height(info.http_urls[0])
+    run_round(aggregator, task_id, timeout=180)
+    accepted += _submit_all(edges, task_id, 2)
+    run_round(aggregator, task_id, timeout=180)
+    # Assert
+    ledger = open_ledger(network, "auditor", node=1)
+    records = ledger.read_global_models(task_id)
+    aggregated = [i for r in records for i in r.update_ids]
+    assert ledger.get_task(task_id).state == TaskState.FINISHED
+    assert sorted(aggregated) == sorted(accepted) and len(set(aggregated)) == 12
+    assert _height(info.http_urls[0]) > height  # still sealing with 3 of 4
+    assert verify_task(ledger, task_id).ok
+
+
+@contextlib.contextmanager
+def _edge_servers(
+    network: Path, work: Path, count: int
+) -> Iterator[list[tuple[EdgeServer, EdgeClient]]]:
+    started = []
+    try:
+        for index in range(count):
+            name = f"edge-{index + 1}"
+            ledger = open_ledger(network, name, node=index % 2, confirmations=1)
+            config = EdgeConfig(name=name, db_path=str(work / f"{name}.sqlite"), port=0,
+                                submit_poll_interval_s=0.2, confirmations=1)
+            server = EdgeServer(config, ledger)
+            server.start()
+            identity = DeviceIdentity.generate(device_id=f"dev-{index + 1}")
+            enroll_device(server.store, identity.device_id, identity.public_key_hex)
+            started.append((server, EdgeClient(server.url, identity)))
+        yield started
+    finally:
+        for server, _ in started:
+            server.stop()
+
+
+def test_two_of_four_killed_halts_sealing_and_edges_queue_until_restart(network: Path, tmp_path):
+    # Arrange: edges talk to validators 1 and 2, which stay up
+    info = load_network(network)
+    task_id = _publish(network)
+    url = info.http_urls[0]
+    with _edge_servers(network, tmp_path, 4) as edges:
+        # Act 1: half the signers die; the chain stops
+        kill_validators(network, [2, 3])
+        time.sleep(4.0)  # a signer may still seal its one allowed block
+        halted_at = _height(url)
+        time.sleep(6.0)
+        stalled = _height(url)
+        refs = [client.post_update(task_id, 0, _delta(i, 0), num_examples=10 + i)
+                for i, (_, client) in enumerate(edges)]
+        time.sleep(3.0)
+        queued = [client.update_status(ref)["status"]
+                  for ref, (_, client) in zip(refs, edges, strict=True)]
+        # Act 2: they come back; the queue drains
+        restart_validators(network, [2, 3])
+        statuses = [client.wait_submitted(ref, timeout=180)
+                    for ref, (_, client) in zip(refs, edges, strict=True)]
+    # Assert
+    ledger = open_ledger(network, "auditor", node=2)
+    updates = ledger.read_updates(task_id)
+    assert stalled == halted_at  # no block for 6 s with 2 of 4 signers
+    assert all(status != "committed" for status in queued), queued
+    assert sorted(s["chain_update_id"] for s in statuses) == [u.update_id for u in updates]
+    assert len(updates) == 4 and len({u.edge for u in updates}) == 4
+    assert _height(url) > stalled
+
+
+def test_sigkill_of_every_validator_keeps_height_and_committed_updates(network: Path):
+    # Arrange: one committed version, a few blocks on top
+    info = load_network(network)
+    task_id = _publish(network)
+    edges = [open_ledger(network, f"edge-{i + 1}", node=i) for i in range(4)]
+    accepted = _submit_all(edges, task_id, 0)
+    record = run_round(open_ledger(network, "aggregator", node=0), task_id, timeout=180).record
+    wait_for_height(info.http_urls[0], record.block_number + 3)
+    before = open_ledger(network, "auditor", node=0).read_updates(task_id)
+    killed_at = min(_height(u) for u in info.http_urls)
+    hashes = {n: _block_hash(info.http_urls[0], n) for n in range(killed_at - 5, killed_at + 1)}
+    # Act
+    kill_validators(network, [0, 1, 2, 3])
+    network_up(network, timeout=180.0, tie_to_caller=True)
+    restarted: NetworkInfo = load_network(network)
+    heads = [_height(u) for u in restarted.http_urls]
+    # Assert
+    auditor = open_ledger(network, "auditor", node=1)
+    after = auditor.read_updates(task_id)
+    rewound = sum(_block_hash(restarted.http_urls[1], n) != h for n, h in hashes.items())
+    assert min(heads) >= killed_at
+    assert rewound == 0
+    assert [(u.update_id, u.digest) for u in after] == [(u.update_id, u.digest) for u in before]
+    assert sorted(u.update_id for u in after) == sorted(accepted)
+    assert auditor.read_global_models(task_id)[1].digest == record.digest
+    assert verify_task(auditor, task_id).ok
