@@ -28,6 +28,8 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
     """Registers ``deploy``, ``task publish/show/list/cancel`` and ``aggregate``."""
     deploy = commands.add_parser("deploy", help="compile-checked deploy of the contracts")
     _network_arg(deploy)
+    deploy.add_argument("--end-bootstrap", action="store_true",
+                        help="after wiring the accounts, roles change only by vote")
     deploy.set_defaults(handler=_deploy)
 
     task = commands.add_parser("task", help="publish and inspect training tasks")
@@ -66,13 +68,15 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
     aggregate.set_defaults(handler=_aggregate)
 
 
-def deploy_network(network_dir: Path, *, node: int = 0):
+def deploy_network(network_dir: Path, *, node: int = 0, end_bootstrap: bool = False):
     """Deploys the contracts on a network folder's chain and wires the consortium's accounts.
 
     The admin deploys; publisher, aggregator and auditor get their roles; every ``edge-i``
     account is registered with validator ``i``'s signer address. Writes ``deployment.json``.
+    With ``end_bootstrap`` the admin then gives up direct role grants: from then on every
+    membership change goes through proposals and votes of the edge operators.
     """
-    from fednode.chain.connect import deployment_path, load_account, rpc_url
+    from fednode.chain.connect import deployment_path, load_account, open_ledger, rpc_url
     from fednode.chain.connection import connect_web3
     from fednode.chain.deploy import (
         EdgeRegistration, deploy_contracts, grant_roles, register_edges, write_deployment,
@@ -90,6 +94,8 @@ def deploy_network(network_dir: Path, *, node: int = 0):
              for i, v in enumerate(info.validators) if f"edge-{i + 1}" in address]
     register_edges(w3, deployment, admin, edges)
     write_deployment(deployment, deployment_path(network_dir))
+    if end_bootstrap:
+        open_ledger(network_dir, "admin", node=node, deployment=deployment).end_bootstrap()
     return deployment
 
 
@@ -113,7 +119,8 @@ def render_task(task: TaskRecord, console: Console) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    deployment = deploy_network(args.network_dir, node=args.node)
+    deployment = deploy_network(args.network_dir, node=args.node,
+                                end_bootstrap=args.end_bootstrap)
     print(json.dumps(deployment.to_json(), indent=2))
     return 0
 

@@ -82,8 +82,9 @@ def run_demo(args: argparse.Namespace) -> dict:
     console.print(f"[green]✓[/] {args.validators} geth Clique validators sealing")
     try:
         with console.status("[bold]deploying contracts[/]"):
-            deployment = deploy_network(network_dir)
-        console.print(f"[green]✓[/] contracts deployed: {deployment.contracts}")
+            deployment = deploy_network(network_dir, end_bootstrap=True)
+        console.print(f"[green]✓[/] contracts deployed: {deployment.contracts}; bootstrap "
+                      "ended, roles now change only by vote of the edge operators")
         report = _federate(args, network_dir, console)
     finally:
         if not args.keep_network:

@@ -120,3 +120,16 @@ def test_wearable_task_runs_through_edges_chain_and_audit(geth_binary, tmp_path)
     assert [r["version"] for r in report["rounds"]] == [1, 2]
     assert report["chain"]["updates"] == 4 * 2
     assert 0.0 <= report["federated"]["pooled"]["accuracy"] <= 1.0
+
+
+def test_after_the_demo_bootstrap_roles_change_only_by_vote(demo_run):
+    # Arrange
+    from fednode.chain.constants import AGGREGATOR_ROLE
+
+    args, _ = demo_run
+    admin = open_ledger(args.dir / "network", "admin")
+    # Act
+    with pytest.raises(ContractRevertError) as refused:
+        admin.grant_role(AGGREGATOR_ROLE, admin.sender)
+    # Assert
+    assert refused.value.name == "ConsortiumBootstrapEnded"
