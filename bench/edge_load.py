@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace, network: Path) -> dict[str, Any]:
     t0 = time.time()
     tasks = _publish_tasks(network, task_count, per_edge, args.num_features)
     log.info("published %d tasks in %.1f s", task_count, time.time() - t0)
-    servers = []
+    servers: list[EdgeServer] = []
+    clients: list[tuple[int, EdgeClient]] = []
     try:
         for i in range(EDGES):
             ledger = open_ledger(network, f"edge-{i + 1}", node=i, confirmations=args.confirmations)
@@ -111,7 +112,6 @@ def _run(args: argparse.Namespace, network: Path) -> dict[str, Any]:
             )  # fmt: skip
             servers.append(EdgeServer(config, ledger))
             servers[-1].start()
-        clients = []
         for d in range(args.devices):
             identity = DeviceIdentity.generate(device_id=f"device-{d}")
             server = servers[d % EDGES]
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace, network: Path) -> dict[str, Any]:
     finally:
         for server in servers:
             server.stop()
-        for _, client in locals().get("clients", []):
+        for _, client in clients:
             client.close()
 
 
@@ -187,7 +187,8 @@ def _report(args: argparse.Namespace, info: Any, servers: list[EdgeServer], clie
         "device_updates_on_chain": device_ok,
         "chain_updates_committed": len(rows),
         "chain_updates_per_s": round(len(rows) / window, 2),
-        "latency_depth1_p50_s": _percentile(incl, 0.5), "latency_depth1_p95_s": _percentile(incl, 0.95),
+        "latency_depth1_p50_s": _percentile(incl, 0.5),
+        "latency_depth1_p95_s": _percentile(incl, 0.95),
         "latency_commit_p50_s": _percentile(committed, 0.5),
         "latency_commit_p95_s": _percentile(committed, 0.95),
         "payload_bytes_per_update": statistics.mean(payload) if payload else None,

@@ -20,6 +20,7 @@ import numpy as np
 from edge_server.protocol import UpdateEnvelope
 from fednode.chain.ledger import Ledger
 from fednode.codec import decode_params, flatten_params
+from fednode.device.compression import decompress_delta, is_compressed
 from fednode.errors import CodecError, ContractRevertError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, TaskRecord, TaskState
 
@@ -97,9 +98,15 @@ def check_task_accepts(task: TaskRecord, base_version: int) -> None:
 
 
 def check_delta(
-    payload: bytes, template: Mapping[str, TensorSpec], *, max_norm: float, max_payload_bytes: int
+    payload: bytes, template: Mapping[str, TensorSpec], *, max_norm: float, max_payload_bytes: int,
+    compressed: bool = False,
 ) -> float:
     """Validates a delta payload against the global model's template; returns its L2 norm.
+
+    With ``compressed`` (the task prescribes update compression), int8 / top-k encodings
+    (``<name>.q`` + ``<name>.scale``, ``<name>.idx`` + ``<name>.val``) are decompressed exactly
+    as the aggregator will (``fednode.device.compression.decompress_delta``) and the dense
+    result is checked; without it only the dense float32 layout is accepted.
 
     Raises:
       UpdateRejectedError: ``payload_too_large``, ``bad_payload``, ``wrong_keys``,
@@ -115,9 +122,12 @@ def check_delta(
         detail = f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}"
         raise UpdateRejectedError("payload_too_large", detail)
     try:
-        flat = flatten_params(decode_params(payload))
+        decoded = decode_params(payload)
     except CodecError as exc:
         raise UpdateRejectedError("bad_payload", str(exc)) from exc
+    if compressed and is_compressed(decoded):
+        decoded = decompress_delta(decoded, {key: spec.shape for key, spec in template.items()})
+    flat = flatten_params(decoded)
     _check_layout(flat, template)
     norm = _l2_norm(flat)
     if norm > max_norm:
@@ -159,6 +169,7 @@ class UpdateIntake:
             template,
             max_norm=task.spec.max_update_norm,
             max_payload_bytes=self._max_payload_bytes,
+            compressed=bool(task.spec.compression),
         )
 
     def task(self, task_id: int) -> TaskRecord:

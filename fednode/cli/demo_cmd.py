@@ -40,6 +40,8 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
                       choices=("fedavg", "krum", "median", "norm_clip", "trimmed_mean"))
     demo.add_argument("--server-optimizer", default="none",
                       choices=("none", "sgd", "adam", "yogi", "adagrad"))
+    demo.add_argument("--compression", action="append", default=[], metavar="STEP",
+                      help="device update compression step, repeatable: int8, topk[:fraction]")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--validators", type=int, default=4)
     demo.add_argument("--confirmations", type=int, default=1,
@@ -154,7 +156,8 @@ def _task_spec(args: argparse.Namespace, stats_task: int, sites: int):
     """The spec the publisher posts, with the aggregation policy chosen on the command line."""
     from fednode.tasks import heart_task_spec, wearable_task_spec
 
-    policy = {"aggregation": args.aggregation, "server_optimizer": args.server_optimizer}
+    policy = {"aggregation": args.aggregation, "server_optimizer": args.server_optimizer,
+              "compression": tuple(getattr(args, "compression", ()))}
     if args.task == "wearable":
         return wearable_task_spec(rounds=args.rounds, min_updates=sites, seed=args.seed, **policy)
     return heart_task_spec(normalization_task=stats_task, rounds=args.rounds, model=args.model,

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 def _demo_args(work: Path, **overrides) -> argparse.Namespace:
     settings = dict(dir=work / "run", task="heart", rounds=3, model="logreg", seed=0,
                     validators=4, confirmations=1, report_json=work / "report.json",
-                    keep_network=False, aggregation="fedavg", server_optimizer="none")
+                    keep_network=False, aggregation="fedavg", server_optimizer="none",
+                    compression=[])
     return argparse.Namespace(**{**settings, **overrides})
 
 
@@ -108,10 +109,11 @@ def test_finished_task_accepts_no_more_updates_and_audit_still_holds(demo_run):
 
 @pytest.mark.slow
 def test_wearable_task_runs_through_edges_chain_and_audit(geth_binary, tmp_path):
-    # Arrange: the BasicMotions 1D-CNN over 4 wearables, Multi-Krum + FedAdam on the server.
+    # Arrange: the BasicMotions 1D-CNN over 4 wearables, int8-compressed updates through the
+    # edges, Multi-Krum + FedAdam on the server.
     del geth_binary
     args = _demo_args(tmp_path, task="wearable", rounds=2, aggregation="krum",
-                      server_optimizer="adam")
+                      server_optimizer="adam", compression=["int8"])
     # Act
     report = run_demo(args)
     # Assert
@@ -119,6 +121,9 @@ def test_wearable_task_runs_through_edges_chain_and_audit(geth_binary, tmp_path)
     assert report["spec"]["model"] == "cnn1d" and report["spec"]["aggregation"] == "krum"
     assert [r["version"] for r in report["rounds"]] == [1, 2]
     assert report["chain"]["updates"] == 4 * 2
+    assert report["spec"]["compression"] == ["int8"]
+    dense_bytes = 4 * 1860  # float32 parameters of the 1D-CNN
+    assert report["chain"]["update_payload_bytes"] < 8 * dense_bytes / 2
     assert 0.0 <= report["federated"]["pooled"]["accuracy"] <= 1.0
 
 

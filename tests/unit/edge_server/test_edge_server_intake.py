@@ -19,6 +19,7 @@ from edge_server.intake import (
 )
 from edge_server.protocol import UpdateEnvelope
 from fednode.codec import encode_params
+from fednode.device.compression import encode_int8
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 
@@ -135,3 +136,21 @@ class CountingLedger:
     def read_global_models(self, task_id: int) -> Any:
         self.global_reads += 1
         return self.inner.read_global_models(task_id)
+
+
+def test_compressed_deltas_are_accepted_only_for_tasks_that_prescribe_compression():
+    # Arrange: an int8-encoded delta of a two-tensor model.
+    model = encode_params({"b": np.zeros(2, np.float32), "w": np.zeros((3, 2), np.float32)})
+    dense = {"b": np.array([0.5, -0.5], np.float32), "w": np.ones((3, 2), np.float32)}
+    payload = encode_params({name: encode_int8(value) for name, value in dense.items()})
+    # Act
+    norm = check_delta(payload, template_of(model), max_norm=10.0, max_payload_bytes=2**20,
+                       compressed=True)
+    # Assert
+    assert abs(norm - float(np.sqrt(6.5))) < 0.05
+    with pytest.raises(UpdateRejectedError) as refused:
+        check_delta(payload, template_of(model), max_norm=10.0, max_payload_bytes=2**20)
+    assert refused.value.reason == "wrong_keys"
+    with pytest.raises(UpdateRejectedError):
+        check_delta(payload, template_of(model), max_norm=1.0, max_payload_bytes=2**20,
+                    compressed=True)
