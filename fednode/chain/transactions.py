@@ -32,6 +32,8 @@ __all__ = ["SignedTx", "TransactionSender"]
 
 logger = logging.getLogger(__name__)
 
+RESEND_INTERVAL_S = 10.0
+"""Seconds between byte-identical re-broadcasts of a transaction that has no receipt yet."""
 _KNOWN_TX_MESSAGES = ("already known", "known transaction", "already imported")
 _FALLBACK_PRIORITY_FEE = 10**9
 
@@ -204,9 +206,14 @@ class TransactionSender:
         return True
 
     def wait_for_receipt(
-        self, tx_hash: bytes, *, confirmations: int | None = None, timeout: float | None = None
+        self, tx_hash: bytes, *, confirmations: int | None = None, timeout: float | None = None,
+        resend: bytes | None = None,
     ) -> TxReceipt:
         """Waits until ``tx_hash`` is mined with ``confirmations`` blocks on top of it.
+
+        With ``resend`` (the signed raw bytes) the transaction is re-broadcast, byte for byte,
+        every ``RESEND_INTERVAL_S`` while it has no receipt: a reorg or a rewound fork can drop
+        it from every pool, and the same bytes are always safe to send again.
 
         Raises:
           ContractRevertError: if the transaction was mined but reverted (decoded by replay).
@@ -214,6 +221,7 @@ class TransactionSender:
         """
         depth = self.confirmations if confirmations is None else confirmations
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        next_resend = time.monotonic() + RESEND_INTERVAL_S
         while True:
             receipt = self._receipt_or_none(tx_hash)
             if receipt is not None and self.w3.eth.block_number >= receipt["blockNumber"] + depth:
@@ -222,13 +230,22 @@ class TransactionSender:
                 return receipt
             if time.monotonic() > deadline:
                 raise ChainTimeoutError(f"transaction 0x{tx_hash.hex()} not confirmed in time")
+            if resend is not None and receipt is None and time.monotonic() >= next_resend:
+                self._rebroadcast(resend)
+                next_resend = time.monotonic() + RESEND_INTERVAL_S
             time.sleep(self.poll_interval)
+
+    def _rebroadcast(self, raw: bytes) -> None:
+        try:
+            self.send_raw(raw)
+        except ChainError as exc:  # e.g. mined meanwhile: the next receipt poll settles it
+            logger.debug("re-broadcast of 0x%s refused: %s", keccak(raw).hex(), exc)
 
     def transact(self, to: str | None, data: bytes) -> TxReceipt:
         """Paces, signs, sends and waits: the one-call path for non-outbox writers."""
         self.wait_for_pending_slot()
         signed = self.sign(to, data)
-        return self.wait_for_receipt(self.send_raw(signed.raw))
+        return self.wait_for_receipt(self.send_raw(signed.raw), resend=signed.raw)
 
     def _receipt_or_none(self, tx_hash: bytes) -> TxReceipt | None:
         try:

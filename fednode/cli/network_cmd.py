@@ -103,12 +103,43 @@ def run_network_status(args: argparse.Namespace) -> int:
     except FednodeError as exc:
         Console(stderr=True).print(f"[red]network status failed:[/] {exc}")
         return 1
+    drift = _registry_drift(args.dir) if any(s.alive for s in statuses) else None
     if args.json:
         rows = [asdict(s) for s in statuses]
-        print(json.dumps({"chain_id": info.chain_id, "validators": rows}, indent=2))
+        body = {"chain_id": info.chain_id, "validators": rows, "signer_drift": drift}
+        print(json.dumps(body, indent=2))
     else:
         console.print(render_status_table(statuses))
+        if drift is not None:
+            console.print(_describe_drift(drift))
     return 0 if all(s.alive for s in statuses) else 3
+
+
+def _registry_drift(directory: str) -> dict | None:
+    """Clique signers vs the consortium registry's validators, once contracts are deployed.
+
+    ``None`` before ``fednode deploy``; ``{"error": ...}`` when the registry cannot be read.
+    """
+    from fednode.chain.connect import deployment_path, open_ledger
+    from fednode.network.signers import chain_signers, registry_signers, signer_drift
+
+    if not deployment_path(directory).exists():
+        return None
+    try:
+        wanted = registry_signers(open_ledger(directory, "auditor"))
+        drift = signer_drift(wanted, chain_signers(load_network(directory).http_urls[0]))
+    except FednodeError as exc:
+        return {"error": str(exc)}
+    return {"missing": list(drift.missing), "extra": list(drift.extra), "clean": drift.clean}
+
+
+def _describe_drift(drift: dict) -> str:
+    if "error" in drift:
+        return f"[yellow]signer drift unknown:[/] {drift['error']}"
+    if drift["clean"]:
+        return "[green]Clique signers match the consortium registry[/]"
+    return (f"[red]signer drift:[/] missing {drift['missing']}, extra {drift['extra']} "
+            "(run `fednode member sync-signers`)")
 
 
 def _describe_stop(result: StopResult) -> str:

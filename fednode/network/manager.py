@@ -24,6 +24,7 @@ from typing import Any
 
 from fednode.errors import FednodeValueError, NetworkError
 from fednode.network.genesis import DEFAULT_GAS_LIMIT
+from fednode.network.heal import StallWatchdog
 from fednode.network.info import NetworkInfo, ValidatorInfo, load_network, save_network
 from fednode.network.layout import (
     checked_geth_version,
@@ -234,7 +235,26 @@ def network_up(
         else:
             info = _stopped_network(root, validators=validators, period=period, chain_id=chain_id)
             report(f"restarting the stopped network in {root}")
-        return _start_network(info, timeout=timeout, tie_to_caller=tie_to_caller, progress=report)
+        started = _start_network(info, timeout=timeout, tie_to_caller=tie_to_caller,
+                                 progress=report)
+    if tie_to_caller:
+        _watch(root, started)
+    return started
+
+
+_WATCHDOGS: dict[Path, StallWatchdog] = {}
+"""Fork-deadlock watchdogs of the networks this process owns (``tie_to_caller``)."""
+
+
+def _watch(root: Path, info: NetworkInfo) -> None:
+    _unwatch(root)
+    _WATCHDOGS[root] = StallWatchdog(info.http_urls).start()
+
+
+def _unwatch(root: Path) -> None:
+    watchdog = _WATCHDOGS.pop(root, None)
+    if watchdog is not None:
+        watchdog.stop()
 
 
 def network_status(directory: str | os.PathLike[str]) -> list[NodeStatus]:
@@ -265,5 +285,6 @@ def network_down(directory: str | os.PathLike[str], *, timeout: float = 30.0) ->
     """
     root = Path(directory).resolve()
     load_network(root)  # a clear error for a folder without a network, before locking it
+    _unwatch(root)
     with _folder_lock(root):
         return _stop_all(load_network(root), timeout=timeout)

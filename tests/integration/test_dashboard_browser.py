@@ -96,8 +96,14 @@ def test_clicking_a_version_drills_into_its_provenance(dashboard, browser):
     browser.get(dashboard[1])
     rows = (By.CSS_SELECTOR, "#versions tr")
     WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(*rows)) == 3)
-    # Act
-    browser.find_elements(By.CSS_SELECTOR, "#versions tr")[1].click()
+    # Act: the page re-renders every 5 s, so a row found just before a refresh can go stale.
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def click_v1(b) -> bool:
+        b.find_elements(*rows)[1].click()
+        return True
+
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(click_v1)
     WebDriverWait(browser, 30).until(lambda b: "v1)" in b.find_element(By.ID, "trace-title").text)
     time.sleep(6)  # one auto-refresh later, the drill-down stays on v1
     # Assert

@@ -138,3 +138,14 @@ def test_after_the_demo_bootstrap_roles_change_only_by_vote(demo_run):
         admin.grant_role(AGGREGATOR_ROLE, admin.sender)
     # Assert
     assert refused.value.name == "ConsortiumBootstrapEnded"
+
+
+def test_network_status_reports_no_signer_drift_after_the_demo(demo_run, capsys):
+    # Arrange
+    args, _ = demo_run
+    # Act
+    code = fednode_main(["network", "status", "--dir", str(args.dir / "network"), "--json"])
+    status = json.loads(capsys.readouterr().out)
+    # Assert
+    assert code == 0
+    assert status["signer_drift"] == {"missing": [], "extra": [], "clean": True}

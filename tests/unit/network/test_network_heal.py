@@ -1,0 +1,69 @@
+"""Chain: the Clique fork-deadlock healer, on simulated validators."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fednode.network import heal as heal_module
+from fednode.network.heal import StallWatchdog, heal_forks
+
+
+class FakeValidators:
+    """Four validators: two on fork X, two on fork Y, diverging after block 5, stuck at 7."""
+
+    def __init__(self, split: bool = True) -> None:
+        self.calls: list[tuple[str, str, list]] = []
+        self.split = split
+
+    def chain_of(self, url: str) -> str:
+        return "X" if not self.split or url in ("a", "b") else "Y"
+
+    def rpc(self, url, method, params=None, *, timeout=5.0):
+        self.calls.append((url, method, params))
+        if method == "debug_setHead":
+            return None
+        tag = params[0]
+        number = 7 if tag == "latest" else int(tag, 16)
+        fork = self.chain_of(url) if number > 5 else "common"
+        return {"number": hex(number), "hash": f"0x{fork}{number}"}
+
+
+@pytest.fixture
+def validators(monkeypatch):
+    fake = FakeValidators()
+    monkeypatch.setattr(heal_module, "rpc_call", fake.rpc)
+    return fake
+
+
+def test_diverged_validators_are_rewound_to_their_common_ancestor(validators):
+    # Act
+    ancestor = heal_forks(["a", "b", "c", "d"])
+    # Assert
+    assert ancestor == 5
+    rewound = [(url, p) for url, method, p in validators.calls if method == "debug_setHead"]
+    assert rewound == [(u, ["0x5"]) for u in "abcd"]
+
+
+def test_a_chain_that_agrees_is_left_alone(validators):
+    # Arrange: only two validators alive and on the same head (a halted, not forked, chain).
+    validators.split = False
+    # Act / Assert
+    assert heal_forks(["a", "b"]) is None
+    assert not [c for c in validators.calls if c[1] == "debug_setHead"]
+
+
+def test_watchdog_heals_only_after_the_chain_stalls(validators):
+    # Arrange
+    healed_at = []
+    watchdog = StallWatchdog(["a", "b", "c", "d"], stall_s=0.2, poll_s=0.05,
+                             heal=lambda urls: healed_at.append(time.monotonic()) or 5)
+    started = time.monotonic()
+    # Act
+    watchdog.start()
+    time.sleep(0.6)
+    watchdog.stop()
+    # Assert
+    assert healed_at and healed_at[0] - started >= 0.2
+    assert watchdog.healed[0] == 5
