@@ -7,7 +7,7 @@ spend, reputation). ``InMemoryLedger`` offers the same methods with the same ref
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 from web3.contract import Contract
@@ -28,17 +28,15 @@ class Web3Governance:
     ledger: Contract
     _reader: Any
 
-    def _transact(self, contract: Contract, fn_name: str, args: list[Any]) -> TxReceipt:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Web3Ledger, which mixes this class in
 
-    def _event(self, contract: Contract, name: str, receipt: TxReceipt) -> Any:
-        raise NotImplementedError
+        def _transact(self, contract: Contract, fn_name: str, args: list[Any]) -> TxReceipt: ...
 
-    def _call(self, fn: Any) -> Any:
-        raise NotImplementedError
+        def _event(self, contract: Contract, name: str, receipt: TxReceipt) -> Any: ...
 
-    def _read(self, read: Any) -> Any:
-        raise NotImplementedError
+        def _call(self, fn: Any) -> Any: ...
+
+        def _read(self, read: Any) -> Any: ...
 
     # --- bootstrap (admin) ----------------------------------------------------------------
 

@@ -157,11 +157,15 @@ def _start_network(
     }
     info = info.with_pids(pids)
     save_network(info)
+    # Start-up is when Clique forks most (all signers race for block 1): heal while waiting.
+    watchdog = StallWatchdog(info.http_urls).start()
     try:
         wait_until_live(info, timeout=timeout, progress=progress)
     except BaseException:
         _stop_all(info, timeout=30.0)
         raise
+    finally:
+        watchdog.stop()
     return info
 
 
