@@ -67,6 +67,9 @@ def heal_forks(urls: Sequence[str]) -> int | None:
     heads = live_heads(urls)
     if len(heads) < 2 or len({(h.number, h.hash) for h in heads}) == 1:
         return None
+    lowest = min(h.number for h in heads)
+    if len({_hash_at(h.url, lowest) for h in heads}) == 1:
+        return None  # one chain, some validators merely behind (syncing): not a fork
     ancestor = common_ancestor(heads)
     for head in heads:
         if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:

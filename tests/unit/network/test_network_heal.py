@@ -67,3 +67,16 @@ def test_watchdog_heals_only_after_the_chain_stalls(validators):
     # Assert
     assert healed_at and healed_at[0] - started >= 0.2
     assert watchdog.healed[0] == 5
+
+
+def test_a_validator_that_is_merely_behind_is_not_a_fork(validators, monkeypatch):
+    # Arrange: "c" is at block 4 of the same chain the others are at 7 on (it is syncing).
+    def rpc(url, method, params=None, *, timeout=5.0):
+        validators.calls.append((url, method, params))
+        number = (4 if url == "c" else 7) if params[0] == "latest" else int(params[0], 16)
+        return {"number": hex(number), "hash": f"0xX{number}"}
+
+    monkeypatch.setattr(heal_module, "rpc_call", rpc)
+    # Act / Assert
+    assert heal_forks(["a", "b", "c"]) is None
+    assert not [c for c in validators.calls if c[1] == "debug_setHead"]
