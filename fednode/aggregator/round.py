@@ -74,13 +74,14 @@ def aggregated_update_ids(records: list[GlobalModelRecord]) -> frozenset[int]:
 
 def _wait_for_updates(
     ledger: Ledger, task: TaskRecord, aggregated: frozenset[int], *, timeout: float, poll: float
-) -> list[LedgerUpdate]:
+) -> tuple[list[LedgerUpdate], list[LedgerUpdate]]:
+    """The round's candidates and every update of the task read in the same pass."""
     deadline = time.monotonic() + timeout
     while True:
         updates = ledger.read_updates(task.task_id)
         candidates = select_round_updates(task, updates, aggregated=aggregated)
         if len(candidates) >= task.spec.min_updates:
-            return candidates
+            return candidates, updates
         if time.monotonic() >= deadline:
             raise ChainTimeoutError(
                 f"task {task.task_id} version {task.latest_version}: "
@@ -159,7 +160,7 @@ def run_round(
         return RoundResult(record, (), time.monotonic() - started)
     # ---- stage 1: read updates -------------------------------------------------------------
     aggregated = aggregated_update_ids(records) | _rejected_so_far(ledger, task_id)
-    candidates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
+    candidates, updates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
     # ---- stage 2: verify -------------------------------------------------------------------
     accepted, rejected = _verify(candidates, current.payload)
     if task.spec.mode == "async":
@@ -167,7 +168,7 @@ def run_round(
     if len(accepted) < task.spec.min_updates:
         raise UpdateRejectedError("too_few_valid", f"{len(accepted)} valid, rejected {rejected}")
     # ---- stage 3: aggregate ----------------------------------------------------------------
-    rule_state = replay_rule_state(task.spec, records, ledger.read_updates(task_id))
+    rule_state = replay_rule_state(task.spec, records, updates)
     built = build_global_model(task.spec, current.payload, accepted, rule_state=rule_state)
     # ---- stage 4: commit global ------------------------------------------------------------
     record = ledger.commit_global_model(
