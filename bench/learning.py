@@ -25,8 +25,9 @@ import jax
 import numpy as np
 
 from fednode.device import SiteData, evaluate, load_heart_disease, train_local
-from fednode.privacy import dp_steps_per_round, epsilon_spent, noise_for_epsilon
-from fednode.tasks import heart_task_spec
+from fednode.codec import decode_params
+from fednode.tasks import heart_task_spec, initial_payload
+from dp_select import dp_site_specs, median_example_grad_norm, select_config
 from learning_common import federate, scores, sign_flip, summarize, with_extra
 from sim_heart import normalize_sites, run_seed
 
@@ -90,25 +91,35 @@ def experiment_robust(sites, seeds) -> dict:
 def experiment_dp(sites, seeds, epsilon: float = 1.0) -> dict:
     dp = with_extra(dataclasses.replace(BASE, clip_norm=1.0, epsilon_budget=epsilon),
                     dp_unit="example")
-    site_specs, spent = [], {}
-    for site in sites:
-        q, steps = dp_steps_per_round(dp, len(site.y_train))
-        z = noise_for_epsilon(epsilon, q, steps * dp.rounds, delta=dp.delta)
-        site_specs.append(dataclasses.replace(dp, noise_multiplier=z))
-        spent[site.name] = {"noise_multiplier": z, "q": q, "steps": steps * dp.rounds,
-                            "epsilon_rdp": epsilon_spent(z, q, steps * dp.rounds, delta=dp.delta)}
-    return {"no dp": _run(sites, BASE, seeds),
-            "dp-sgd clip 1, no noise": _run(sites, dataclasses.replace(dp, noise_multiplier=0.0), seeds),
-            f"dp-sgd epsilon={epsilon} delta=1e-5 (per site)": _run(sites, dp, seeds, site_specs=site_specs),
-            "accounting": spent}
+    site_specs, spent = dp_site_specs(sites, dp, epsilon)
+    no_dp = _run(sites, BASE, seeds)
+    final, _ = federate(sites, BASE, seed=seeds[0])
+    selection = select_config(sites, BASE, epsilon)
+    chosen = with_extra(dataclasses.replace(BASE, **selection["chosen"], epsilon_budget=epsilon),
+                        dp_unit="example")
+    chosen_specs, chosen_spent = dp_site_specs(sites, chosen, epsilon)
+    name = ", ".join(f"{k}={v}" for k, v in selection["chosen"].items())
+    return {"no dp": no_dp,
+            "dp-sgd clip 1, no noise": _run(sites, dataclasses.replace(dp, noise_multiplier=0.0),
+                                            seeds),
+            f"dp-sgd epsilon={epsilon} delta=1e-5 (per site), old: batch 32, 5 epochs, clip 1, "
+            "lr 0.1": _run(sites, dp, seeds, site_specs=site_specs),
+            f"dp-sgd epsilon={epsilon} delta=1e-5 (per site), selected on validation rows: "
+            f"{name}": _run(sites, chosen, seeds, site_specs=chosen_specs),
+            "accounting": spent, "accounting_selected": chosen_spent, "selection": selection,
+            "median_example_grad_norm": {
+                "initial model": median_example_grad_norm(
+                    decode_params(initial_payload(BASE, key=jax.random.key(0))), sites),
+                "final fedavg model (seed 0)": median_example_grad_norm(final, sites)}}
 
 
 def experiment_compression(sites, seeds) -> dict:
     out = {}
-    for model, hidden in (("logreg", ()), ("mlp", (32,))):
+    for model, hidden in (("logreg", ()), ("mlp", (32,)), ("mlp", (64, 32))):
         base = dataclasses.replace(BASE, model=model, hidden_sizes=hidden)
         for name, steps in (("none", ()), ("int8", ("int8",)), ("topk 25%", ("topk:0.25",)),
-                            ("topk 25% + int8", ("topk:0.25", "int8"))):
+                            ("topk 25% + int8", ("topk:0.25", "int8")),
+                            ("topk 10% + int8", ("topk:0.1", "int8"))):
             out[f"{model}{list(hidden) or ''} {name}"] = _run(
                 sites, dataclasses.replace(base, compression=steps), seeds, facts=True)
     return out
@@ -126,8 +137,9 @@ def _run(sites, spec, seeds, *, attack=None, site_specs=None, eval_sites=None, f
         byte_facts.append(f)
     summary = summarize(runs)
     if facts:
-        summary["payload_bytes_per_update"] = float(np.median(byte_facts[0]["payload_bytes"]))
-        summary["dense_bytes_per_update"] = float(np.median(byte_facts[0]["dense_bytes"]))
+        for fact in byte_facts[0]:
+            merged = [value for f in byte_facts for value in f[fact]]
+            summary[f"{fact}_per_update"] = float(np.median(merged))
     med = summary["pooled_accuracy"]["median"]
     log.info("  %-55s acc %.3f auc %.3f worst %.3f", spec.aggregation + "/" + spec.server_optimizer,
              med, summary["pooled_auc"]["median"], summary["worst_site_accuracy"]["median"])
@@ -157,6 +169,39 @@ def _devices(sites: Sequence[SiteData], *, per_site: int) -> list[SiteData]:
     return devices
 
 
+def markdown_table(results: dict) -> str:
+    """The section's markdown table (the rows docs/benchmarks/learning.md shows)."""
+    runs = {k: v for k, v in results.items() if isinstance(v, dict) and "pooled_accuracy" in v}
+    if not runs:
+        return json.dumps(results, indent=1)
+    sites = [k.split(":", 1)[1] for k in next(iter(runs.values())) if k.startswith("acc:")]
+    with_bytes = any("payload_bytes_per_update" in v for v in runs.values())
+    head = ["run", "pooled acc", "pooled AUC", "worst site acc", *(s[:5] for s in sites)]
+    if with_bytes:
+        head += ["payload bytes (dense -> sent)", "submitUpdate calldata bytes",
+                 "calldata gas (EIP-2028)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, v in runs.items():
+        cells = [name, *(_cell(v[m]) for m in ("pooled_accuracy", "pooled_auc",
+                                                "worst_site_accuracy"))]
+        cells += [f"{v['acc:' + s]['median']:.3f}" for s in sites]
+        if with_bytes:
+            cells += [_ratio(v, "dense_bytes", "payload_bytes"),
+                      _ratio(v, "dense_calldata_bytes", "calldata_bytes"),
+                      _ratio(v, "dense_calldata_gas", "calldata_gas")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(stat: dict) -> str:
+    return f"{stat['median']:.3f} [{stat['min']:.3f}, {stat['max']:.3f}]"
+
+
+def _ratio(v: dict, dense: str, sent: str) -> str:
+    a, b = v[f"{dense}_per_update"], v[f"{sent}_per_update"]
+    return f"{a:.0f} -> {b:.0f} ({a / b:.2f}x)"
+
+
 EXPERIMENTS = {"strategies": experiment_strategies, "single_site": experiment_single_site,
                "robust": experiment_robust, "dp": experiment_dp, "compression": experiment_compression}
 
@@ -177,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = raw_sites if name == "single_site" else sites
         results[name] = EXPERIMENTS[name](data, args.seeds)
         results[name + "_seconds"] = round(time.perf_counter() - started, 1)
+        print(f"### {name} ({results[name + '_seconds']} s)\n\n{markdown_table(results[name])}\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         existing = json.loads(args.json.read_text()) if args.json.exists() else {}

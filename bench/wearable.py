@@ -40,8 +40,8 @@ def federated(sites, spec, seed: int) -> dict:
     params, facts = federate(sites, dataclasses.replace(spec, seed=seed), seed=seed,
                              on_round=lambda v, p: curve.append(evaluate(p, x, y).accuracy))
     reached = next((i + 1 for i, acc in enumerate(curve) if acc >= 0.9), float("inf"))
-    return {"pooled_accuracy": curve[-1], "rounds_to_0.9": reached,
-            "payload_bytes": float(np.median(facts["payload_bytes"]))}
+    sizes = {f"{k}_per_update": float(np.median(v)) for k, v in facts.items()}
+    return {"pooled_accuracy": curve[-1], "rounds_to_0.9": reached, **sizes}
 
 
 def alone(site: SiteData, sites, spec, seed: int) -> dict:
@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fedavg, 4 wearables": lambda s: federated(sites, SPEC, s),
         "fedavg + int8": lambda s: federated(
             sites, dataclasses.replace(SPEC, compression=("int8",)), s),
+        "fedavg + top-k 25% + int8": lambda s: federated(
+            sites, dataclasses.replace(SPEC, compression=("topk:0.25", "int8")), s),
+        "fedavg + top-k 10% + int8": lambda s: federated(
+            sites, dataclasses.replace(SPEC, compression=("topk:0.1", "int8")), s),
         "centralized (all 40 train rows)": lambda s: alone(pooled_site(sites), sites, SPEC, s),
         **{f"{site.name} alone": (lambda s, site=site: alone(site, sites, SPEC, s))
            for site in sites},
@@ -84,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[name] = summarize([run(seed) for seed in args.seeds])
         log.info("%-34s acc %s (%.0f s)", name, results[name]["pooled_accuracy"],
                  time.perf_counter() - started)
+        if "calldata_bytes_per_update" in results[name]:
+            log.info("  bytes per update: %s", {k: v["median"] for k, v in results[name].items()
+                                                if k.endswith("_per_update")})
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

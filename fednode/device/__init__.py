@@ -1,5 +1,6 @@
 """Device: local data (hospitals, wearables), normalization, JAX models, local training, metrics.
 
+Personalization (``personalize``) adapts the final model with local rows only.
 Pure: imports only ``fednode.codec``, ``fednode.types`` and ``fednode.errors`` (plus jax, optax,
 numpy); it never touches the chain or the edge server.
 """
@@ -43,6 +44,13 @@ from fednode.device.normalization import (
     normalize,
     normalizer_from_stats,
 )
+from fednode.device.personalize import (
+    SiteCalibration,
+    calibrate_site,
+    fit_intercept_shift,
+    personalize,
+    shift_intercept,
+)
 from fednode.device.train import (
     DEFAULT_LOCAL_OPTIMIZER,
     LOCAL_OPTIMIZERS,
@@ -85,11 +93,13 @@ __all__ = [
     "FeatureStats",
     "LocalUpdate",
     "Normalizer",
+    "SiteCalibration",
     "SiteData",
     "accuracy",
     "apply_model",
     "basic_motions_path",
     "batch_shape",
+    "calibrate_site",
     "client_final",
     "client_init",
     "client_step",
@@ -98,6 +108,7 @@ __all__ = [
     "count_params",
     "epoch_batches",
     "evaluate",
+    "fit_intercept_shift",
     "heart_disease_csv_path",
     "init_params",
     "load_basic_motions",
@@ -109,8 +120,10 @@ __all__ = [
     "normalize",
     "normalizer_from_stats",
     "partition_by_class",
+    "personalize",
     "pool_test_sets",
     "roc_auc",
+    "shift_intercept",
     "softmax_log_loss",
     "train_local",
     "wearable_sites",

@@ -1,18 +1,25 @@
-"""Device: the on-chain encoding of compressed deltas (int8, top-k) and its exact decoding.
+"""Device: the packed on-chain encoding of compressed deltas (int8, top-k) and its exact decoding.
 
-A compressed delta keeps the model's nested names; each float32 tensor ``T`` becomes a small
-dict of tensors, so the canonical codec flattens it to ``"<name>.<part>"`` keys:
+A compressed delta is packed over the *flat model*: every tensor of the global model the update
+is based on, in sorted dotted-key order (the canonical codec's order), each raveled in C order
+and concatenated into one vector of ``N`` entries; ``T`` is the number of tensors. Each layout
+is a handful of top-level tensors that go through the one canonical codec
+(``fednode.codec.encode_params``) like any other payload, so the safetensors header pays for
+two or three entries instead of one or more per model tensor:
 
-==============  ==========================================================================
-dense           ``T`` float32, model shape (uncompressed)
-int8            ``T.q`` int8 (model shape, values in [-127, 127]), ``T.scale`` float32 (1,)
-top-k           ``T.idx`` int32 (k,) strictly increasing flat indices, ``T.val`` float32 (k,)
-top-k + int8    ``T.idx`` int32 (k,), ``T.q`` int8 (k,), ``T.scale`` float32 (1,)
-==============  ==========================================================================
+==============  =============================================================================
+dense           the model's own keys, float32, model shapes (uncompressed)
+int8            ``q`` int8 (N,) in [-127, 127], ``scale`` float32 (T,): one scale per tensor
+top-k           ``idx`` int32 (k,) strictly increasing flat-model indices, ``val`` float32 (k,)
+top-k + int8    ``idx`` int32 (k,), ``q`` int8 (k,), ``scale`` float32 (T,)
+==============  =============================================================================
 
-``decompress_delta`` turns any mix of these back into the dense float32 layout of the global
-model: ``q * scale`` in float64, rounded once to float32, scattered into zeros for top-k. It is
-exact and the same on every machine, so the aggregator and the auditor agree bit for bit.
+The layout (``N``, ``T``, tensor boundaries) is implied by the global model, which every decoder
+already holds. The device builds per-tensor parts first (``encode_int8``, ``encode_top_k``, the
+transforms in ``transforms.py``) and ``pack_delta`` concatenates them. ``decompress_delta``
+turns a payload back into the dense float32 layout: ``q * scale`` in float64 rounded once to
+float32, scattered into zeros for top-k. It is exact and the same on every machine, so the
+aggregator, the edge and the auditor agree bit for bit.
 """
 
 from __future__ import annotations
@@ -23,12 +30,23 @@ from typing import Any
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.errors import CodecError, UpdateRejectedError
+from fednode.errors import CodecError, FednodeValueError, UpdateRejectedError
 
-__all__ = ["COMPRESSED_PARTS", "decompress_delta", "encode_int8", "encode_top_k", "is_compressed"]
+__all__ = [
+    "COMPRESSED_PARTS",
+    "PACKED_LAYOUTS",
+    "decompress_delta",
+    "encode_int8",
+    "encode_top_k",
+    "is_compressed",
+    "pack_delta",
+]
 
 COMPRESSED_PARTS = (("q", "scale"), ("idx", "val"), ("idx", "q", "scale"))
-"""The part-name sets a compressed tensor may have (sorted)."""
+"""The part-name sets of one compressed tensor before packing (sorted)."""
+
+PACKED_LAYOUTS = COMPRESSED_PARTS
+"""The top-level key sets of a packed payload (sorted): int8, top-k, top-k + int8."""
 
 
 def encode_int8(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -60,6 +78,54 @@ def encode_top_k(values: np.ndarray, k: int) -> dict[str, np.ndarray]:
     return {"idx": chosen.astype(np.int32), "val": flat[chosen].astype(np.float32)}
 
 
+def pack_delta(
+    parts: Mapping[str, Any], template: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """Packs per-tensor compressed parts into the flat-model layout (one part set per model).
+
+    Args:
+      parts: the model's nested names; every tensor is a dict of one part set of
+        ``COMPRESSED_PARTS`` (``{"q", "scale"}`` from ``encode_int8``, ``{"idx", "val"}``
+        from ``encode_top_k``, or ``{"idx", "q", "scale"}``) with indices local to the tensor.
+      template: the model's flat ``name -> shape`` (the dense delta's layout).
+
+    Returns:
+      ``{"q", "scale"}``, ``{"idx", "val"}`` or ``{"idx", "q", "scale"}`` over the flat model.
+
+    Raises:
+      FednodeValueError: if the names differ from the template's, tensors mix part sets, or a
+        tensor is not compressed.
+
+    Example:
+      >>> tree = {"a": encode_int8(np.array([1.0, -1.0], np.float32)),
+      ...         "b": encode_int8(np.array([0.5], np.float32))}
+      >>> packed = pack_delta(tree, {"a": (2,), "b": (1,)})
+      >>> packed["q"].tolist(), packed["scale"].shape
+      ([127, -127, 127], (2,))
+    """
+    leaves = dict(_walk(parts, ""))
+    names = sorted(template)
+    if sorted(leaves) != names:
+        raise FednodeValueError(f"compressed tensors {sorted(leaves)} != model tensors {names}")
+    kinds = {tuple(sorted(leaf)) for leaf in leaves.values()}
+    if len(kinds) != 1 or not kinds <= set(COMPRESSED_PARTS):
+        raise FednodeValueError(f"every tensor needs one same part set, got {sorted(kinds)}")
+    kind = kinds.pop()
+    sizes = [int(np.prod(template[n], dtype=np.int64)) for n in names]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    packed: dict[str, np.ndarray] = {}
+    if "idx" in kind:
+        local = [np.asarray(leaves[n]["idx"], np.int64) for n in names]
+        packed["idx"] = np.concatenate(
+            [i + o for i, o in zip(local, offsets, strict=True)]
+        ).astype(np.int32)
+    for part, dtype in (("q", np.int8), ("val", np.float32), ("scale", np.float32)):
+        if part in kind:
+            arrays = [np.asarray(leaves[n][part]).ravel() for n in names]
+            packed[part] = np.concatenate(arrays).astype(dtype)
+    return packed
+
+
 def is_compressed(delta: Mapping[str, Any]) -> bool:
     """Whether a decoded delta holds any compressed tensor (an int8 or int32 leaf).
 
@@ -71,7 +137,7 @@ def is_compressed(delta: Mapping[str, Any]) -> bool:
 
 
 def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int, ...]]) -> dict:
-    """Dense float32 delta from a (possibly) compressed one, checked against the model layout.
+    """Dense float32 delta from a dense or packed one, checked against the model layout.
 
     Args:
       delta: decoded payload (nested dict).
@@ -81,11 +147,11 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
       A nested dict of float32 arrays with exactly the template's names and shapes.
 
     Raises:
-      UpdateRejectedError: ``wrong_layout`` (names, parts, dtypes or shapes), ``bad_index``
-        (out of range, unsorted or repeated), ``bad_scale`` or ``non_finite``.
+      UpdateRejectedError: ``wrong_layout`` (keys, dtypes, shapes or lengths), ``bad_index``
+        (out of range, not strictly increasing), ``bad_scale`` or ``non_finite``.
 
     Example:
-      >>> enc = {"w": encode_int8(np.array([1.0, -0.5], np.float32))}
+      >>> enc = pack_delta({"w": encode_int8(np.array([1.0, -0.5], np.float32))}, {"w": (2,)})
       >>> decompress_delta(enc, {"w": (2,)})["w"].tolist()
       [1.0, -0.5039370059967041]
     """
@@ -93,63 +159,66 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
         flat = flatten_params(delta)
     except CodecError as exc:
         raise UpdateRejectedError("wrong_layout", str(exc)) from exc
-    groups = _group(flat, template)
-    dense = {name: _decode(name, parts, template[name]) for name, parts in groups.items()}
-    return unflatten_params(dense)
+    names = sorted(template)
+    if sorted(flat) == names:
+        return unflatten_params({n: _expect(n, flat[n], tuple(template[n])) for n in names})
+    if tuple(sorted(flat)) not in PACKED_LAYOUTS:
+        detail = f"keys {sorted(flat)} are neither the model's {names} nor a packed layout"
+        raise UpdateRejectedError("wrong_layout", detail)
+    sizes = np.asarray([int(np.prod(template[n], dtype=np.int64)) for n in names], np.int64)
+    vector = _unpack(flat, sizes)
+    bounds = np.cumsum(sizes)[:-1]
+    pieces = np.split(vector, bounds)
+    return unflatten_params(
+        {n: p.reshape(tuple(template[n])) for n, p in zip(names, pieces, strict=True)}
+    )
 
 
-def _group(
-    flat: Mapping[str, np.ndarray], template: Mapping[str, tuple[int, ...]]
-) -> dict[str, dict[str, np.ndarray]]:
-    groups: dict[str, dict[str, np.ndarray]] = {}
-    for key, array in flat.items():
-        if key in template:
-            groups.setdefault(key, {})[""] = array
-            continue
-        name, _, part = key.rpartition(".")
-        if name not in template:
-            raise UpdateRejectedError("wrong_layout", f"{key} is not a tensor of the model")
-        groups.setdefault(name, {})[part] = array
-    if sorted(groups) != sorted(template):
-        raise UpdateRejectedError("wrong_layout", f"tensors {sorted(groups)} != {sorted(template)}")
-    return groups
+def _unpack(flat: Mapping[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
+    """The dense flat-model float32 vector of a packed payload (layout already known)."""
+    total, num_tensors = int(sizes.sum()), int(sizes.size)
+    if "idx" not in flat:
+        tensor_of = np.repeat(np.arange(num_tensors), sizes)
+        return _int8_values(flat["q"], flat["scale"], tensor_of, num_tensors)
+    idx = _indices(flat["idx"], total)
+    tensor_of = np.searchsorted(np.cumsum(sizes), idx, side="right")
+    if "q" in flat:
+        values = _int8_values(flat["q"], flat["scale"], tensor_of, num_tensors)
+    else:
+        values = _expect("val", flat["val"], idx.shape)
+    dense = np.zeros(total, np.float32)
+    dense[idx] = values
+    return dense
 
 
-def _decode(name: str, parts: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-    if "" in parts:
-        return _dense(name, parts, shape)
-    if tuple(sorted(parts)) not in COMPRESSED_PARTS:
-        raise UpdateRejectedError("wrong_layout", f"{name}: parts {sorted(parts)}")
-    values = _int8_values(name, parts) if "q" in parts else parts["val"]
-    if "idx" not in parts:
-        return _expect(name, values, shape)
-    return _scatter(name, parts["idx"], values, shape)
+def _indices(idx: np.ndarray, total: int) -> np.ndarray:
+    if idx.dtype != np.int32 or idx.ndim != 1:
+        detail = f"idx is {idx.dtype}{idx.shape}, expected int32 (k,)"
+        raise UpdateRejectedError("wrong_layout", detail)
+    if idx.size > total:
+        raise UpdateRejectedError("wrong_layout", f"{idx.size} indices for a model of {total}")
+    wide = idx.astype(np.int64)  # int32 differences can overflow and look increasing
+    if wide.size and (wide[0] < 0 or wide[-1] >= total or np.any(np.diff(wide) <= 0)):
+        detail = f"indices must be strictly increasing in [0, {total})"
+        raise UpdateRejectedError("bad_index", detail)
+    return wide
 
 
-def _dense(name: str, parts: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-    if len(parts) != 1:
-        raise UpdateRejectedError("wrong_layout", f"{name} is both dense and compressed")
-    return _expect(name, parts[""], shape)
-
-
-def _int8_values(name: str, parts: dict[str, np.ndarray]) -> np.ndarray:
-    q, scale = parts["q"], parts["scale"]
-    if q.dtype != np.int8 or scale.dtype != np.float32 or scale.shape != (1,):
-        raise UpdateRejectedError("wrong_layout", f"{name}: q must be int8, scale float32 (1,)")
-    if not (np.isfinite(scale[0]) and scale[0] > 0) or np.any(q == -128):
-        raise UpdateRejectedError("bad_scale", f"{name}: scale must be finite > 0, q >= -127")
-    return np.multiply(q.astype(np.float64), np.float64(scale[0])).astype(np.float32)
-
-
-def _scatter(name: str, idx: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    size = int(np.prod(shape, dtype=np.int64))
-    if idx.dtype != np.int32 or idx.ndim != 1 or values.shape != idx.shape:
-        raise UpdateRejectedError("wrong_layout", f"{name}: idx int32 (k,) and k values")
-    if idx.size and (idx[0] < 0 or idx[-1] >= size or np.any(np.diff(idx) <= 0)):
-        raise UpdateRejectedError("bad_index", f"{name}: indices must be increasing in [0, {size})")
-    dense = np.zeros(size, np.float32)
-    dense[idx] = _expect(name, values, values.shape)
-    return dense.reshape(shape)
+def _int8_values(
+    q: np.ndarray, scale: np.ndarray, tensor_of: np.ndarray, num_tensors: int
+) -> np.ndarray:
+    """``q * scale[tensor_of]`` in float64, rounded once to float32; checks dtypes and lengths."""
+    if q.dtype != np.int8 or q.shape != tensor_of.shape:
+        detail = f"q is {q.dtype}{q.shape}, expected int8 {tensor_of.shape}"
+        raise UpdateRejectedError("wrong_layout", detail)
+    if scale.dtype != np.float32 or scale.shape != (num_tensors,):
+        detail = f"scale is {scale.dtype}{scale.shape}, expected float32 ({num_tensors},)"
+        raise UpdateRejectedError("wrong_layout", detail)
+    if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise UpdateRejectedError("bad_scale", "every scale must be finite and > 0")
+    if np.any(q == -128):
+        raise UpdateRejectedError("bad_scale", "q must be in [-127, 127]")
+    return np.multiply(q.astype(np.float64), scale.astype(np.float64)[tensor_of]).astype(np.float32)
 
 
 def _expect(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -160,3 +229,14 @@ def _expect(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     if not np.all(np.isfinite(values)):
         raise UpdateRejectedError("non_finite", f"{name} holds NaN or infinity")
     return np.ascontiguousarray(values)
+
+
+def _walk(tree: Mapping[str, Any], prefix: str):
+    """``(dotted name, part dict)`` of every compressed tensor of a nested parts tree."""
+    for key, value in tree.items():
+        if not isinstance(value, Mapping):
+            raise FednodeValueError(f"{prefix}{key} is not compressed; pack needs every tensor")
+        if set(value) & {"q", "idx"}:
+            yield f"{prefix}{key}", value
+        else:
+            yield from _walk(value, f"{prefix}{key}.")

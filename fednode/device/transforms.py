@@ -6,8 +6,9 @@ Each transform is an optax-style ``UpdateTransform(init, update)``: ``init(delta
 ``optax.chain``. ``transforms_for_spec`` builds the chain a task prescribes: clip to
 ``spec.clip_norm`` and add ``N(0, (noise_multiplier * clip_norm)^2)`` noise (update-level DP,
 when ``spec.extra["dp_unit"]`` is ``"update"``, the default), then the ``spec.compression``
-steps (``"topk"`` or ``"topk:<fraction>"``, then ``"int8"``), whose output layout is described
-in ``compression.py``. Deltas are nested dicts of float32 numpy arrays.
+steps (``"topk"`` or ``"topk:<fraction>"``, then ``"int8"``) and ``pack_compressed``, which
+turns their per-tensor parts into the packed flat-model layout of ``compression.py`` (what goes
+on chain). Deltas are nested dicts of float32 numpy arrays.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.device.compression import encode_int8, encode_top_k
+from fednode.device.compression import encode_int8, encode_top_k, pack_delta
 from fednode.errors import FednodeValueError
 from fednode.types import TaskSpec
 
@@ -28,11 +29,13 @@ __all__ = [
     "DEFAULT_TOPK_FRACTION",
     "EmptyState",
     "ErrorFeedbackState",
+    "PackState",
     "UpdateTransform",
     "add_gaussian_noise",
     "apply_transforms",
     "chain",
     "clip_update_norm",
+    "pack_compressed",
     "quantize_int8",
     "top_k",
     "transforms_for_spec",
@@ -50,6 +53,12 @@ class ErrorFeedbackState(NamedTuple):
     """Top-k's residual: what earlier rounds dropped, added back before the next selection."""
 
     residual: dict[str, np.ndarray] | None
+
+
+class PackState(NamedTuple):
+    """The model layout (flat ``name -> shape``) that ``pack_compressed`` packs against."""
+
+    template: dict[str, tuple[int, ...]]
 
 
 class ChainState(NamedTuple):
@@ -130,8 +139,11 @@ def add_gaussian_noise(stddev: float) -> UpdateTransform:
     return UpdateTransform(lambda delta: EmptyState(), update)
 
 
-def top_k(fraction: float = DEFAULT_TOPK_FRACTION, *, error_feedback: bool = True) -> UpdateTransform:
-    """Keeps the ``ceil(fraction * size)`` largest entries of each tensor (sparse layout).
+def top_k(
+    fraction: float = DEFAULT_TOPK_FRACTION, *, error_feedback: bool = True
+) -> UpdateTransform:
+    """Keeps the ``ceil(fraction * size)`` largest entries of each tensor (per-tensor sparse
+    parts; ``pack_compressed`` makes the on-chain layout).
 
     With ``error_feedback`` the dropped remainder is carried in the state and added to the next
     delta (Stich et al., 2018), so nothing is lost for good.
@@ -163,7 +175,8 @@ def top_k(fraction: float = DEFAULT_TOPK_FRACTION, *, error_feedback: bool = Tru
 
 
 def quantize_int8() -> UpdateTransform:
-    """Per-tensor int8 quantization of dense tensors and of top-k values.
+    """Per-tensor int8 quantization of dense tensors and of top-k values (per-tensor parts;
+    ``pack_compressed`` makes the on-chain layout).
 
     Example:
       >>> t = quantize_int8()
@@ -177,6 +190,30 @@ def quantize_int8() -> UpdateTransform:
         return _quantize_tree(delta), state
 
     return UpdateTransform(lambda delta: EmptyState(), update)
+
+
+def pack_compressed() -> UpdateTransform:
+    """Packs per-tensor int8 / top-k parts into the on-chain flat-model layout (``pack_delta``).
+
+    ``init`` records the dense delta's layout (the global model's), so it must see the
+    uncompressed delta, as ``chain`` and ``apply_transforms`` arrange. Always the last step.
+
+    Example:
+      >>> t = chain(quantize_int8(), pack_compressed())
+      >>> d = {"b": np.array([1.0], np.float32), "w": np.array([2.0, -1.0], np.float32)}
+      >>> packed = t.update(d, t.init(d), key=None)[0]
+      >>> packed["q"].tolist(), packed["scale"].tolist()
+      ([127, 127, -64], [0.007874015718698502, 0.015748031437397003])
+    """
+
+    def init(delta) -> PackState:
+        return PackState({n: tuple(a.shape) for n, a in flatten_params(delta).items()})
+
+    def update(delta, state: PackState, *, key=None):
+        del key
+        return pack_delta(delta, state.template), state
+
+    return UpdateTransform(init, update)
 
 
 def chain(*transforms: UpdateTransform) -> UpdateTransform:
@@ -193,7 +230,8 @@ def chain(*transforms: UpdateTransform) -> UpdateTransform:
         return ChainState(tuple(t.init(delta) for t in transforms))
 
     def update(delta, state: ChainState, *, key=None):
-        keys = [None] * len(transforms) if key is None else list(jax.random.split(key, len(transforms)))
+        count = len(transforms)
+        keys = [None] * count if key is None else list(jax.random.split(key, count))
         states = []
         for transform, inner, sub_key in zip(transforms, state.inner, keys, strict=True):
             delta, inner = transform.update(delta, inner, key=sub_key)
@@ -213,7 +251,7 @@ def transforms_for_spec(spec: TaskSpec) -> UpdateTransform:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, compression=("int8",))
       >>> d = {"w": np.array([1.0], np.float32)}
       >>> t = transforms_for_spec(spec)
-      >>> t.update(d, t.init(d), key=jax.random.key(0))[0]["w"]["q"].tolist()
+      >>> t.update(d, t.init(d), key=jax.random.key(0))[0]["q"].tolist()
       [127]
     """
     steps: list[UpdateTransform] = []
@@ -226,6 +264,8 @@ def transforms_for_spec(spec: TaskSpec) -> UpdateTransform:
             steps.append(add_gaussian_noise(spec.noise_multiplier * spec.clip_norm))
     for step in spec.compression:
         steps.append(_compression_step(step))
+    if spec.compression:
+        steps.append(pack_compressed())
     return chain(*steps)
 
 

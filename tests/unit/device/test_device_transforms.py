@@ -1,4 +1,4 @@
-"""Device: update transforms (clip, noise, top-k, int8) and the exact decoding of compressed deltas."""
+"""Device: update transforms (clip, noise, top-k, int8) and the exact decoding of their output."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pytest
 
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
-from fednode.device.compression import decompress_delta, encode_int8
+from fednode.device.compression import decompress_delta, encode_int8, pack_delta
 from fednode.device.transforms import (
     add_gaussian_noise,
     apply_transforms,
     chain,
     clip_update_norm,
+    pack_compressed,
     quantize_int8,
     top_k,
     transforms_for_spec,
@@ -66,7 +67,7 @@ def test_noise_without_a_key_is_refused() -> None:
 def test_int8_roundtrip_error_is_within_half_a_step_and_bytes_shrink() -> None:
     # Arrange
     delta = _delta()
-    t = quantize_int8()
+    t = chain(quantize_int8(), pack_compressed())
     # Act
     encoded, _ = t.update(delta, t.init(delta), key=None)
     decoded = decompress_delta(decode_params(encode_params(encoded)), _template(delta))
@@ -77,10 +78,26 @@ def test_int8_roundtrip_error_is_within_half_a_step_and_bytes_shrink() -> None:
 
 
 def test_int8_cuts_payload_bytes_about_four_times_for_a_real_layer() -> None:
-    delta = {"conv": {"kernel": np.random.default_rng(0).normal(size=(64, 32, 5)).astype(np.float32)}}
-    t = quantize_int8()
+    kernel = np.random.default_rng(0).normal(size=(64, 32, 5)).astype(np.float32)
+    delta = {"conv": {"kernel": kernel}}
+    t = chain(quantize_int8(), pack_compressed())
     encoded, _ = t.update(delta, t.init(delta), key=None)
     assert len(encode_params(delta)) / len(encode_params(encoded)) > 3.9
+
+
+def test_packed_int8_pays_one_header_entry_per_part_not_per_tensor() -> None:
+    # Arrange: the 4-tensor MLP[32] delta of the heart task (385 parameters).
+    rng = np.random.default_rng(0)
+    delta = {"dense_0": {"kernel": rng.normal(size=(10, 32)).astype(np.float32),
+                         "bias": rng.normal(size=32).astype(np.float32)},
+             "output": {"kernel": rng.normal(size=(32, 1)).astype(np.float32),
+                        "bias": rng.normal(size=1).astype(np.float32)}}
+    t = chain(quantize_int8(), pack_compressed())
+    # Act
+    packed, _ = t.update(delta, t.init(delta), key=None)
+    # Assert: 385 int8 values + 4 scales, and a header of two entries (q, scale)
+    assert sorted(packed) == ["q", "scale"] and packed["scale"].shape == (4,)
+    assert len(encode_params(packed)) <= 385 + 16 + 8 + 120
 
 
 def test_top_k_keeps_the_largest_entries_and_feeds_back_the_rest() -> None:
@@ -93,7 +110,7 @@ def test_top_k_keeps_the_largest_entries_and_feeds_back_the_rest() -> None:
     # Assert
     assert first["w"]["idx"].tolist() == [1, 3]
     assert second["w"]["idx"].tolist() == [1, 3]  # 0.1+0.1, 0.3+0.3 still below 1.0, 2.0
-    dense = decompress_delta(first, {"w": (4,)})["w"]
+    dense = decompress_delta(pack_delta(first, {"w": (4,)}), {"w": (4,)})["w"]
     assert dense.tolist() == [0.0, -2.0, 0.0, 1.0]
 
 
@@ -105,10 +122,11 @@ def test_spec_chain_clips_noises_sparsifies_and_quantizes(key) -> None:
     encoded, state = apply_transforms(delta, spec, key=key)
     decoded = decompress_delta(decode_params(encode_params(encoded)), _template(delta))
     # Assert
-    assert sorted(encoded["dense_0"]["kernel"]) == ["idx", "q", "scale"]
-    assert encoded["dense_0"]["kernel"]["q"].shape == (40,)
+    assert sorted(encoded) == ["idx", "q", "scale"]
+    assert encoded["q"].shape == (40 + 4 + 4 + 1,)  # ceil(25%) of each tensor, packed
+    assert encoded["scale"].shape == (4,)
     assert update_norm(decoded) < 1.0 + 0.1 * 5 * np.sqrt(0.25 * 193)
-    assert len(state.inner) == 4
+    assert len(state.inner) == 5  # clip, noise, top-k, int8, pack
 
 
 def test_unknown_compression_is_refused() -> None:
@@ -130,7 +148,7 @@ def _ledger_update(payload: bytes) -> LedgerUpdate:
 def test_build_global_model_decompresses_int8_updates() -> None:
     # Arrange
     global_payload = encode_params({"w": np.zeros(3, np.float32)})
-    encoded = {"w": encode_int8(np.array([1.0, -0.5, 0.25], np.float32))}
+    encoded = pack_delta({"w": encode_int8(np.array([1.0, -0.5, 0.25], np.float32))}, {"w": (3,)})
     # Act
     built = build_global_model(_spec(), global_payload, [_ledger_update(encode_params(encoded))])
     # Assert
@@ -141,11 +159,12 @@ def test_build_global_model_decompresses_int8_updates() -> None:
 @pytest.mark.parametrize(
     ("encoded", "reason"),
     [
-        ({"w": {"q": np.zeros(3, np.int8), "scale": np.zeros(1, np.float32)}}, "bad_scale"),
-        ({"w": {"q": np.zeros(2, np.int8), "scale": np.ones(1, np.float32)}}, "wrong_layout"),
-        ({"w": {"idx": np.array([2, 1], np.int32), "val": np.ones(2, np.float32)}}, "bad_index"),
-        ({"w": {"idx": np.array([0, 3], np.int32), "val": np.ones(2, np.float32)}}, "bad_index"),
-        ({"w": {"idx": np.array([0], np.int32)}}, "wrong_layout"),
+        ({"q": np.zeros(3, np.int8), "scale": np.zeros(1, np.float32)}, "bad_scale"),
+        ({"q": np.zeros(2, np.int8), "scale": np.ones(1, np.float32)}, "wrong_layout"),
+        ({"idx": np.array([2, 1], np.int32), "val": np.ones(2, np.float32)}, "bad_index"),
+        ({"idx": np.array([0, 3], np.int32), "val": np.ones(2, np.float32)}, "bad_index"),
+        ({"idx": np.array([0], np.int32)}, "wrong_layout"),
+        ({"w": {"q": np.zeros(3, np.int8), "scale": np.ones(1, np.float32)}}, "wrong_layout"),
         ({"v": np.zeros(3, np.float32)}, "wrong_layout"),
         ({"w": np.full(3, np.inf, np.float32)}, "non_finite"),
     ],

@@ -19,7 +19,7 @@ from edge_server.intake import (
 )
 from edge_server.protocol import UpdateEnvelope
 from fednode.codec import encode_params
-from fednode.device.compression import encode_int8
+from fednode.device.compression import encode_int8, pack_delta
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 
@@ -142,7 +142,8 @@ def test_compressed_deltas_are_accepted_only_for_tasks_that_prescribe_compressio
     # Arrange: an int8-encoded delta of a two-tensor model.
     model = encode_params({"b": np.zeros(2, np.float32), "w": np.zeros((3, 2), np.float32)})
     dense = {"b": np.array([0.5, -0.5], np.float32), "w": np.ones((3, 2), np.float32)}
-    payload = encode_params({name: encode_int8(value) for name, value in dense.items()})
+    parts = {name: encode_int8(value) for name, value in dense.items()}
+    payload = encode_params(pack_delta(parts, {"b": (2,), "w": (3, 2)}))
     # Act
     norm = check_delta(payload, template_of(model), max_norm=10.0, max_payload_bytes=2**20,
                        compressed=True)
