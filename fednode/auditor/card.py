@@ -2,7 +2,8 @@
 
 The card holds the task spec, the initial model and every contributing update's payload, each
 publication / update / commit receipt with its Merkle-Patricia proof against the block's
-``receiptsRoot``, the block headers in between (hash-linked, Clique-sealed), and the recipe to
+``receiptsRoot``, the block headers in between (hash-linked, Clique-sealed; from the genesis
+when the chain is short enough, so ``check-card --genesis`` can anchor them), and the recipe to
 recompute the model. It is signed with the auditor's account. ``card_check.py`` verifies it
 offline. Reads go through the ``Ledger`` protocol and ``NodeReader`` (raw blocks, receipts).
 """
@@ -26,7 +27,8 @@ __all__ = ["CARD_FORMAT", "MAX_HEADER_CHAIN", "build_card", "card_message", "sig
 
 CARD_FORMAT = "fednode-provenance-card/1"
 MAX_HEADER_CHAIN = 5_000
-"""Longest contiguous header chain a card carries; beyond it only the proven blocks go in."""
+"""Longest contiguous header chain a card carries by default; beyond it only the proven blocks
+go in (such a card cannot be anchored). ``headers_from`` / ``headers_to`` choose the range."""
 
 RECIPE = (
     "v0 = initial.payload (keccak must equal TaskPublished.initialModelDigest); for each version "
@@ -52,10 +54,29 @@ def _proof(node: NodeReader, block: int, tx_hash: bytes) -> dict[str, Any]:
             "proof": proof}
 
 
-def _headers(node: NodeReader, blocks: set[int]) -> tuple[dict[str, dict], bool]:
+def _header_range(node: NodeReader, blocks: set[int], start: int | None,
+                  stop: int | str | None) -> range | None:
+    """The contiguous blocks to carry (None: too long by default, only the proven blocks)."""
     low, high = min(blocks), max(blocks)
-    chained = high - low < MAX_HEADER_CHAIN
-    numbers = range(low, high + 1) if chained else sorted(blocks)
+    if stop == "latest":
+        stop = int(node.header_latest()["number"], 16)
+    if start is None and stop is None:
+        if high < MAX_HEADER_CHAIN:
+            return range(0, high + 1)
+        return range(low, high + 1) if high - low < MAX_HEADER_CHAIN else None
+    first = start if start is not None else 0 if high < MAX_HEADER_CHAIN else low
+    last = high if stop is None else int(stop)
+    if not 0 <= first <= low or last < high:
+        raise AuditError(f"the header range {first}..{last} must cover the proven blocks "
+                         f"{low}..{high}")
+    return range(first, last + 1)
+
+
+def _headers(node: NodeReader, blocks: set[int], *, start: int | None = None,
+             stop: int | str | None = None) -> tuple[dict[str, dict], bool]:
+    span = _header_range(node, blocks, start, stop)
+    chained = span is not None
+    numbers = span if span is not None else sorted(blocks)
     headers = {}
     for number in numbers:
         raw = node.header(number)
@@ -87,11 +108,23 @@ def _version_entry(node: NodeReader, record: Any) -> dict[str, Any]:
             **_proof(node, record.block_number, record.tx_hash)}
 
 
-def build_card(ledger: Any, digest: str | bytes) -> dict[str, Any]:
+def build_card(
+    ledger: Any, digest: str | bytes, *, headers_from: int | None = None,
+    headers_to: int | str | None = None,
+) -> dict[str, Any]:
     """The unsigned card body for the global model ``digest`` (see the module docstring).
 
+    Args:
+      ledger: a Web3Ledger (the card needs raw headers and receipts from its node).
+      digest: the global model's digest.
+      headers_from: first header carried (default: the genesis if the chain is shorter than
+        MAX_HEADER_CHAIN, else the first proven block).
+      headers_to: last header carried, a number or "latest" (default: the last proven block);
+        carry the block whose hash the auditor will trust.
+
     Raises:
-      AuditError: if the model is unknown or the ledger has no JSON-RPC node behind it.
+      AuditError: if the model is unknown, the ledger has no JSON-RPC node behind it, or the
+        header range does not cover the proven blocks.
     """
     node = node_reader(ledger)
     if node is None:
@@ -103,7 +136,8 @@ def build_card(ledger: Any, digest: str | bytes) -> dict[str, Any]:
     updates = [u for u in ledger.read_updates(task.task_id) if u.update_id in listed]
     initial = lineage[0]
     blocks = {initial.block_number} | {r.block_number for r in lineage}
-    headers, chained = _headers(node, blocks | {u.block_number for u in updates})
+    headers, chained = _headers(node, blocks | {u.block_number for u in updates},
+                                start=headers_from, stop=headers_to)
     return {
         "format": CARD_FORMAT, "created": int(time.time()), "chain_id": node.chain_id(),
         "contracts": {"TaskRegistry": ledger.registry.address,

@@ -5,6 +5,12 @@ hash, links to its parent and carries a Clique seal by a listed signer; every pu
 update and commit receipt is proven against its block's ``receiptsRoot`` and holds the expected
 event with the card's values; payloads hash to their digests; and the model recomputed with the
 task's rule from the initial model and the updates equals every committed digest.
+
+These checks prove the card is internally consistent, not that its chain is the consortium's:
+anyone can seal a header chain with keys of their own. With an :class:`Anchor` (a trusted block
+hash and/or the consortium genesis) the ``anchor`` check ties the headers to it
+(``clique_anchor.py``) and a clean card is ``VERIFIED``; without one a clean card is only
+``UNANCHORED`` (integrity only) and ``ok`` stays False.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from eth_utils import keccak, to_checksum_address
 
 from fednode.aggregator.build import build_global_model
 from fednode.auditor.card import CARD_FORMAT, card_message
+from fednode.auditor.clique_anchor import Anchor, check_anchored_chain
 from fednode.auditor.proofs import (
     clique_signer,
     decode_log,
@@ -29,7 +36,11 @@ from fednode.auditor.proofs import (
 from fednode.errors import AuditError, FednodeError
 from fednode.types import LedgerUpdate, TaskSpec
 
-__all__ = ["CardCheck", "CardVerdict", "check_card"]
+__all__ = ["CARD_STATUSES", "CardCheck", "CardVerdict", "check_card"]
+
+CARD_STATUSES = ("VERIFIED", "UNANCHORED", "REJECTED")
+"""A card's outcome: every check passed against a trust anchor; every check passed but there
+was no anchor (integrity only); some check failed."""
 
 
 @dataclass(frozen=True)
@@ -43,18 +54,32 @@ class CardCheck:
 
 @dataclass(frozen=True)
 class CardVerdict:
-    """Every check of one card; ``ok`` only if all passed."""
+    """Every check of one card; ``ok`` only if all passed and the chain was anchored."""
 
     signer: str
     model_digest: str
     checks: tuple[CardCheck, ...]
+    anchored: bool = False
+
+    @property
+    def intact(self) -> bool:
+        """Whether every check passed (with or without an anchor)."""
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        """One of :data:`CARD_STATUSES`."""
+        if not self.intact:
+            return "REJECTED"
+        return "VERIFIED" if self.anchored else "UNANCHORED"
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return self.status == "VERIFIED"
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "signer": self.signer, "model_digest": self.model_digest,
+        return {"ok": self.ok, "status": self.status, "anchored": self.anchored,
+                "signer": self.signer, "model_digest": self.model_digest,
                 "checks": [asdict(c) for c in self.checks]}
 
 
@@ -82,7 +107,7 @@ def _check_headers(body: dict[str, Any]) -> str:
         header = headers[str(number)]
         if "0x" + header_hash(header).hex() != header["hash"]:
             raise AuditError(f"block {number}: header does not hash to {header['hash']}")
-        if signers and clique_signer(header) not in signers:
+        if signers and number > 0 and clique_signer(header) not in signers:  # genesis: no seal
             raise AuditError(f"block {number}: sealed by {clique_signer(header)}, not a signer")
         parent = headers.get(str(number - 1))
         if body.get("header_chain") and parent and header["parentHash"] != parent["hash"]:
@@ -173,18 +198,31 @@ _CHECKS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
 )
 
 
-def check_card(card: dict[str, Any]) -> CardVerdict:
+def check_card(card: dict[str, Any], *, anchor: Anchor | None = None) -> CardVerdict:
     """Runs every check on a parsed card (see the module docstring); never touches the network.
+
+    Args:
+      card: the parsed card file (``{"card": body, "signature": ...}``).
+      anchor: what the auditor trusts; None (or an empty anchor) checks integrity only.
 
     Raises:
       AuditError: if the file is not a provenance card at all.
+
+    Example:
+      >>> check_card({"card": {"format": "other"}, "signature": {}})
+      Traceback (most recent call last):
+      fednode.errors.AuditError: not a fednode-provenance-card/1 file
     """
     body = card.get("card") if isinstance(card, dict) else None
     if not isinstance(body, dict) or body.get("format") != CARD_FORMAT or "signature" not in card:
         raise AuditError(f"not a {CARD_FORMAT} file")
     checks = [_run("signature", lambda _: _check_signature(card), body)]
     checks += [_run(name, check, body) for name, check in _CHECKS]
-    return CardVerdict(card["signature"].get("signer", ""), body["model"]["digest"], tuple(checks))
+    anchored = anchor is not None and anchor.given
+    if anchored:
+        checks.append(_run("anchor", lambda b: check_anchored_chain(b["headers"], anchor), body))
+    return CardVerdict(card["signature"].get("signer", ""), body["model"]["digest"], tuple(checks),
+                       anchored)
 
 
 def _run(name: str, check: Callable[[dict[str, Any]], str], body: dict[str, Any]) -> CardCheck:

@@ -3,16 +3,20 @@
 Each check takes records as read from the ledger and returns :class:`Finding` values; none of
 them reads anything. What the consortium says about accounts (roles, registered edges) comes in
 as an :class:`Authority`, and the commits of each version (for the k-of-n aggregator quorum) as
-:class:`CommitRecord` values, so hand-built records exercise every check in unit tests.
+:class:`CommitRecord` values, so hand-built records exercise every check in unit tests. With a
+:class:`~fednode.auditor.roles.RoleHistory` the roles are those in force at the block that
+included each update or commit; without one, ``has_role`` answers for the present.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from fednode.auditor.roles import RoleHistory
 from fednode.chain.constants import AGGREGATOR_ROLE, EDGE_ROLE
+from fednode.chain.roles import REGISTERED_EDGE, role_name
 from fednode.types import EPSILON_SCALE, GlobalModelRecord, LedgerUpdate, TaskSpec
 
 __all__ = [
@@ -52,6 +56,8 @@ class CommitRecord:
     version: int
     aggregator: str
     digest: bytes
+    block: int | None = None
+    tx_hash: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,33 @@ class Authority:
     """What the consortium says about accounts, as seen by the auditor.
 
     Args:
-      has_role: ``(role, account) -> bool``; None skips role checks.
-      edges: registered edge addresses (checksummed); None skips the registration check.
+      has_role: ``(role, account) -> bool`` now; None skips role checks (unless ``history``).
+      edges: registered edge addresses now (checksummed); None skips the registration check.
+      history: roles and registrations over time; when given, every update and commit is
+        checked against the roles in force at its block and ``has_role`` / ``edges`` are unused.
+      tx_positions: tx hash -> index in its block, for transactions whose block also changed
+        the sender's role (otherwise the role at the end of the block counts).
     """
 
     has_role: RoleCheck | None = None
     edges: frozenset[str] | None = None
+    history: RoleHistory | None = None
+    tx_positions: Mapping[bytes, int] = field(default_factory=dict)
+
+    def holds(self, role: bytes, account: str, block: int | None, tx_hash: bytes = b"") -> bool:
+        """Whether ``account`` held ``role`` at ``block`` (history) or holds it now; True when
+        the authority cannot tell.
+
+        Example:
+          >>> Authority(has_role=lambda role, account: False).holds(EDGE_ROLE, "0xE", 3)
+          False
+        """
+        if self.history is not None and block is not None:
+            position = self.tx_positions.get(bytes(tx_hash))
+            return self.history.held(role, account, block, tx_index=position)
+        if role == REGISTERED_EDGE:
+            return self.edges is None or account in self.edges
+        return self.has_role is None or bool(self.has_role(role, account))
 
 
 def _list_problems(
@@ -124,7 +151,8 @@ def check_signers(
 ) -> list[Finding]:
     """Updates come from registered edges holding EDGE_ROLE; commits from AGGREGATOR_ROLE holders.
 
-    Roles are read when the audit runs, so an edge whose role was revoked later is reported too.
+    With ``authority.history`` each is checked at the block that included it (an edge revoked
+    later still held its role then); without it, against the roles of today.
 
     Example:
       >>> u = LedgerUpdate(1, 1, 0, "0xE", b"", 1, 0, b"", 1, b"")
@@ -134,22 +162,40 @@ def check_signers(
     version_of = _aggregated_in(records)
     findings = []
     for update in updates:
-        problems = []
-        if authority.edges is not None and update.edge not in authority.edges:
-            problems.append("is not a registered edge")
-        if authority.has_role is not None and not authority.has_role(EDGE_ROLE, update.edge):
-            problems.append("lacks EDGE_ROLE")
-        if problems:
+        problem = _signer_problem(authority, (REGISTERED_EDGE, EDGE_ROLE), update.edge,
+                                  update.block_number, update.tx_hash)
+        if problem:
             findings.append(Finding("forged_signer", version_of.get(update.update_id),
                                     f"update {update.update_id} from {update.edge}",
-                                    f"signer {update.edge} " + " and ".join(problems)))
-    if authority.has_role is not None:
-        for record in records:
-            if record.version and not authority.has_role(AGGREGATOR_ROLE, record.aggregator):
-                findings.append(Finding("forged_signer", record.version,
-                                        f"commit by {record.aggregator}",
-                                        f"aggregator {record.aggregator} lacks AGGREGATOR_ROLE"))
+                                    f"signer {update.edge} {problem}"))
+    for record in records:
+        if record.version == 0:
+            continue
+        problem = _signer_problem(authority, (AGGREGATOR_ROLE,), record.aggregator,
+                                  record.block_number, record.tx_hash)
+        if problem:
+            findings.append(Finding("forged_signer", record.version,
+                                    f"commit by {record.aggregator}",
+                                    f"aggregator {record.aggregator} {problem}"))
     return findings
+
+
+def _signer_problem(
+    authority: Authority, roles: Sequence[bytes], account: str, block: int, tx_hash: bytes
+) -> str:
+    """"" when ``account`` held every role; else what it lacked (and when, with a history)."""
+    lacking = [r for r in roles if not authority.holds(r, account, block, tx_hash)]
+    if not lacking:
+        return ""
+    history = authority.history
+    if history is None:
+        return " and ".join("is not a registered edge" if r == REGISTERED_EDGE
+                            else f"lacks {role_name(r)}" for r in lacking)
+    said = " and ".join("was not a registered edge" if r == REGISTERED_EDGE
+                        else f"lacked {role_name(r)}" for r in lacking)
+    shown = roles[-1]
+    return (f"{said} at block {block}, the block that included it "
+            f"({history.timeline(shown, account)})")
 
 
 def check_budgets(
@@ -199,11 +245,11 @@ def check_quorum(
     """
     agreeing: dict[int, set[str]] = defaultdict(set)
     digest_of = {r.version: r.digest for r in records}
-    has_role = authority.has_role if authority else None
     for commit in commits:
         if commit.digest != digest_of.get(commit.version):
             continue
-        if has_role is None or has_role(AGGREGATOR_ROLE, commit.aggregator):
+        if authority is None or authority.holds(AGGREGATOR_ROLE, commit.aggregator, commit.block,
+                                                commit.tx_hash):
             agreeing[commit.version].add(commit.aggregator)
     findings = []
     for record in records:

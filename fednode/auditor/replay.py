@@ -2,9 +2,11 @@
 
 The replay is pure (:func:`audit_records` takes ledger records and returns an
 :class:`AuditReport`); only :func:`verify_task` reads, and it reads through the ``Ledger``
-protocol (plus the optional ``has_role`` / ``edges`` / ``read_commits`` methods a ledger may
-have). It reuses the aggregator's pure ``build_global_model`` but none of its I/O, so the
-recomputation is independent of the process that published the model.
+protocol (plus the optional ``role_changes`` / ``has_role`` / ``edges`` / ``read_commits`` /
+``transaction_index`` methods a ledger may have): roles are rebuilt once from the role events
+and each update and commit is checked against the roles in force at its block. It reuses the
+aggregator's pure ``build_global_model`` but none of its I/O, so the recomputation is
+independent of the process that published the model.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from fednode.auditor.checks import (
     check_signers,
     check_update_lists,
 )
+from fednode.auditor.roles import RoleHistory, role_history
+from fednode.chain.constants import AGGREGATOR_ROLE, EDGE_ROLE
 from fednode.chain.ledger import Ledger
+from fednode.chain.roles import REGISTERED_EDGE
 from fednode.codec import decode_params, digest_bytes, flatten_params
 from fednode.errors import CodecError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
@@ -191,7 +196,8 @@ def audit_records(
     """
     verdicts = replay_versions(spec, records, updates)
     if commits is None:
-        commits = [CommitRecord(r.version, r.aggregator, r.digest) for r in records if r.version]
+        commits = [CommitRecord(r.version, r.aggregator, r.digest, r.block_number, r.tx_hash)
+                   for r in records if r.version]
     findings = [*check_update_lists(spec, records, updates), *check_budgets(spec, records, updates),
                 *check_quorum(spec, records, commits, authority)]
     if authority is not None:
@@ -202,10 +208,19 @@ def audit_records(
     return AuditReport(task_id, attached, tuple(f for f in findings if f.version is None))
 
 
-def ledger_authority(ledger: Any) -> Authority | None:
-    """An Authority over the ledger's ``has_role`` / ``edges`` (cached), None without them."""
+_Signed = tuple[bytes, str, int, bytes]  # (role, account, block, tx hash)
+
+
+def ledger_authority(ledger: Any, *, signed: Sequence[_Signed] = ()) -> Authority | None:
+    """An Authority over the ledger: its role history (``role_changes``) when it has one, plus
+    ``has_role`` / ``edges`` (cached) for the present; None without any of them.
+
+    ``signed``: the (role, account, block, tx hash) to be checked; for those whose block also
+    changed that role, the transaction's position is read (``transaction_index``).
+    """
     has_role, edges = getattr(ledger, "has_role", None), getattr(ledger, "edges", None)
-    if has_role is None and edges is None:
+    changes = getattr(ledger, "role_changes", None)
+    if has_role is None and edges is None and changes is None:
         return None
     cache: dict[tuple[bytes, str], bool] = {}
 
@@ -214,7 +229,29 @@ def ledger_authority(ledger: Any) -> Authority | None:
             cache[role, account] = bool(has_role(role, account))
         return cache[role, account]
 
-    return Authority(cached_role if has_role else None, frozenset(edges()) if edges else None)
+    history = role_history(changes()) if changes else None
+    positions = _positions(ledger, history, signed) if history else {}
+    return Authority(cached_role if has_role else None, frozenset(edges()) if edges else None,
+                     history, positions)
+
+
+def _positions(ledger: Any, history: RoleHistory, signed: Sequence[_Signed]) -> dict[bytes, int]:
+    index_of = getattr(ledger, "transaction_index", None)
+    ambiguous = {tx for role, account, block, tx in signed
+                 if history.changed_in(role, account, block)}
+    return {tx: int(index_of(tx)) for tx in sorted(ambiguous)} if index_of else {}
+
+
+def _signed_items(
+    records: Sequence[GlobalModelRecord], updates: Sequence[LedgerUpdate],
+    commits: Sequence[CommitRecord] | None,
+) -> list[_Signed]:
+    items = [(role, u.edge, u.block_number, u.tx_hash) for u in updates
+             for role in (EDGE_ROLE, REGISTERED_EDGE)]
+    items += [(AGGREGATOR_ROLE, r.aggregator, r.block_number, r.tx_hash) for r in records]
+    items += [(AGGREGATOR_ROLE, c.aggregator, c.block, c.tx_hash) for c in commits or ()
+              if c.block is not None]
+    return items
 
 
 def _field(item: Any, name: str) -> Any:
@@ -227,16 +264,26 @@ def ledger_commits(ledger: Any, task_id: int) -> list[CommitRecord] | None:
     if read_commits is None:
         return None
     return [CommitRecord(int(_field(c, "version")), str(_field(c, "aggregator")),
-                         bytes(_field(c, "digest"))) for c in read_commits(task_id)]
+                         bytes(_field(c, "digest")), _optional(c, "block_number", int),
+                         _optional(c, "tx_hash", bytes) or b"") for c in read_commits(task_id)]
+
+
+def _optional(item: Any, name: str, kind: type) -> Any:
+    has = name in item if isinstance(item, dict) else hasattr(item, name)
+    return kind(_field(item, name)) if has else None
 
 
 def verify_task(ledger: Ledger, task_id: int, *, check_roles: bool = True) -> AuditReport:
-    """Reads a task's global models, updates, roles and commits from the ledger and audits them."""
+    """Reads a task's global models, updates, role history and commits and audits them.
+
+    Roles are checked at the block of each update and commit (``check_roles=False`` skips them).
+    """
     task = ledger.get_task(task_id)
     records = ledger.read_global_models(task_id)
     updates = ledger.read_updates(task_id)
-    return audit_records(
-        task_id, task.spec, records, updates,
-        authority=ledger_authority(ledger) if check_roles else None,
-        commits=ledger_commits(ledger, task_id),
-    )
+    commits = ledger_commits(ledger, task_id)
+    authority = None
+    if check_roles:
+        authority = ledger_authority(ledger, signed=_signed_items(records, updates, commits))
+    return audit_records(task_id, task.spec, records, updates, authority=authority,
+                         commits=commits)

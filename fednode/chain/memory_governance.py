@@ -19,6 +19,7 @@ from fednode.chain.constants import (
 )
 from fednode.chain.memory_rules import MemoryChain, revert
 from fednode.chain.records import Proposal, ProposalAction
+from fednode.chain.roles import REGISTERED_EDGE, RoleChange
 
 __all__ = ["GOVERNED_ROLES", "MemoryConsortium"]
 
@@ -47,7 +48,7 @@ class MemoryConsortium:
         self._require_bootstrapping()
         self._require_role(DEFAULT_ADMIN_ROLE)
         self._refuse_admin_role(role)
-        self._chain.roles.setdefault(bytes(role), set()).add(to_checksum_address(account))
+        self._set_role(bytes(role), to_checksum_address(account), granted=True)
         self._chain.mine(self._sender)
 
     def revoke_role(self, role: bytes, account: str) -> None:
@@ -55,7 +56,7 @@ class MemoryConsortium:
         self._require_bootstrapping()
         self._require_role(DEFAULT_ADMIN_ROLE)
         self._refuse_admin_role(role)
-        self._chain.roles.get(bytes(role), set()).discard(to_checksum_address(account))
+        self._set_role(bytes(role), to_checksum_address(account), granted=False)
         self._chain.mine(self._sender)
 
     def register_edge(self, edge: str, validator: str, name: str) -> None:
@@ -117,6 +118,20 @@ class MemoryConsortium:
 
     # --- reads --------------------------------------------------------------------------
 
+    def role_changes(self) -> list[RoleChange]:
+        """Every role and edge-registration change in chain order (the admin's at block 0)."""
+        admins = sorted(self._chain.roles.get(DEFAULT_ADMIN_ROLE, set()))
+        initial = [RoleChange(0, 0, i, DEFAULT_ADMIN_ROLE, a, True) for i, a in enumerate(admins)]
+        return initial + list(self._chain.role_changes)
+
+    def has_role_at(self, role: bytes, account: str, block: int) -> bool:
+        """Whether ``account`` held ``role`` at the end of ``block`` (as ``eth_call`` there)."""
+        account, held = to_checksum_address(account), False
+        for change in self.role_changes():
+            if change.block <= block and change.role == bytes(role) and change.account == account:
+                held = change.granted
+        return held
+
     def validator_of(self, edge: str) -> str:
         """The validator address registered for ``edge`` (the zero address if none)."""
         entry = self._chain.edges.get(to_checksum_address(edge))
@@ -166,15 +181,14 @@ class MemoryConsortium:
         return proposal.executed
 
     def _execute(self, proposal: Proposal) -> None:
-        members = self._chain.roles.setdefault(proposal.role, set())
         if proposal.action == ProposalAction.ADD:
             if proposal.role == EDGE_ROLE:
                 self._register(proposal.account, proposal.validator, proposal.name)
-            members.add(proposal.account)
+            self._set_role(proposal.role, proposal.account, granted=True)
         else:
-            if proposal.role == EDGE_ROLE:
-                self._chain.edges.pop(proposal.account, None)
-            members.discard(proposal.account)
+            if proposal.role == EDGE_ROLE and self._chain.edges.pop(proposal.account, None):
+                self._log_change(REGISTERED_EDGE, proposal.account, granted=False)
+            self._set_role(proposal.role, proposal.account, granted=False)
 
     def _require_executable(
         self, action: ProposalAction, role: bytes, account: str, validator: str
@@ -207,7 +221,21 @@ class MemoryConsortium:
 
     def _register(self, edge: str, validator: str, name: str) -> None:
         self._chain.edges[edge] = (validator, name)
-        self._chain.roles.setdefault(EDGE_ROLE, set()).add(edge)
+        self._set_role(EDGE_ROLE, edge, granted=True)
+        self._log_change(REGISTERED_EDGE, edge, granted=True)
+
+    def _set_role(self, role: bytes, account: str, *, granted: bool) -> None:
+        """Grants or revokes; logs a RoleChange only when membership changes (as OZ emits)."""
+        members = self._chain.roles.setdefault(role, set())
+        if (account in members) != granted:
+            (members.add if granted else members.discard)(account)
+            self._log_change(role, account, granted=granted)
+
+    def _log_change(self, role: bytes, account: str, *, granted: bool) -> None:
+        """Records a change in the block about to be mined (every write mines exactly one)."""
+        block = self._chain.block + 1
+        log_index = sum(c.block == block for c in self._chain.role_changes)
+        self._chain.role_changes.append(RoleChange(block, 0, log_index, role, account, granted))
 
     def _require_bootstrapping(self) -> None:
         if self._chain.bootstrap_ended:

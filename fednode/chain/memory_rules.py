@@ -70,6 +70,7 @@ class MemoryChain:
     rejected_in: dict[int, int] = field(default_factory=dict)
     commits: dict[tuple[int, int], list[GlobalModelCommit]] = field(default_factory=dict)
     conflicted: set[tuple[int, int]] = field(default_factory=set)
+    role_changes: list[Any] = field(default_factory=list)  # RoleChange, see memory_governance
 
     def mine(self, sender: str) -> tuple[int, bytes]:
         """Mines a block for one transaction of ``sender``; returns (block, fake tx hash)."""

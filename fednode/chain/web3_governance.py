@@ -15,10 +15,14 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from fednode.chain.records import GlobalModelCommit, Proposal, ProposalAction, Reputation
+from fednode.chain.roles import REGISTERED_EDGE, RoleChange
+from fednode.errors import ChainError
 
 __all__ = ["Web3Governance"]
 
 ZERO_ADDRESS = "0x" + "00" * 20
+_ROLE_EVENTS = (("RoleGranted", True), ("RoleRevoked", False))
+_EDGE_EVENTS = (("EdgeRegistered", True), ("EdgeRemoved", False))
 
 
 class Web3Governance:
@@ -26,6 +30,8 @@ class Web3Governance:
 
     consortium: Contract
     ledger: Contract
+    deployment: Any
+    w3: Any
     _reader: Any
 
     if TYPE_CHECKING:  # provided by Web3Ledger, which mixes this class in
@@ -118,6 +124,41 @@ class Web3Governance:
             voters=tuple(to_checksum_address(v) for v in voters),
         )
 
+    def role_changes(self) -> list[RoleChange]:
+        """Every RoleGranted/RoleRevoked and EdgeRegistered/EdgeRemoved since deployment,
+        in chain order (edge registration under the pseudo role ``REGISTERED_EDGE``)."""
+        return self._read(self._role_changes_until)
+
+    def has_role_at(self, role: bytes, account: str, block: int) -> bool:
+        """Whether ``account`` held ``role`` at the end of ``block`` (historical ``eth_call``;
+        needs an archive node for blocks older than the last 128)."""
+        fn = self.consortium.functions.hasRole(role, to_checksum_address(account))
+
+        def read(head: int) -> bool:
+            if not 0 <= block <= head:
+                raise ChainError(f"block {block} is not on the chain yet (head {head})")
+            if block < self.deployment.deploy_block:
+                return False  # no Consortium yet, so no member
+            return bool(fn.call(block_identifier=block))
+
+        return self._read(read)
+
+    def transaction_index(self, tx_hash: bytes) -> int:
+        """Position of a mined transaction in its block."""
+        return int(self._read(lambda _: self.w3.eth.get_transaction_receipt(tx_hash))[
+            "transactionIndex"])
+
+    def _role_changes_until(self, head: int) -> list[RoleChange]:
+        changes = []
+        step = self._reader.log_chunk_size
+        for low in range(self.deployment.deploy_block, head + 1, step):
+            high = min(low + step - 1, head)
+            for name, granted in _ROLE_EVENTS + _EDGE_EVENTS:
+                event = self.consortium.events[name]()
+                for log in event.get_logs(from_block=low, to_block=high):
+                    changes.append(_role_change(log, granted, edge=(name, granted) in _EDGE_EVENTS))
+        return sorted(changes)
+
     def read_commits(self, task_id: int) -> list[GlobalModelCommit]:
         """Every aggregator commit of a task (final, pending or conflicting), in order."""
         return self._read(lambda head: self._reader.commits(task_id, head))
@@ -135,3 +176,11 @@ class Web3Governance:
         """Ledger facts about ``edge`` (submitted, accepted, rejected, late)."""
         raw = self._call(self.ledger.functions.reputation(to_checksum_address(edge)))
         return Reputation(*(int(v) for v in raw))
+
+
+def _role_change(log: Any, granted: bool, *, edge: bool) -> RoleChange:
+    args = log["args"]
+    role, account = (REGISTERED_EDGE, args["edge"]) if edge else (bytes(args["role"]),
+                                                                   args["account"])
+    return RoleChange(int(log["blockNumber"]), int(log["transactionIndex"]), int(log["logIndex"]),
+                      role, to_checksum_address(account), granted)

@@ -1,7 +1,12 @@
 """Auditor: ``fednode audit verify | trace | affected | card | check-card | report``.
 
 Read-only: every verb reads the ledger (and, for sealers and receipts, its JSON-RPC node);
-``check-card`` reads nothing but the card file.
+``check-card`` reads nothing but the card file (and the genesis file it is anchored to).
+
+``check-card`` exit codes: 0 VERIFIED (every check passed and the header chain links to the
+trust anchor given with ``--trusted-block-hash`` / ``--genesis``), 1 REJECTED (a check
+failed), 3 UNANCHORED (every check passed but no anchor was given: integrity only, the card's
+chain could be anyone's), 2 an error (unreadable card or genesis).
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from rich.table import Table
 from fednode.auditor.replay import AuditReport, verify_task
 from fednode.cli.network_cmd import DEFAULT_NETWORK_DIR
 
-__all__ = ["add_audit_parser", "render_report"]
+__all__ = ["CHECK_CARD_EXIT", "add_audit_parser", "render_report"]
+
+CHECK_CARD_EXIT = {"VERIFIED": 0, "REJECTED": 1, "UNANCHORED": 3}
+"""``fednode audit check-card`` exit code per card status."""
 
 
 def _ledger_args(sub: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -43,9 +51,18 @@ def add_audit_parser(commands: argparse._SubParsersAction) -> None:
     card.add_argument("digest", help="0x-prefixed digest of the global model")
     card.add_argument("--out", type=Path, required=True, help="card file to write")
     card.add_argument("--account", default="auditor", help="network account that signs")
+    card.add_argument("--headers-from", type=int, help="first block header to carry "
+                      "(default: genesis when the chain is short, else the first proven block)")
+    card.add_argument("--headers-to", help="last block header to carry: a number or 'latest' "
+                      "(default: the last proven block)")
     check = verbs.add_parser("check-card", help="verify a provenance card offline")
     check.add_argument("card", type=Path)
     check.add_argument("--expect-signer", help="fail unless the card is signed by this address")
+    check.add_argument("--trusted-block-hash", action="append", default=[], metavar="0xHASH",
+                       help="a block hash you trust (your own node, a published checkpoint); "
+                            "repeatable")
+    check.add_argument("--genesis", type=Path, help="the consortium's genesis.json: anchors "
+                       "block 0 and the initial Clique signer set")
     check.add_argument("--json", action="store_true")
     report = verbs.add_parser("report", help="HTML report with plots of a task")
     report.add_argument("--task", type=int, required=True)
@@ -120,7 +137,10 @@ def _card(args: argparse.Namespace) -> int:
     from fednode.chain.connect import load_account
     from fednode.network.info import load_network
 
-    body = build_card(_open(args), args.digest)
+    stop = args.headers_to
+    if stop is not None and stop != "latest":
+        stop = _block_number(stop)
+    body = build_card(_open(args), args.digest, headers_from=args.headers_from, headers_to=stop)
     signed = sign_card(body, load_account(load_network(args.network_dir), args.account))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(signed, indent=1, sort_keys=True) + "\n")
@@ -130,26 +150,63 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_card(args: argparse.Namespace) -> int:
-    from fednode.auditor.card_check import check_card
+def _block_number(text: str) -> int:
+    from fednode.errors import FednodeValueError
+
+    try:
+        return int(text, 0)
+    except ValueError as exc:
+        raise FednodeValueError(f"not a block number or 'latest': {text!r}") from exc
+
+
+def _read_json(path: Path, what: str) -> dict:
     from fednode.errors import AuditError
 
     try:
-        card = json.loads(args.card.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise AuditError(f"cannot read card {args.card}: {exc}") from exc
-    verdict = check_card(card)
-    ok = verdict.ok and (not args.expect_signer
-                         or verdict.signer.lower() == args.expect_signer.lower())
+        raise AuditError(f"cannot read {what} {path}: {exc}") from exc
+
+
+def _anchor(args: argparse.Namespace):
+    from fednode.auditor.clique_anchor import Anchor
+    from fednode.auditor.genesis_anchor import genesis_anchor
+    from fednode.errors import AuditError
+
+    hashes = []
+    for text in args.trusted_block_hash:
+        try:
+            raw = bytes.fromhex(text[2:]) if text.startswith("0x") else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise AuditError(f"--trusted-block-hash wants 0x and 64 hex digits, got {text!r}")
+        hashes.append(raw)
+    genesis = genesis_anchor(_read_json(args.genesis, "genesis")) if args.genesis else None
+    return Anchor(tuple(hashes), genesis)
+
+
+def _check_card(args: argparse.Namespace) -> int:
+    from fednode.auditor.card_check import check_card
+
+    card = _read_json(args.card, "card")
+    verdict = check_card(card, anchor=_anchor(args))
+    status = verdict.status
+    if args.expect_signer and verdict.signer.lower() != args.expect_signer.lower():
+        status = "REJECTED"
     if args.json:
-        print(json.dumps({**verdict.to_dict(), "ok": ok}, indent=2))
-        return 0 if ok else 1
+        print(json.dumps({**verdict.to_dict(), "status": status, "ok": status == "VERIFIED"},
+                         indent=2))
+        return CHECK_CARD_EXIT[status]
     for check in verdict.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     if args.expect_signer and verdict.signer.lower() != args.expect_signer.lower():
         print(f"FAIL signer: {verdict.signer} is not the expected {args.expect_signer}")
-    print(f"card for {verdict.model_digest}: {'VERIFIED' if ok else 'REJECTED'}")
-    return 0 if ok else 1
+    if status == "UNANCHORED":
+        print("UNANCHORED: integrity only. No trust anchor was given, so these headers could "
+              "be a chain anyone sealed; pass --trusted-block-hash 0x.. and/or --genesis FILE.")
+    print(f"card for {verdict.model_digest}: {status}")
+    return CHECK_CARD_EXIT[status]
 
 
 def _report(args: argparse.Namespace) -> int:

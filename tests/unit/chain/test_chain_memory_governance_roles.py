@@ -1,0 +1,92 @@
+"""Chain: InMemoryLedger logs every role and edge-registration change, like the contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from fednode.chain import AGGREGATOR_ROLE, EDGE_ROLE, InMemoryLedger
+from fednode.chain.constants import DEFAULT_ADMIN_ROLE
+from fednode.chain.records import ProposalAction
+from fednode.chain.roles import REGISTERED_EDGE, RoleChange
+from fednode.errors import ContractRevertError
+
+ADMIN = "0x" + "aa" * 20
+EDGES = tuple("0x" + f"{10 + i:02x}" * 20 for i in range(3))
+VALIDATORS = tuple("0x" + f"{20 + i:02x}" * 20 for i in range(3))
+AGGREGATOR = "0x" + "0C" * 20
+
+
+def _ledger() -> InMemoryLedger:
+    ledger = InMemoryLedger(ADMIN)
+    for i, (edge, validator) in enumerate(zip(EDGES, VALIDATORS, strict=True)):
+        ledger.register_edge(edge, validator, f"hospital-{i}")
+    return ledger
+
+
+def _checksum(address: str) -> str:
+    return InMemoryLedger(address).sender
+
+
+def test_registration_logs_the_role_grant_then_the_registration_in_its_block():
+    # Act
+    changes = _ledger().role_changes()
+    # Assert
+    admin = RoleChange(0, 0, 0, DEFAULT_ADMIN_ROLE, _checksum(ADMIN), True)
+    first = _checksum(EDGES[0])
+    assert changes[0] == admin
+    assert changes[1:3] == [RoleChange(1, 0, 0, EDGE_ROLE, first, True),
+                            RoleChange(1, 0, 1, REGISTERED_EDGE, first, True)]
+    assert [c.block for c in changes[1:]] == [1, 1, 2, 2, 3, 3]
+
+
+def test_removal_by_vote_logs_unregistration_then_revocation():
+    # Arrange
+    ledger = _ledger()
+    ledger.end_bootstrap()
+    e0, e1 = (ledger.as_sender(e) for e in EDGES[:2])
+    # Act
+    proposal = e0.propose_member(ProposalAction.REMOVE, EDGE_ROLE, EDGES[2])
+    e1.vote(proposal)
+    # Assert
+    gone = _checksum(EDGES[2])
+    block = ledger._chain.block
+    assert ledger.role_changes()[-2:] == [RoleChange(block, 0, 0, REGISTERED_EDGE, gone, False),
+                                          RoleChange(block, 0, 1, EDGE_ROLE, gone, False)]
+
+
+def test_has_role_at_answers_for_every_past_block():
+    # Arrange
+    ledger = _ledger()
+    ledger.grant_role(AGGREGATOR_ROLE, AGGREGATOR)
+    granted = ledger._chain.block
+    ledger.revoke_role(AGGREGATOR_ROLE, AGGREGATOR)
+    revoked = ledger._chain.block
+    # Act
+    held = [ledger.has_role_at(AGGREGATOR_ROLE, AGGREGATOR, b) for b in range(revoked + 2)]
+    # Assert
+    assert held == [granted <= b < revoked for b in range(revoked + 2)]
+    assert not ledger.has_role(AGGREGATOR_ROLE, AGGREGATOR)
+
+
+def test_a_grant_of_a_role_already_held_logs_nothing():
+    # Arrange
+    ledger = _ledger()
+    ledger.grant_role(AGGREGATOR_ROLE, AGGREGATOR)
+    before = ledger.role_changes()
+    # Act
+    ledger.grant_role(AGGREGATOR_ROLE, AGGREGATOR)
+    ledger.revoke_role(AGGREGATOR_ROLE, EDGES[0].replace("10", "77"))
+    # Assert
+    assert ledger.role_changes() == before
+
+
+def test_refused_grant_logs_nothing():
+    # Arrange
+    ledger = _ledger()
+    before = ledger.role_changes()
+    # Act
+    with pytest.raises(ContractRevertError) as refused:
+        ledger.as_sender(EDGES[0]).grant_role(AGGREGATOR_ROLE, AGGREGATOR)
+    # Assert
+    assert refused.value.name == "AccessControlUnauthorizedAccount"
+    assert ledger.role_changes() == before
