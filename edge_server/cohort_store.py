@@ -19,85 +19,29 @@ shares that survivors reveal for dropped devices: never an individual delta.
 from __future__ import annotations
 
 import sqlite3
-import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-import numpy as np
-
-from edge_server.cohort import CohortConfig, plain_mean_payload, secure_mean_payload, vector_size
-from edge_server.intake import TensorSpec, check_delta
+from edge_server.cohort import plain_mean_payload, secure_mean_payload, vector_size
+from edge_server.cohort_store_records import CohortTask, CohortView, Member, read_cohort
+from edge_server.cohort_store_sql import (
+    insert_member,
+    masked_vectors,
+    open_cohort,
+    rebuild_mask_key,
+    require_state,
+    reveal_count,
+    set_member,
+    set_state,
+)
+from edge_server.intake import check_delta
 from edge_server.protocol import UpdateEnvelope
-from edge_server.secagg import combine_shares, public_of, unmask_sum
+from edge_server.secagg import unmask_sum
 from edge_server.store import EdgeStore
 from fednode.errors import UpdateRejectedError
 
 __all__ = ["CohortStore", "CohortTask", "CohortView", "Member"]
 
 COHORT_SOURCE = "cohort"
-_MEMBER_COLUMNS = (
-    "device_id, ref, position, num_examples, epsilon_micro, mask_public, enc_public, "
-    "payload IS NOT NULL, masked IS NOT NULL, shared, dropped"
-)
-
-
-@dataclass(frozen=True)
-class CohortTask:
-    """What the edge knows about the task a cohort trains (from the ledger)."""
-
-    task_id: int
-    base_version: int
-    config: CohortConfig
-    template: Mapping[str, TensorSpec]
-    scale: float
-    max_norm: float
-    max_payload_bytes: int
-
-
-@dataclass(frozen=True)
-class Member:
-    """One cohort member as the edge holds it (no delta, no mask: just flags)."""
-
-    device_id: str
-    ref: str
-    position: int
-    num_examples: int
-    epsilon_micro: int
-    mask_public: bytes | None
-    enc_public: bytes | None
-    has_delta: bool
-    has_masked: bool
-    shared: bool
-    dropped: bool
-
-
-@dataclass(frozen=True)
-class CohortView:
-    """A cohort's state and members."""
-
-    task_id: int
-    base_version: int
-    size: int
-    secure: bool
-    threshold: int
-    scale: float
-    state: str
-    deadline: float | None
-    update_ref: str | None
-    error: str | None
-    members: tuple[Member, ...]
-
-    def member(self, device_id: str) -> Member:
-        """The member with this id.
-
-        Raises:
-          UpdateRejectedError: ``cohort_member`` when the device is not in the cohort.
-        """
-        for member in self.members:
-            if member.device_id == device_id:
-                return member
-        raise UpdateRejectedError("cohort_member", f"{device_id} is not in this cohort")
 
 
 class CohortStore:
@@ -116,7 +60,7 @@ class CohortStore:
     def view(self, task_id: int, base_version: int) -> CohortView | None:
         """The cohort of a task and base version, or None when none was started."""
         with self._store.transaction() as db:
-            return _view(db, task_id, base_version)
+            return read_cohort(db, task_id, base_version)
 
     def member_by_ref(self, ref: str) -> tuple[CohortView, Member] | None:
         """The cohort and member a device's reference points to, or None."""
@@ -126,7 +70,7 @@ class CohortStore:
             ).fetchone()
             if row is None:
                 return None
-            view = _view(db, int(row[0]), int(row[1]))
+            view = read_cohort(db, int(row[0]), int(row[1]))
         assert view is not None
         return view, view.member(str(row[2]))
 
@@ -150,9 +94,9 @@ class CohortStore:
         """
         with self._store.transaction() as db:
             self._store.add_nonce(envelope.device_id, envelope.nonce)
-            view = _open(db, task, "collecting")
-            _require_state(view, "collecting")
-            ref = _insert_member(db, task, view, envelope.device_id, envelope.num_examples)
+            view = open_cohort(db, task, "collecting")
+            require_state(view, "collecting")
+            ref = insert_member(db, task, view, envelope.device_id, envelope.num_examples)
             db.execute(
                 "UPDATE cohort_members SET payload = ?, epsilon_micro = ? WHERE ref = ?",
                 (envelope.payload, envelope.epsilon_micro, ref),
@@ -182,15 +126,15 @@ class CohortStore:
         """Registers a device's two X25519 public keys; the N-th moves the cohort to sharing."""
         with self._store.transaction() as db:
             self._store.add_nonce(device_id, nonce)
-            view = _open(db, task, "advertising")
-            _require_state(view, "advertising")
-            ref = _insert_member(db, task, view, device_id, num_examples)
+            view = open_cohort(db, task, "advertising")
+            require_state(view, "advertising")
+            ref = insert_member(db, task, view, device_id, num_examples)
             db.execute(
                 "UPDATE cohort_members SET mask_public = ?, enc_public = ? WHERE ref = ?",
                 (mask_public, enc_public, ref),
             )
             if len(view.members) + 1 == task.config.size:
-                _set_state(db, task, "sharing", deadline=now + task.config.timeout_s)
+                set_state(db, task, "sharing", deadline=now + task.config.timeout_s)
             return ref
 
     def add_boxes(
@@ -200,7 +144,7 @@ class CohortStore:
         with self._store.transaction() as db:
             self._store.add_nonce(device_id, nonce)
             view = self._expired(db, task, now)
-            _require_state(view, "sharing")
+            require_state(view, "sharing")
             member = view.member(device_id)
             peers = {m.device_id for m in view.members} - {device_id}
             if member.shared or set(boxes) != peers:
@@ -210,9 +154,9 @@ class CohortStore:
                 " VALUES (?,?,?,?,?)",
                 [(task.task_id, task.base_version, device_id, p, b) for p, b in boxes.items()],
             )
-            _set_member(db, task, device_id, "shared = 1")
+            set_member(db, task, device_id, "shared = 1")
             if sum(m.shared for m in view.members) + 1 == view.size:
-                _set_state(db, task, "masking", deadline=now + task.config.timeout_s)
+                set_state(db, task, "masking", deadline=now + task.config.timeout_s)
 
     def add_masked(
         self, task: CohortTask, device_id: str, nonce: str, masked: bytes, *,
@@ -225,7 +169,7 @@ class CohortStore:
             member = view.member(device_id)
             if member.dropped:
                 raise UpdateRejectedError("dropped", f"{device_id} was declared dropped")
-            _require_state(view, "masking")
+            require_state(view, "masking")
             if member.has_masked or len(masked) != 4 * vector_size(task.template):
                 raise UpdateRejectedError("bad_cohort_input", "one masked vector of model size")
             db.execute(
@@ -244,7 +188,7 @@ class CohortStore:
         with self._store.transaction() as db:
             self._store.add_nonce(device_id, nonce)
             view = self._expired(db, task, now)
-            _require_state(view, "unmasking")
+            require_state(view, "unmasking")
             member = view.member(device_id)
             dropped = {m.device_id for m in view.members if m.dropped}
             if not member.has_masked or member.dropped or set(shares) != dropped:
@@ -257,7 +201,7 @@ class CohortStore:
                     for d, v in shares.items()
                 ],
             )
-            if min(_reveal_count(db, task, d) for d in dropped) < view.threshold:
+            if min(reveal_count(db, task, d) for d in dropped) < view.threshold:
                 return None
             return self._seal_secure(db, task)
 
@@ -267,7 +211,7 @@ class CohortStore:
             return self._expired(db, task, now)
 
     def _expired(self, db: sqlite3.Connection, task: CohortTask, now: float) -> CohortView:
-        view = _view(db, task.task_id, task.base_version)
+        view = read_cohort(db, task.task_id, task.base_version)
         if view is None:
             raise UpdateRejectedError("cohort_state", "no cohort for this task and base yet")
         if view.deadline is None or now < view.deadline:
@@ -279,20 +223,20 @@ class CohortStore:
                 " AND masked IS NULL",
                 (task.task_id, task.base_version),
             )
-            _set_state(db, task, "unmasking", deadline=now + task.config.timeout_s)
+            set_state(db, task, "unmasking", deadline=now + task.config.timeout_s)
         elif view.state in ("sharing", "masking", "unmasking"):
-            _set_state(db, task, "failed", error=f"deadline passed in state {view.state}")
-        fresh = _view(db, task.task_id, task.base_version)
+            set_state(db, task, "failed", error=f"deadline passed in state {view.state}")
+        fresh = read_cohort(db, task.task_id, task.base_version)
         assert fresh is not None
         return fresh
 
     def _seal_secure(self, db: sqlite3.Connection, task: CohortTask) -> int | None:
-        view = _view(db, task.task_id, task.base_version)
+        view = read_cohort(db, task.task_id, task.base_version)
         assert view is not None
-        by_device = _masked_vectors(db, task)
+        by_device = masked_vectors(db, task)
         survivors = [m for m in view.members if m.has_masked and not m.dropped]
         publics = {m.position: m.mask_public or b"" for m in view.members}
-        secrets = {m.position: _rebuild(db, task, m) for m in view.members if m.dropped}
+        secrets = {m.position: rebuild_mask_key(db, task, m) for m in view.members if m.dropped}
         inputs = {m.position: by_device[m.device_id] for m in survivors}
         total = unmask_sum(inputs, publics, secrets)
         payload = secure_mean_payload(
@@ -310,136 +254,12 @@ class CohortStore:
             check_delta(payload, task.template, max_norm=task.max_norm,
                         max_payload_bytes=task.max_payload_bytes)  # fmt: skip
         except UpdateRejectedError as exc:  # the members' inputs were valid one by one
-            _set_state(db, task, "failed", error=f"{exc.reason}: {exc.detail}")
+            set_state(db, task, "failed", error=f"{exc.reason}: {exc.detail}")
             return None
         local_id = self._store.add_update(
             COHORT_SOURCE, task.task_id, task.base_version, payload,
             num_examples=examples, epsilon_micro=eps,
         )  # fmt: skip
         (ref,) = db.execute("SELECT ref FROM updates WHERE local_id = ?", (local_id,)).fetchone()
-        _set_state(db, task, "sealed", update_ref=str(ref))
+        set_state(db, task, "sealed", update_ref=str(ref))
         return local_id
-
-
-# ---- SQL helpers ------------------------------------------------------------------------------
-
-
-def _view(db: sqlite3.Connection, task_id: int, base_version: int) -> CohortView | None:
-    row = db.execute(
-        "SELECT size, secure, threshold, scale, state, deadline, update_ref, error FROM cohorts"
-        " WHERE task_id = ? AND base_version = ?",
-        (task_id, base_version),
-    ).fetchone()
-    if row is None:
-        return None
-    members = db.execute(
-        f"SELECT {_MEMBER_COLUMNS} FROM cohort_members WHERE task_id = ? AND base_version = ?"
-        " ORDER BY position",
-        (task_id, base_version),
-    ).fetchall()
-    return CohortView(
-        task_id, base_version, int(row[0]), bool(row[1]), int(row[2]), float(row[3]),
-        str(row[4]), None if row[5] is None else float(row[5]), row[6], row[7],
-        tuple(_member(m) for m in members),
-    )  # fmt: skip
-
-
-def _member(row: tuple[object, ...]) -> Member:
-    device_id, ref, position, examples, eps, mask, enc, delta, masked, shared, dropped = row
-    return Member(
-        str(device_id), str(ref), int(position), int(examples), int(eps),  # type: ignore[arg-type]
-        _blob(mask), _blob(enc), bool(delta), bool(masked), bool(shared), bool(dropped),
-    )  # fmt: skip
-
-
-def _blob(value: object) -> bytes | None:
-    return None if value is None else bytes(value)  # type: ignore[call-overload]
-
-
-def _open(db: sqlite3.Connection, task: CohortTask, first_state: str) -> CohortView:
-    view = _view(db, task.task_id, task.base_version)
-    if view is not None:
-        return view
-    config = task.config
-    db.execute(
-        "INSERT INTO cohorts (task_id, base_version, size, secure, threshold, scale, state,"
-        " created_at) VALUES (?,?,?,?,?,?,?,?)",
-        (task.task_id, task.base_version, config.size, int(config.secure), config.threshold,
-         task.scale, first_state, time.time()),
-    )  # fmt: skip
-    view = _view(db, task.task_id, task.base_version)
-    assert view is not None
-    return view
-
-
-def _require_state(view: CohortView, state: str) -> None:
-    if view.state != state:
-        detail = f"cohort of task {view.task_id} base {view.base_version} is {view.state}"
-        raise UpdateRejectedError("cohort_state", f"{detail}, not {state}")
-
-
-def _insert_member(
-    db: sqlite3.Connection, task: CohortTask, view: CohortView, device_id: str, examples: int
-) -> str:
-    if any(m.device_id == device_id for m in view.members):
-        raise UpdateRejectedError("cohort_member", f"{device_id} is already in this cohort")
-    ref = uuid.uuid4().hex
-    db.execute(
-        "INSERT INTO cohort_members (task_id, base_version, device_id, ref, position,"
-        " num_examples, created_at) VALUES (?,?,?,?,?,?,?)",
-        (task.task_id, task.base_version, device_id, ref, len(view.members), examples, time.time()),
-    )
-    return ref
-
-
-def _set_state(
-    db: sqlite3.Connection, task: CohortTask, state: str, *, deadline: float | None = None,
-    update_ref: str | None = None, error: str | None = None,
-) -> None:  # fmt: skip
-    db.execute(
-        "UPDATE cohorts SET state = ?, deadline = ?, update_ref = COALESCE(?, update_ref),"
-        " error = ? WHERE task_id = ? AND base_version = ?",
-        (state, deadline, update_ref, error, task.task_id, task.base_version),
-    )
-
-
-def _set_member(db: sqlite3.Connection, task: CohortTask, device_id: str, assignment: str) -> None:
-    db.execute(
-        f"UPDATE cohort_members SET {assignment}"
-        " WHERE task_id = ? AND base_version = ? AND device_id = ?",
-        (task.task_id, task.base_version, device_id),
-    )
-
-
-def _masked_vectors(db: sqlite3.Connection, task: CohortTask) -> dict[str, np.ndarray]:
-    rows = db.execute(
-        "SELECT device_id, masked FROM cohort_members WHERE task_id = ? AND base_version = ?"
-        " AND masked IS NOT NULL",
-        (task.task_id, task.base_version),
-    ).fetchall()
-    return {str(d): np.frombuffer(bytes(m), dtype="<u4").copy() for d, m in rows}
-
-
-def _reveal_count(db: sqlite3.Connection, task: CohortTask, dropped: str) -> int:
-    (count,) = db.execute(
-        "SELECT COUNT(*) FROM cohort_reveals WHERE task_id = ? AND base_version = ?"
-        " AND dropped = ?",
-        (task.task_id, task.base_version, dropped),
-    ).fetchone()
-    return int(count)
-
-
-def _rebuild(db: sqlite3.Connection, task: CohortTask, member: Member) -> bytes:
-    rows = db.execute(
-        "SELECT x, share FROM cohort_reveals WHERE task_id = ? AND base_version = ?"
-        " AND dropped = ?",
-        (task.task_id, task.base_version, member.device_id),
-    ).fetchall()
-    try:
-        secret = combine_shares({int(x): int(share, 16) for x, share in rows})
-    except ValueError:
-        secret = b""
-    if len(secret) != 32 or public_of(secret) != member.mask_public:
-        raise UpdateRejectedError("bad_cohort_input", f"revealed shares of {member.device_id}"
-                                  " do not rebuild its mask key")  # fmt: skip
-    return secret

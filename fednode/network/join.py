@@ -5,6 +5,8 @@
 own address and waits until it talks to a peer. The node seals once the current signers vote
 its address in (``clique.propose``); until then it syncs and serves JSON-RPC to the operator's
 edge server. ``<dir>/node.json`` records what other tools need (enode, RPC URL, signer, PID).
+geth's stdout and stderr go to ``<dir>/node/node.log`` (info level); when a join fails, the
+geth it started is stopped (freeing the datadir lock and ports) and the error quotes that log.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -26,17 +30,18 @@ from fednode.network.layout import checked_geth_version
 from fednode.network.node import (
     NodeSpec,
     find_geth,
-    geth_command,
     init_datadir,
     is_running,
     log_tail,
     rpc_call,
+    spawn_node,
     write_node_config,
 )
 
 __all__ = ["JOIN_FILE", "JoinedNode", "join_network", "load_joined_node"]
 
 JOIN_FILE = "node.json"
+_JOINED_VERBOSITY = 3  # info: an operator's node logs its start-up and why it stopped
 
 
 @dataclass(frozen=True)
@@ -88,21 +93,63 @@ def _signer_of(datadir: Path) -> str:
     return to_checksum_address("0x" + json.loads(files[0].read_text())["address"])
 
 
-def _start(geth: Path, spec: NodeSpec) -> int:
+def _check_not_running(datadir: Path) -> None:
+    """A second geth on a datadir dies at once on its lock: refuse while the first still runs."""
+    try:
+        pid = int((datadir / "geth.pid").read_text().strip())
+    except (OSError, ValueError):
+        return
+    if is_running(pid, datadir):
+        raise NetworkError(f"geth (pid {pid}) still runs on {datadir}: stop it before joining")
+
+
+def _check_ports_free(spec: NodeSpec) -> None:
+    """Refuses ports that are taken, before geth would die on them (SO_REUSEADDR, as geth)."""
+    wanted = [(spec.host, spec.p2p_port), (spec.host, spec.http_port)]
+    for host, port in [*wanted, ("127.0.0.1", spec.authrpc_port)]:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise NetworkError(f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+def _describe_exit(code: int) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:  # a signal without a name (real-time signals)
+        return f"was killed by signal {-code}"
+
+
+def _failed(proc: subprocess.Popen[bytes], spec: NodeSpec, reason: str) -> NetworkError:
+    """Stops the geth this join started, notes how it ended in its log, builds the error.
+
+    Stopping it frees the datadir lock and the ports, so the operator can simply join again.
+    """
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    ended = _describe_exit(int(proc.returncode))
     with open(spec.log_path, "ab") as log:
-        proc = subprocess.Popen(
-            geth_command(geth, spec), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    (spec.datadir / "geth.pid").write_text(f"{proc.pid}\n", encoding="ascii")
-    return proc.pid
+        log.write(f"--- fednode: geth (pid {proc.pid}) {ended} ({reason})\n".encode())
+    tail = log_tail(spec.log_path)
+    return NetworkError(f"{reason}; geth {ended}. The end of {spec.log_path}:\n{tail}")
 
 
-def _wait_for_peer(url: str, pid: int, spec: NodeSpec, *, want_peer: bool, timeout: float) -> int:
+def _wait_for_peer(
+    url: str, proc: subprocess.Popen[bytes], spec: NodeSpec, *, want_peer: bool, timeout: float
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not is_running(pid, spec.datadir):
-            raise NetworkError(f"geth exited while joining:\n{log_tail(spec.log_path)}")
+        if proc.poll() is not None:  # our own child: its exit status is never lost
+            raise _failed(proc, spec, "geth exited while joining")
         try:
             peers = int(rpc_call(url, "net_peerCount"), 16)
             if peers > 0 or not want_peer:
@@ -110,7 +157,20 @@ def _wait_for_peer(url: str, pid: int, spec: NodeSpec, *, want_peer: bool, timeo
         except NetworkError:
             pass  # not listening yet
         time.sleep(0.25)
-    raise NetworkError(f"no peer reached {url} in {timeout:.0f} s:\n{log_tail(spec.log_path)}")
+    raise _failed(proc, spec, f"no peer reached {url} in {timeout:.0f} s")
+
+
+def _start_until_peered(
+    geth: Path, spec: NodeSpec, url: str, *, timeout: float
+) -> tuple[int, int, int]:
+    """Starts geth and waits for a peer; returns (pid, peers, height) or stops geth and raises."""
+    proc = spawn_node(geth, spec)
+    peers = _wait_for_peer(url, proc, spec, want_peer=bool(spec.static_nodes), timeout=timeout)
+    try:
+        height = int(rpc_call(url, "eth_blockNumber"), 16)
+    except NetworkError as exc:
+        raise _failed(proc, spec, f"eth_blockNumber failed: {exc}") from exc
+    return proc.pid, peers, height
 
 
 def join_network(
@@ -146,7 +206,9 @@ def join_network(
         The node, also written to ``<directory>/node.json``.
 
     Raises:
-        NetworkError: geth is missing, the genesis is unreadable, or no peer was reached.
+        NetworkError: geth is missing, the genesis is unreadable, a geth still runs on the
+            datadir, a port is taken, or geth exited or reached no peer in time (then it is
+            stopped, and the message names its exit status and ends with its log).
 
     Example:
         >>> node = join_network("/srv/fednode", "genesis.json",
@@ -158,22 +220,23 @@ def join_network(
     geth = find_geth()
     checked_geth_version(geth)
     datadir = root / "node"
+    _check_not_running(datadir)
     root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(genesis, root / "genesis.json")
     _prepare_datadir(datadir, geth, root / "genesis.json", signer_key=signer_key, node_key=node_key)
-    signer = _signer_of(datadir)
     spec = NodeSpec(
-        name, datadir, signer, chain_id, host, p2p_port, http_port, authrpc_port, gas_limit, static
-    )
+        name, datadir, _signer_of(datadir), chain_id, host, p2p_port, http_port, authrpc_port,
+        gas_limit, static, verbosity=_JOINED_VERBOSITY,
+    )  # fmt: skip
+    _check_ports_free(spec)
     write_node_config(spec)
-    pid = _start(geth, spec)
     url = f"http://{host}:{http_port}"
-    peer_count = _wait_for_peer(url, pid, spec, want_peer=bool(static), timeout=timeout)
+    pid, peer_count, height = _start_until_peered(geth, spec, url, timeout=timeout)
     own_key = bytes.fromhex((datadir / "geth" / "nodekey").read_text().strip())
     node = JoinedNode(
-        name=name, signer=signer, enode=keyring.enode_url(own_key, host=host, port=p2p_port),
-        http_url=url, chain_id=chain_id, datadir=str(datadir), pid=pid,
-        height=int(rpc_call(url, "eth_blockNumber"), 16), peers=peer_count,
+        name=name, signer=spec.signer, enode=keyring.enode_url(own_key, host=host, port=p2p_port),
+        http_url=url, chain_id=chain_id, datadir=str(datadir), pid=pid, height=height,
+        peers=peer_count,
     )  # fmt: skip
     (root / JOIN_FILE).write_text(json.dumps(asdict(node), indent=2) + "\n")
     return node

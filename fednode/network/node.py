@@ -36,6 +36,7 @@ __all__ = [
     "is_running",
     "log_tail",
     "rpc_call",
+    "spawn_node",
     "start_node",
     "stop_nodes",
     "write_node_config",
@@ -61,6 +62,7 @@ class NodeSpec:
     authrpc_port: int
     gas_limit: int
     static_nodes: tuple[str, ...]
+    verbosity: int = 2  # geth's: 2 warnings, 3 also info (start-up, "Got interrupt", blocks)
 
     @property
     def log_path(self) -> Path:
@@ -157,7 +159,7 @@ def geth_command(geth: Path, spec: NodeSpec) -> list[str]:
         "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(spec.authrpc_port),
         "--mine", "--miner.etherbase", spec.signer, "--miner.gaslimit", str(spec.gas_limit),
         "--unlock", spec.signer, "--password", str(d / "password.txt"),
-        "--allow-insecure-unlock", "--verbosity", "2",
+        "--allow-insecure-unlock", "--verbosity", str(spec.verbosity),
     ]  # fmt: skip
 
 
@@ -167,8 +169,10 @@ def _terminate_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start_node(geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False) -> int:
-    """Starts geth in its own session and returns its PID (also written to ``geth.pid``).
+def spawn_node(
+    geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False
+) -> subprocess.Popen[bytes]:
+    """Starts geth in its own session, its output appended to ``spec.log_path`` after a header.
 
     Args:
         geth: The geth binary.
@@ -176,6 +180,9 @@ def start_node(geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False) -> in
         tie_to_caller: Also stop the node (SIGTERM) when the thread that starts it ends, or
             its process dies, e.g. a test run that is killed; by default the node outlives
             its caller, as the ``fednode network up`` command needs.
+
+    Returns:
+        The process (its PID is also in ``geth.pid``); ``poll()`` gives its exit status.
     """
     spec.datadir.mkdir(parents=True, exist_ok=True)
     with open(spec.log_path, "ab") as log:
@@ -190,7 +197,12 @@ def start_node(geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False) -> in
             preexec_fn=_terminate_with_parent if tie_to_caller else None,
         )
     (spec.datadir / "geth.pid").write_text(f"{proc.pid}\n", encoding="ascii")
-    return proc.pid
+    return proc
+
+
+def start_node(geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False) -> int:
+    """Starts geth as :func:`spawn_node` does and returns its PID."""
+    return spawn_node(geth, spec, tie_to_caller=tie_to_caller).pid
 
 
 def _reap(pid: int) -> None:

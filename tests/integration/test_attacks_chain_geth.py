@@ -17,19 +17,12 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3.exceptions import Web3RPCError
 
-from fednode.chain import (
-    EdgeRegistration,
-    Web3Ledger,
-    connect_web3,
-    deploy_contracts,
-    grant_roles,
-    register_edges,
-)
+from fednode.chain import Web3Ledger, connect_web3
 from fednode.chain.constants import MAX_TX_SIZE
 from fednode.codec import encode_params
 from fednode.errors import ContractRevertError
-from fednode.network import read_key_file
 from fednode.types import TaskSpec
+from tests.chainkit import deploy_on_geth
 
 pytestmark = pytest.mark.integration
 
@@ -50,19 +43,12 @@ class Consortium:
 @pytest.fixture(scope="module")
 def consortium(geth_network) -> Consortium:
     info = geth_network
-    w3 = connect_web3(info.http_urls[0])
-    account = {name: Account.from_key(read_key_file(info.key_file(name))) for name in info.accounts}
-    deployment = deploy_contracts(w3, account["admin"], confirmations=1)
-    grant_roles(w3, deployment, account["admin"], publishers=[account["publisher"].address],
-                aggregators=[account["aggregator"].address])
-    register_edges(w3, deployment, account["admin"], [
-        EdgeRegistration(account[name].address, validator.signer, name)
-        for name, validator in zip(EDGES, info.validators, strict=False)
-    ])
+    deployed = deploy_on_geth(info, EDGES)
+    account = deployed.accounts
 
     def ledger(name: str, node: int) -> Web3Ledger:
         url = info.http_urls[node]
-        return Web3Ledger(connect_web3(url), deployment, account[name], timeout=180.0)
+        return Web3Ledger(connect_web3(url), deployed.deployment, account[name], timeout=180.0)
 
     return Consortium(
         publisher=ledger("publisher", 0), aggregator=ledger("aggregator", 3),

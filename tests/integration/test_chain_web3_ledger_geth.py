@@ -8,18 +8,10 @@ maximum-size payload transactions under geth's 128 KiB limit.
 from __future__ import annotations
 
 import pytest
-from eth_account import Account
 
-from fednode.chain import (
-    EdgeRegistration,
-    Web3Ledger,
-    connect_web3,
-    deploy_contracts,
-    grant_roles,
-    register_edges,
-)
-from fednode.network import read_key_file
+from fednode.chain import Web3Ledger, connect_web3
 from tests.behaviours.ledger_behaviour import LEDGER_BEHAVIOURS, LedgerActors
+from tests.chainkit import deploy_on_geth
 
 pytestmark = pytest.mark.integration
 
@@ -29,21 +21,8 @@ EDGES = ("edge-1", "edge-2", "edge-3")
 @pytest.fixture(scope="module")
 def geth_actors(geth_network) -> LedgerActors:
     info = geth_network
-    w3 = connect_web3(info.http_urls[0])
-    account = {name: Account.from_key(read_key_file(info.key_file(name))) for name in info.accounts}
-    deployment = deploy_contracts(w3, account["admin"], confirmations=1)
-    grant_roles(
-        w3,
-        deployment,
-        account["admin"],
-        publishers=[account["publisher"].address],
-        aggregators=[account["aggregator"].address],
-    )
-    registrations = [
-        EdgeRegistration(account[name].address, validator.signer, name)
-        for name, validator in zip(EDGES, info.validators, strict=False)
-    ]
-    register_edges(w3, deployment, account["admin"], registrations)
+    deployed = deploy_on_geth(info, EDGES)
+    deployment, account = deployed.deployment, deployed.accounts
 
     def ledger(name: str, url: str) -> Web3Ledger:
         return Web3Ledger(connect_web3(url), deployment, account[name], confirmations=1)

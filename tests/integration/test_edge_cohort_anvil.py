@@ -7,8 +7,6 @@ edge submits one update: their weighted mean delta with the cohort's total examp
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,23 +15,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from eth_account import Account
-from eth_utils import keccak
-
 from edge_server.cohort import vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.intake import template_of
 from edge_server.service import EdgeServer, enroll_device
-from fednode.chain.connection import connect_web3
-from fednode.chain.deploy import EdgeRegistration, deploy_contracts, grant_roles, register_edges
+from fednode.chain.deploy import EdgeRegistration
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.codec import decode_params, encode_params
 from fednode.types import TaskSpec
+from tests.chainkit import AnvilNode, deploy_consortium, labelled_account, running_anvil
 
-REPO = Path(__file__).resolve().parents[2]
-ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 DEPTH = 2
 EXAMPLES = (40, 100, 160)
 
@@ -43,49 +36,25 @@ def _params(values: np.ndarray) -> dict[str, Any]:
                       "kernel": values[1:].reshape(4, 1).astype(np.float32)}}  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def anvil_url() -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip("anvil is not installed (npm install in the repository root)")
-    port = _free_port()
-    command = [str(ANVIL), "--port", str(port), "--silent", "--hardfork", "paris"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        w3 = connect_web3(url)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                w3.eth.chain_id
-                break
-            except Exception:  # anvil not listening yet
-                assert proc.poll() is None and time.monotonic() < deadline, "anvil did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def anvil() -> Iterator[AnvilNode]:
+    with running_anvil() as node:
+        yield node
 
 
 def test_three_devices_behind_one_edge_make_one_on_chain_update(
-    anvil_url: str, tmp_path: Path
+    anvil: AnvilNode, tmp_path: Path
 ) -> None:
     # Arrange: contracts, an edge operator, a task with secure cohorts of 3
-    w3 = connect_web3(anvil_url)
+    w3, anvil_url = anvil.w3, anvil.url
     admin, publisher, edge = (
-        Account.from_key(keccak(text=f"fednode-cohort-test-{n}")) for n in ("a", "p", "e")
+        labelled_account(n, namespace="fednode-cohort-test") for n in ("a", "p", "e")
     )
-    for account in (admin, publisher, edge):
-        w3.provider.make_request("anvil_setBalance", [account.address, hex(10**22)])
-    deployment = deploy_contracts(w3, admin)
-    grant_roles(w3, deployment, admin, publishers=[publisher.address])
-    register_edges(w3, deployment, admin, [EdgeRegistration(edge.address, admin.address, "e")])
+    anvil.fund([admin, publisher, edge])
+    deployment = deploy_consortium(
+        w3, admin, publishers=[publisher.address],
+        edges=[EdgeRegistration(edge.address, admin.address, "e")],
+    )  # fmt: skip
     spec = TaskSpec(
         name="cohort", data_schema="uci-heart-v1", num_features=4, rounds=2, min_updates=1,
         max_update_norm=5.0, extra={"edge_cohort": {"size": 3, "secure": True, "timeout_s": 60}},
@@ -128,7 +97,7 @@ def test_three_devices_behind_one_edge_make_one_on_chain_update(
             deadline = time.monotonic() + 60
             while client.update_status(refs[0])["status"] != "committed":
                 assert time.monotonic() < deadline, client.update_status(refs[0])
-                w3.provider.make_request("anvil_mine", ["0x1"])
+                anvil.mine()
                 time.sleep(0.05)
             statuses = [client.update_status(refs[i]) for i in range(3)]
 

@@ -11,7 +11,6 @@ signed exactly once (the edge account's nonce equals the number of updates).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
@@ -33,34 +31,22 @@ from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore, UpdateStatus
 from edge_server.submitter import Submitter
-from fednode.chain.connection import connect_web3
-from fednode.chain.deploy import (
-    Deployment,
-    EdgeRegistration,
-    deploy_contracts,
-    grant_roles,
-    register_edges,
-    write_deployment,
-)
+from fednode.chain.deploy import Deployment, EdgeRegistration, write_deployment
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.codec import encode_params
 from fednode.network.keys import write_key_file
 from fednode.types import TaskSpec
+from tests.chainkit import (
+    REPO_ROOT,
+    AnvilNode,
+    deploy_consortium,
+    free_port,
+    labelled_account,
+    running_anvil,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 CRASH_RUNS = 100
 DEPTH = 2
-
-
-def _account(label: str) -> LocalAccount:
-    return Account.from_key(keccak(text=f"fednode-edge-test-{label}"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _params(fill: float) -> dict[str, Any]:
@@ -99,42 +85,25 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    if not ANVIL.exists():
-        pytest.skip("anvil is not installed (npm install in the repository root)")
     work = tmp_path_factory.mktemp("edge-outbox")
-    port = _free_port()
-    command = [str(ANVIL), "--port", str(port), "--silent", "--hardfork", "paris"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield _deploy(url, work, proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running_anvil() as anvil:
+        yield _deploy(anvil, work)
 
 
-def _deploy(url: str, work: Path, proc: subprocess.Popen[bytes]) -> Chain:
-    w3 = connect_web3(url)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            w3.eth.chain_id
-            break
-        except Exception:  # anvil not listening yet
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("anvil did not start") from None
-            time.sleep(0.1)
-    admin, publisher, edge = (_account(n) for n in ("admin", "publisher", "edge"))
-    for account in (admin, publisher, edge):
-        w3.provider.make_request("anvil_setBalance", [account.address, hex(10**22)])
-    deployment = deploy_contracts(w3, admin)
-    grant_roles(w3, deployment, admin, publishers=[publisher.address])
-    register_edges(w3, deployment, admin, [EdgeRegistration(edge.address, admin.address, "e")])
+def _deploy(anvil: AnvilNode, work: Path) -> Chain:
+    admin, publisher, edge = (
+        labelled_account(n, namespace="fednode-edge-test") for n in ("admin", "publisher", "edge")
+    )
+    anvil.fund([admin, publisher, edge])
+    deployment = deploy_consortium(
+        anvil.w3, admin, publishers=[publisher.address],
+        edges=[EdgeRegistration(edge.address, admin.address, "e")],
+    )  # fmt: skip
     write_deployment(deployment, work / "deployment.json")
     write_key_file(work / "edge.key", bytes(edge.key))
     return Chain(
-        url, w3, deployment, work / "deployment.json",
-        Web3Ledger.connect(url, deployment, publisher), edge, work / "edge.key", work,
+        anvil.url, anvil.w3, deployment, work / "deployment.json",
+        Web3Ledger.connect(anvil.url, deployment, publisher), edge, work / "edge.key", work,
     )  # fmt: skip
 
 
@@ -274,7 +243,7 @@ class EdgeProcesses:
         self.chain, self.db = chain, db
         self._zygote = subprocess.Popen(
             [sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, cwd=REPO,
+            text=True, cwd=REPO_ROOT,
         )  # fmt: skip
 
     def _ask(self, **command: Any) -> dict[str, Any]:
@@ -326,7 +295,7 @@ def _crash_runs(chain: Chain, tmp_path: Path, points: list[str]) -> None:
     try:
         # Act: one process per run; it recovers the previous row and dies on its own
         for index, (point, task_id) in enumerate(zip(points, tasks, strict=True)):
-            port = _free_port()
+            port = free_port()
             pid = processes.spawn(port, point)
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(url)
@@ -335,7 +304,7 @@ def _crash_runs(chain: Chain, tmp_path: Path, points: list[str]) -> None:
                 ref = client.post_update(task_id, 0, params, num_examples=10)
             acked[ref] = (task_id, keccak(encode_params(params)))
             assert processes.wait(pid) == CRASH_EXIT_CODE, f"run {index} ({point}) did not crash"
-        port = _free_port()
+        port = free_port()
         pid = processes.spawn(port, None)
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url)

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from fednode.errors import NetworkError
 from fednode.network import build_clique_genesis, find_geth
 from fednode.network import keys as keyring
 from fednode.network.layout import checked_geth_version
+from fednode.network.node import log_tail, stop_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
@@ -104,7 +104,7 @@ def _write_genesis(work: Path) -> tuple[Path, list[bytes], list[bytes], dict[str
     return path, sealers, node_keys, key_files
 
 
-def _join_all(work: Path, genesis: Path, sealers: list[bytes], nodes: list[bytes]) -> list[int]:
+def _join_all(work: Path, genesis: Path, sealers: list[bytes], nodes: list[bytes]) -> None:
     enodes = [
         keyring.enode_url(key, host=f"{SUBNET}.{i}", port=P2P)
         for i, key in enumerate(nodes, start=1)
@@ -122,12 +122,32 @@ def _join_all(work: Path, genesis: Path, sealers: list[bytes], nodes: list[bytes
             "--timeout", "90",
         )  # fmt: skip
         joins.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    pids = []
+    failures = []
     for index, proc in enumerate(joins, start=1):
         out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, f"join {index} failed: {err.decode()[-2000:]}"
-        pids.append(int(json.loads(out)["pid"]))
-    return pids
+        if proc.returncode != 0:  # the whole message: it names geth's exit status and log
+            log = log_tail(_datadir(work, index) / "node.log", lines=60)
+            failures.append(f"join {index} failed:\n{err.decode()}\n--- node.log:\n{log}")
+        else:
+            assert int(json.loads(out)["pid"]) == _geth_pid(work, index)
+    assert not failures, "\n\n".join(failures)
+
+
+def _datadir(work: Path, index: int) -> Path:
+    return work / f"op-{index}" / "node"
+
+
+def _geth_pid(work: Path, index: int) -> int | None:
+    try:
+        return int((_datadir(work, index) / "geth.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_geths(work: Path) -> None:
+    """Stops every geth a join started, even when another join failed (SIGKILL after 30 s)."""
+    nodes = [(f"op-{i}", _geth_pid(work, i), _datadir(work, i)) for i in range(1, OPERATORS + 1)]
+    stop_nodes(nodes, timeout=30.0)
 
 
 _DRIVER = r"""
@@ -216,6 +236,34 @@ def _start_edges(work: Path, key_files: dict[str, Path]) -> list[subprocess.Pope
     return edges
 
 
+_HEALTH_POLL = r"""
+import sys, time, urllib.request
+deadline = time.monotonic() + float(sys.argv[1])
+for url in sys.argv[2:]:
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/healthz", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"{url} did not answer /healthz")
+        time.sleep(0.2)
+"""
+
+
+def _wait_for_edges(hub: str, edges: list[subprocess.Popen[bytes]], work: Path) -> None:
+    """Waits until every edge server answers /healthz (from the hub, as the devices reach it)."""
+    urls = [f"http://{SUBNET}.{i}:{EDGE}" for i in range(1, OPERATORS + 1)]
+    command = _in_ns(hub, sys.executable, "-c", _HEALTH_POLL, "120", *urls)
+    out = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    if out.returncode != 0:
+        logs = [(work / f"edge-{i}.log").read_text(errors="replace")[-1500:]
+                for i in range(1, OPERATORS + 1)]  # fmt: skip
+        codes = [proc.poll() for proc in edges]
+        raise AssertionError(f"{out.stderr.strip()}; exit codes {codes}; logs:\n" + "\n".join(logs))
+
+
 @pytest.mark.integration
 def test_federated_round_across_namespaces(namespaces: list[str], tmp_path: Path) -> None:
     # Arrange: genesis, one validator per namespace joined by its operator, contracts
@@ -228,13 +276,12 @@ def test_federated_round_across_namespaces(namespaces: list[str], tmp_path: Path
         "signers": [keyring.address_of(k) for k in sealers],
     }
     (tmp_path / "driver.json").write_text(json.dumps(config))
-    geth_pids: list[int] = []
     edges: list[subprocess.Popen[bytes]] = []
     try:
-        geth_pids = _join_all(tmp_path, genesis, sealers, node_keys)
+        _join_all(tmp_path, genesis, sealers, node_keys)
         task_id = _driver(tmp_path, hub, "deploy")["task_id"]
         edges = _start_edges(tmp_path, key_files)
-        time.sleep(3.0)  # edge servers import and bind
+        _wait_for_edges(hub, edges, tmp_path)
 
         # Act: devices -> their own edge -> their own validator -> chain -> aggregator
         result = _driver(tmp_path, hub, "round", str(task_id))
@@ -246,12 +293,7 @@ def test_federated_round_across_namespaces(namespaces: list[str], tmp_path: Path
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for pid in geth_pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        time.sleep(2.0)
+        _stop_geths(tmp_path)
 
     # Assert
     assert len(result["update_ids"]) == OPERATORS and all(result["edges"])

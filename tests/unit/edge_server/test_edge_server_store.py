@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,8 +12,12 @@ import pytest
 from edge_server_harness import NOW
 
 from edge_server.protocol import UpdateEnvelope
-from edge_server.store import EdgeStore, UpdateStatus
+from edge_server.store import SCHEMA_VERSION, EdgeStore, UpdateStatus
 from fednode.errors import FednodeValueError, UpdateRejectedError
+
+
+SCHEMA_SHA256 = "6a468ad55e8bb397bd73e01ffc6b7c99f71c49542bea8b02328ba198c6164abe"
+"""sha256 of every table and index definition as schema version 2 first wrote them."""
 
 
 def _envelope(task_id: int = 1, base_version: int = 0, nonce: str = "aa" * 8) -> UpdateEnvelope:
@@ -155,3 +160,31 @@ def test_enrollment_rules(store: EdgeStore) -> None:
 
 def test_unknown_ref_is_none(store: EdgeStore) -> None:
     assert store.get_update("0" * 32) is None
+
+
+def test_schema_is_byte_identical_to_version_2(tmp_path: Path) -> None:
+    # Arrange
+    EdgeStore(tmp_path / "edge.sqlite").close()
+    db = sqlite3.connect(tmp_path / "edge.sqlite")
+
+    # Act
+    rows = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+    text = "\n".join(f"{kind} {name} {table} {sql}" for kind, name, table, sql in rows)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.close()
+
+    # Assert: changing the schema needs a new SCHEMA_VERSION (and a new digest here)
+    assert (SCHEMA_VERSION, version) == (2, 2)
+    assert hashlib.sha256(text.encode()).hexdigest() == SCHEMA_SHA256
+
+
+def test_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    # Arrange
+    EdgeStore(tmp_path / "edge.sqlite").close()
+    db = sqlite3.connect(tmp_path / "edge.sqlite")
+    db.execute("PRAGMA user_version=1")
+    db.close()
+
+    # Act / Assert
+    with pytest.raises(FednodeValueError, match="holds edge store schema 1, this edge needs 2"):
+        EdgeStore(tmp_path / "edge.sqlite")
