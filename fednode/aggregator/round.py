@@ -2,7 +2,11 @@
 
 ``run_round`` is the one template (read updates -> verify -> aggregate -> commit -> metrics); it
 reaches the chain only through the ``Ledger`` protocol, so it runs unchanged on a real chain and on
-``InMemoryLedger``.
+``InMemoryLedger``. ``run_task`` carries a ``RuleCheckpoint`` from round to round, so a round
+replays only the versions it has not seen (none, when it committed the previous one itself).
+
+A restarted aggregator may find the commit of the process it replaces still in flight;
+``commit.commit_once`` waits for it instead of committing the version a second time.
 """
 
 from __future__ import annotations
@@ -12,8 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fednode.aggregator.build import build_global_model, check_update_payload, replay_rule_state
+from fednode.aggregator.build import BuiltGlobalModel, build_global_model, check_update_payload
+from fednode.aggregator.checkpoint import (
+    RuleCheckpoint,
+    advance_checkpoint,
+    replay_needed,
+    resume_rule_state,
+)
+from fednode.aggregator.commit import await_quorum, commit_once
+from fednode.aggregator.crash import crash_if_armed
 from fednode.chain.ledger import Ledger
+from fednode.chain.records import GlobalModelCommit
 from fednode.errors import ChainTimeoutError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskState
 
@@ -26,11 +39,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RoundResult:
-    """What one round produced: the committed record and the updates left out (with reasons)."""
+    """What one round produced: the committed record and the updates left out (with reasons).
+
+    ``checkpoint`` is the rule state for the next round: after ``record`` when this round built
+    it, else one at an earlier version (a prefix of the ledger; the next round replays the rest).
+    """
 
     record: GlobalModelRecord
     rejected: tuple[tuple[int, str], ...]
     seconds: float
+    checkpoint: RuleCheckpoint | None = None
 
 
 def select_round_updates(
@@ -72,22 +90,50 @@ def aggregated_update_ids(records: list[GlobalModelRecord]) -> frozenset[int]:
     return frozenset(i for record in records for i in record.update_ids)
 
 
+_WINDOW_READS = 8
+"""Most base versions read one by one; a wider staleness window reads the whole task once."""
+
+
+def _read_window(ledger: Ledger, task: TaskRecord) -> list[LedgerUpdate]:
+    """The updates on the base versions the next version may aggregate, in ledger order.
+
+    Reading only the staleness window (one base version for a sync task) keeps a round's reads
+    independent of how many versions the task already has.
+    """
+    newest = task.latest_version
+    oldest = max(newest - task.spec.max_staleness, 0)
+    if newest - oldest + 1 > _WINDOW_READS:
+        return ledger.read_updates(task.task_id)
+    window = [u for base in range(oldest, newest + 1)
+              for u in ledger.read_updates(task.task_id, base_version=base)]
+    return sorted(window, key=lambda u: u.update_id)
+
+
 def _wait_for_updates(
     ledger: Ledger, task: TaskRecord, aggregated: frozenset[int], *, timeout: float, poll: float
-) -> tuple[list[LedgerUpdate], list[LedgerUpdate]]:
-    """The round's candidates and every update of the task read in the same pass."""
+) -> list[LedgerUpdate]:
+    """The round's candidates, once at least ``min_updates`` of them are on the ledger."""
     deadline = time.monotonic() + timeout
     while True:
-        updates = ledger.read_updates(task.task_id)
-        candidates = select_round_updates(task, updates, aggregated=aggregated)
+        candidates = select_round_updates(task, _read_window(ledger, task), aggregated=aggregated)
         if len(candidates) >= task.spec.min_updates:
-            return candidates, updates
+            return candidates
         if time.monotonic() >= deadline:
             raise ChainTimeoutError(
                 f"task {task.task_id} version {task.latest_version}: "
                 f"{len(candidates)}/{task.spec.min_updates} updates after {timeout:.0f}s"
             )
         time.sleep(poll)
+
+
+def _resume(
+    ledger: Ledger, task: TaskRecord, records: list[GlobalModelRecord],
+    checkpoint: RuleCheckpoint | None,
+) -> RuleCheckpoint:
+    """The rule state after the last version; reads the task's updates only to replay."""
+    if replay_needed(task, records, checkpoint):
+        return resume_rule_state(task, records, ledger.read_updates(task.task_id), checkpoint)
+    return resume_rule_state(task, records, (), checkpoint)
 
 
 def _verify(updates: list[LedgerUpdate], global_payload: bytes):
@@ -101,66 +147,62 @@ def _verify(updates: list[LedgerUpdate], global_payload: bytes):
     return accepted, rejected
 
 
-def _final_record(ledger: Ledger, task_id: int, version: int) -> GlobalModelRecord | None:
-    records = ledger.read_global_models(task_id)
-    return records[version] if len(records) > version else None
-
-
-def _own_pending_commit(ledger: Ledger, task_id: int, version: int) -> bool:
-    """Whether this aggregator already committed ``version`` (then it must not commit again)."""
+def _read_commits(ledger: Ledger, task_id: int) -> list[GlobalModelCommit]:
+    """Every aggregator commit of the task (none on a ledger without commit records)."""
     commits = getattr(ledger, "read_commits", None)
-    if commits is None:
-        return False
-    return any(c.version == version and c.aggregator == ledger.sender for c in commits(task_id))
+    return [] if commits is None else list(commits(task_id))
 
 
-def _await_quorum(
-    ledger: Ledger, task_id: int, version: int, *, timeout: float, poll: float
-) -> GlobalModelRecord:
-    """Waits until ``version`` is final (k of n aggregators agreed)."""
-    deadline = time.monotonic() + timeout
-    while (record := _final_record(ledger, task_id, version)) is None:
-        if time.monotonic() >= deadline:
-            raise ChainTimeoutError(
-                f"task {task_id} version {version}: committed, but the aggregator quorum "
-                f"did not finalize it within {timeout:.0f}s"
-            )
-        time.sleep(poll)
-    return record
-
-
-def _rejected_so_far(ledger: Ledger, task_id: int) -> frozenset[int]:
-    commits = getattr(ledger, "read_commits", None)
-    if commits is None:
-        return frozenset()
-    return frozenset(i for c in commits(task_id) if c.final for i in c.rejected_ids)
+def _next_checkpoint(
+    resumed: RuleCheckpoint, record: GlobalModelRecord, built: BuiltGlobalModel
+) -> RuleCheckpoint:
+    """Advances the checkpoint when the final version is the one built here."""
+    ours = (record.digest, tuple(record.update_ids)) == (built.digest, built.update_ids)
+    if not ours:
+        log.warning("version %d is final with digest %s, not this aggregator's %s",
+                    record.version, record.digest.hex(), built.digest.hex())
+        return resumed
+    return advance_checkpoint(resumed, record, built.rule_state)
 
 
 def run_round(
-    ledger: Ledger, task_id: int, *, timeout: float = 600.0, poll: float = 0.5
+    ledger: Ledger, task_id: int, *, timeout: float = 600.0, poll: float = 0.5,
+    checkpoint: RuleCheckpoint | None = None,
 ) -> RoundResult:
     """Builds and commits the next global model version of a task.
 
     With an aggregator quorum k > 1 (``spec.aggregator_quorum``) the version is final only
     once k aggregators committed the same digest over the same update list: this aggregator
     commits once and then waits for the others; a restarted aggregator that already committed
-    only waits.
+    only waits. A commit this account sent before (a killed run's) is waited for, never
+    repeated.
+
+    Args:
+      ledger: the aggregator's ledger.
+      task_id: the task.
+      timeout: seconds to wait for updates, for own pending transactions and for the quorum.
+      poll: seconds between ledger polls.
+      checkpoint: the previous round's ``RoundResult.checkpoint`` (rule state after the
+        version it built); the rule state is replayed from the ledger where it does not match.
 
     Raises:
       ChainTimeoutError: if too few updates arrive, or the quorum does not finalize in time.
-      ContractRevertError: if the chain refuses the commit.
+      ContractRevertError: if the chain refuses the commit (other than a version that landed).
     """
     started = time.monotonic()
     task = ledger.get_task(task_id)
     records = ledger.read_global_models(task_id)
     current = records[-1]
     version = current.version + 1
-    if _own_pending_commit(ledger, task_id, version):
-        record = _await_quorum(ledger, task_id, version, timeout=timeout, poll=poll)
-        return RoundResult(record, (), time.monotonic() - started)
+    commits = _read_commits(ledger, task_id)  # read once: own commits and rejected ids
+    if any(c.version == version and c.aggregator == ledger.sender for c in commits):
+        record = await_quorum(ledger, task_id, version, timeout=timeout, poll=poll)
+        return RoundResult(record, (), time.monotonic() - started, checkpoint)
     # ---- stage 1: read updates -------------------------------------------------------------
-    aggregated = aggregated_update_ids(records) | _rejected_so_far(ledger, task_id)
-    candidates, updates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
+    rejected_before = frozenset(i for c in commits if c.final for i in c.rejected_ids)
+    aggregated = aggregated_update_ids(records) | rejected_before
+    candidates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
+    crash_if_armed("after_read", version)
     # ---- stage 2: verify -------------------------------------------------------------------
     accepted, rejected = _verify(candidates, current.payload)
     if task.spec.mode == "async":
@@ -168,23 +210,21 @@ def run_round(
     if len(accepted) < task.spec.min_updates:
         raise UpdateRejectedError("too_few_valid", f"{len(accepted)} valid, rejected {rejected}")
     # ---- stage 3: aggregate ----------------------------------------------------------------
-    rule_state = replay_rule_state(task.spec, records, updates)
-    built = build_global_model(task.spec, current.payload, accepted, rule_state=rule_state)
+    resumed = _resume(ledger, task, records, checkpoint)
+    built = build_global_model(task.spec, current.payload, accepted,
+                               rule_state=resumed.rule_state)
+    crash_if_armed("after_build", version)
     # ---- stage 4: commit global ------------------------------------------------------------
-    record = ledger.commit_global_model(
-        task_id, version, built.payload, built.update_ids,
-        rejected_ids=tuple(update_id for update_id, _ in rejected),
-    )
-    if task.spec.aggregator_quorum > 1:
-        record = _await_quorum(ledger, task_id, version, timeout=timeout, poll=poll)
+    rejected_ids = tuple(update_id for update_id, _ in rejected)
+    record = commit_once(ledger, task, version, built, rejected_ids, timeout=timeout, poll=poll)
     # ---- stage 5: emit metrics -------------------------------------------------------------
     seconds = time.monotonic() - started
     log.info(
         "task %d version %d committed: %d updates (%d rejected), digest %s, %.1fs",
-        task_id, record.version, len(built.update_ids), len(rejected), record.digest.hex(),
+        task_id, record.version, len(record.update_ids), len(rejected), record.digest.hex(),
         seconds,
     )
-    return RoundResult(record, tuple(rejected), seconds)
+    return RoundResult(record, tuple(rejected), seconds, _next_checkpoint(resumed, record, built))
 
 
 def run_task(
@@ -196,13 +236,19 @@ def run_task(
     on_round: Callable[[RoundResult], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[RoundResult]:
-    """Runs rounds until the task is finished, cancelled or expired (or ``should_stop()``)."""
-    results = []
+    """Runs rounds until the task is finished, cancelled or expired (or ``should_stop()``).
+
+    The rule state after each version is kept in memory (``RuleCheckpoint``) and handed to
+    the next round, so a round costs the same at version 100 as at version 2.
+    """
+    results: list[RoundResult] = []
+    checkpoint: RuleCheckpoint | None = None
     while not should_stop():
         state = ledger.get_task(task_id).state
         if state not in (TaskState.OPEN, TaskState.TRAINING):
             break
-        result = run_round(ledger, task_id, timeout=timeout, poll=poll)
+        result = run_round(ledger, task_id, timeout=timeout, poll=poll, checkpoint=checkpoint)
+        checkpoint = result.checkpoint
         results.append(result)
         if on_round is not None:
             on_round(result)
