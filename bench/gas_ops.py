@@ -3,7 +3,8 @@
 Starts a fresh network in a temporary folder (``fednode.network.network_up``), deploys the
 contracts as the demo does, then measures ``gasUsed`` of: publish task, submit update by
 payload size (1 KB, 10 KB, 64 KB, 124 KB of random, i.e. non-zero, bytes), commit a global
-model (k = 1, finalizing; k = 2, first and finalizing commit), propose + vote (governance).
+model (k = 1, finalizing; k = 2, first and finalizing commit), submit a per-site evaluation
+(first and later ones of a task), propose + vote (governance).
 
 Run: ``.venv/bin/python -m bench.gas_ops [--out docs/benchmarks/gas.md]``
 """
@@ -58,6 +59,10 @@ def measure(network_dir: Path) -> list[tuple[str, int, int]]:
     ids = [e.submit_update(task_id, version, os.urandom(1024), num_examples=1) for e in edges]
     aggregator.commit_global_model(task_id, version + 1, os.urandom(1024), ids)
     rows.append(("commit global model 1 KB, 4 updates, k=1", *_gas_of_last(aggregator)))
+    for index, edge in enumerate(edges[:2]):
+        edge.submit_evaluation(task_id, version + 1, metric=0.8125, secondary=0.9, num_examples=61)
+        which = "first of the task" if index == 0 else "second edge, same version"
+        rows.append((f"submit evaluation ({which})", *_gas_of_last(edge)))
     rows += _quorum_rows(network_dir, publisher, edges)
     rows += _governance_rows(network_dir, edges)
     return rows

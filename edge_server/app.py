@@ -1,5 +1,6 @@
 """Edge: the HTTP API devices talk to (FastAPI): post signed deltas, pull tasks and global models.
 
+Per-site evaluations of global versions go through ``/v1/evaluations`` (edge_server.evaluations).
 ``POST /v1/updates`` runs, in order: body size limit, JSON and field checks, device lookup,
 signature, per-device rate limit, timestamp freshness, nonce and one-update-per-base checks,
 validation of the delta against its task (edge_server.intake), then one durable store
@@ -29,6 +30,7 @@ from edge_server.auth import check_timestamp, public_key_from_hex, verify_envelo
 from edge_server.cohort_app import CohortService, add_cohort_routes
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
+from edge_server.evaluations import mount_evaluations
 from edge_server.intake import UpdateIntake
 from edge_server.metrics import EdgeMetrics
 from edge_server.protocol import (
@@ -120,6 +122,11 @@ def create_app(
     add_cohort_routes(
         app, cohorts, device_key=store.device_public_key, limiter=limiter, clock=clock,
         max_skew_s=config.max_clock_skew_s, on_sealed=lambda local_id: _after_ack(edge, local_id),
+        read_body=lambda request: _read_body(request, config.max_body_bytes),
+    )  # fmt: skip
+    mount_evaluations(
+        app, ledger, store, intake, limiter=limiter, clock=clock, submitter=submitter,
+        max_skew_s=config.max_clock_skew_s, confirmations=config.confirmations,
         read_body=lambda request: _read_body(request, config.max_body_bytes),
     )  # fmt: skip
     return app

@@ -30,6 +30,7 @@ from edge_server.auth import (
     public_key_to_hex,
     sign_envelope,
 )
+from edge_server.evaluations_protocol import evaluation_to_json, make_evaluation, sign_evaluation
 from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
 from edge_server.tls import client_ssl_context
 from fednode.codec import Params, decode_params, digest_bytes, encode_params
@@ -222,19 +223,71 @@ class EdgeClient:
           EdgeError: ``(409, "chain_refused")`` when the chain refused it (``detail`` names the
             custom error), ``(408, "timeout")`` when ``timeout`` seconds passed first.
         """
+        return self._wait(self.update_status, ref, "update", timeout, poll_s)
+
+    wait_committed = wait_submitted
+
+    def post_evaluation(
+        self,
+        task_id: int,
+        version: int,
+        *,
+        metric: float,
+        num_examples: int,
+        secondary: float | None = None,
+    ) -> str:
+        """Signs and posts this device's evaluation of final global ``version``.
+
+        ``metric`` (and ``secondary``, None when undefined on this test split) are fractions in
+        [0, 1] measured on the device's own test data. Returns the edge's evaluation reference
+        once it is stored; a retry of the same evaluation returns the same reference.
+        """
+        envelope = make_evaluation(
+            self._identity.device_id, task_id, version, metric=metric,
+            num_examples=num_examples, secondary=secondary, nonce=new_nonce(),
+            timestamp=int(self._clock()),
+        )  # fmt: skip
+        headers = {
+            SIGNATURE_HEADER: sign_evaluation(self._identity.private_key, envelope),
+            "Content-Type": "application/json",
+        }
+        content = evaluation_to_json(envelope)
+        body = self._request("POST", "/v1/evaluations", content=content, headers=headers)
+        return str(body["evaluation_ref"])
+
+    def evaluation_status(self, ref: str) -> dict[str, Any]:
+        """The edge's record of an evaluation: status, chain evaluation id, block, error."""
+        return self._request("GET", f"/v1/evaluations/{ref}")
+
+    def wait_evaluation_committed(
+        self, ref: str, timeout: float = 60.0, *, poll_s: float = 0.2
+    ) -> dict[str, Any]:
+        """Polls until the evaluation is on chain at the edge's confirmation depth.
+
+        Raises:
+          EdgeError: ``(409, "chain_refused")`` or ``(408, "timeout")`` as ``wait_submitted``.
+        """
+        return self._wait(self.evaluation_status, ref, "evaluation", timeout, poll_s)
+
+    def _wait(
+        self,
+        status_of: Callable[[str], dict[str, Any]],
+        ref: str,
+        kind: str,
+        timeout: float,
+        poll_s: float,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            status = self.update_status(ref)
+            status = status_of(ref)
             if status["status"] == "committed":
                 return status
             if status["status"] == "failed":
                 raise _edge_error(_STATUS_FAILED, "chain_refused", str(status["error"]))
             if time.monotonic() >= deadline:
-                detail = f"update {ref} still {status['status']}"
+                detail = f"{kind} {ref} still {status['status']}"
                 raise _edge_error(_STATUS_TIMEOUT, "timeout", detail)
             time.sleep(poll_s)
-
-    wait_committed = wait_submitted
 
     @property
     def identity(self) -> DeviceIdentity:

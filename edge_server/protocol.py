@@ -83,6 +83,9 @@ STATUS_BY_REASON: Mapping[str, int] = {
     "cohort_state": 409,
     "cohort_member": 409,
     "dropped": 409,
+    "bad_metric": 422,
+    "duplicate_evaluation": 409,
+    "unknown_evaluation": 404,
 }
 
 

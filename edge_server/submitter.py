@@ -82,6 +82,7 @@ class Submitter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass_lock = threading.Lock()
+        self._extra_passes: list[Callable[[], int]] = []
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -129,19 +130,33 @@ class Submitter:
         """
         return self._submit_pass(threading.Event())
 
+    def add_pass(self, run_pass: Callable[[], int]) -> None:
+        """Runs ``run_pass`` after each pass of updates, under the same lock and backoff.
+
+        For other transactions of the same edge account (the evaluation outbox): one account
+        must not pick nonces in two threads at once.
+        """
+        self._extra_passes.append(run_pass)
+
     def _submit_pass(self, stop: threading.Event) -> int:
         with self._pass_lock:
-            if self._outbox is not None:
-                return self._outbox.run_pass()
-            settled = 0
-            for row in self._store.pending_updates():
-                if stop.is_set():
-                    break
-                if not self._crash.ready(row.local_id):
-                    continue
-                self._submit_row(row)
-                settled += 1
-            return settled
+            moved = self._submit_updates(stop)
+            for run_pass in self._extra_passes:
+                moved += run_pass()
+            return moved
+
+    def _submit_updates(self, stop: threading.Event) -> int:
+        if self._outbox is not None:
+            return self._outbox.run_pass()
+        settled = 0
+        for row in self._store.pending_updates():
+            if stop.is_set():
+                break
+            if not self._crash.ready(row.local_id):
+                continue
+            self._submit_row(row)
+            settled += 1
+        return settled
 
     # ---- direct path (ledgers whose writes are final at once) ----------------------------
 

@@ -12,7 +12,10 @@ from fednode.errors import TaskSpecError
 
 __all__ = [
     "AGGREGATION_RULES",
+    "METRIC_SCALE",
     "MODEL_KINDS",
+    "NO_METRIC_MICRO",
+    "EvaluationRecord",
     "GlobalModelRecord",
     "LedgerUpdate",
     "TaskRecord",
@@ -24,6 +27,10 @@ MODEL_KINDS = ("logreg", "mlp", "cnn1d", "feature_stats")
 AGGREGATION_RULES = ("fedavg", "krum", "median", "norm_clip", "sum", "trimmed_mean")
 EPSILON_SCALE = 1_000_000
 """On-chain privacy spend is an integer number of micro-epsilons."""
+METRIC_SCALE = 1_000_000
+"""On-chain evaluation metrics in [0, 1] are integer micro units (``EvaluationLedger``)."""
+NO_METRIC_MICRO = 2**32 - 1
+"""The on-chain ``secondaryMicro`` of an evaluation without a second metric."""
 
 
 class TaskState(enum.IntEnum):
@@ -176,3 +183,32 @@ class GlobalModelRecord:
     payload: bytes
     block_number: int
     tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One edge's evaluation of a final global version, as ``EvaluationLedger`` stores it.
+
+    ``metric_micro`` is the task's metric (accuracy for the heart task) in micro units on the
+    edge's own test split of ``num_examples`` rows; ``secondary_micro`` a second metric (AUC),
+    None when it is undefined there (a one-class test set).
+    """
+
+    evaluation_id: int
+    task_id: int
+    version: int
+    edge: str
+    metric_micro: int
+    secondary_micro: int | None
+    num_examples: int
+    block_number: int
+
+    @property
+    def metric(self) -> float:
+        """The metric as a fraction in [0, 1]."""
+        return self.metric_micro / METRIC_SCALE
+
+    @property
+    def secondary(self) -> float | None:
+        """The second metric as a fraction in [0, 1], or None."""
+        return None if self.secondary_micro is None else self.secondary_micro / METRIC_SCALE

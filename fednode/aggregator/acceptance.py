@@ -2,18 +2,38 @@
 
 A version is promoted to "accepted" only if every site's (signed) evaluation of it reaches the
 task's metric floor; a missing or non-finite evaluation fails the gate. How evaluations are
-signed and put on chain is the ledger's business; this decides on the values.
+signed and put on chain is the ledger's business (``EvaluationLedger``, one evaluation per
+edge and version); this decides on the values. ``version_acceptance`` derives a version's state
+from its on-chain evaluations: ``pending`` while a required site has not reported and none
+failed, ``rejected`` as soon as one reported below the floor (an edge cannot evaluate a version
+twice, so that cannot change), else ``accepted``. The floor lives in the task spec (calldata), so
+the state is derived here, off chain, by anyone holding the ledger.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from fednode.types import TaskSpec
+from fednode.types import EvaluationRecord, TaskSpec
 
-__all__ = ["GateDecision", "acceptance_gate"]
+__all__ = [
+    "AcceptanceState",
+    "GateDecision",
+    "VersionAcceptance",
+    "acceptance_gate",
+    "version_acceptance",
+]
+
+
+class AcceptanceState(enum.Enum):
+    """A version's standing at the per-site gate, derived from its evaluations."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -50,3 +70,48 @@ def acceptance_gate(
 
 def _passes(value: float | None, floor: float) -> bool:
     return value is not None and math.isfinite(value) and value >= floor
+
+
+@dataclass(frozen=True)
+class VersionAcceptance:
+    """The gate applied to one version's on-chain evaluations.
+
+    ``metrics`` maps each evaluating edge to its metric; ``missing`` lists required edges
+    that have not evaluated yet (sorted).
+    """
+
+    version: int
+    state: AcceptanceState
+    decision: GateDecision
+    metrics: Mapping[str, float]
+    missing: tuple[str, ...]
+
+
+def version_acceptance(
+    spec: TaskSpec, version: int, evaluations: Iterable[EvaluationRecord], *, sites: Sequence[str]
+) -> VersionAcceptance:
+    """Pending, accepted or rejected: the gate over ``version``'s evaluations by ``sites``.
+
+    Args:
+      spec: the task (its ``metric_floor``).
+      version: the global version judged; evaluations of other versions are ignored.
+      evaluations: on-chain evaluations (``Ledger.read_evaluations``).
+      sites: the edges that must evaluate (e.g. the registered edges); others still count.
+
+    Example:
+      >>> from fednode.types import EvaluationRecord
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, metric_floor=0.7)
+      >>> a = EvaluationRecord(1, 1, 3, "0xA", 810_000, None, 40, 9)
+      >>> version_acceptance(spec, 3, [a], sites=("0xA", "0xB")).state.value
+      'pending'
+    """
+    metrics = {r.edge: r.metric for r in evaluations if r.version == version}
+    missing = tuple(sorted(set(sites) - set(metrics)))
+    decision = acceptance_gate(spec, metrics, sites=tuple(sites))
+    if any(not _passes(value, spec.metric_floor) for value in metrics.values()):
+        state = AcceptanceState.REJECTED
+    elif missing or not metrics:
+        state = AcceptanceState.PENDING
+    else:
+        state = AcceptanceState.ACCEPTED
+    return VersionAcceptance(version, state, decision, metrics, missing)

@@ -15,6 +15,7 @@ from fednode.auditor.plots import (
     plot_privacy,
     plot_provenance,
     plot_site_metrics,
+    plot_update_norms,
 )
 from fednode.auditor.report_data import ReportData, collect_report_data
 
@@ -52,11 +53,24 @@ def _update_rows(data: ReportData) -> str:
     )
 
 
+def _evaluation_rows(data: ReportData) -> str:
+    rows = []
+    for gate in data.acceptance():
+        css = {"accepted": "ok", "rejected": "bad"}.get(gate.state.value, "")
+        sites = ", ".join(f"<code>{html.escape(edge[:10])}…</code> {metric:.3f}"
+                          for edge, metric in sorted(gate.metrics.items()))
+        missing = ", ".join(f"<code>{html.escape(e[:10])}…</code>" for e in gate.missing) or "-"
+        rows.append(f"<tr><td>v{gate.version}</td><td class={css}>{gate.state.value}</td>"
+                    f"<td>{sites}</td><td>{missing}</td></tr>")
+    return "".join(rows)
+
+
 def render_html(data: ReportData) -> str:
     """The whole report as one HTML string (see the module docstring)."""
     task = data.task
     figures = "".join(_image(*plot(data)) for plot in (
-        plot_learning, plot_site_metrics, plot_privacy, plot_gas_bytes, plot_provenance))
+        plot_learning, plot_site_metrics, plot_update_norms, plot_privacy, plot_gas_bytes,
+        plot_provenance))
     verdict = ("<p class=ok>every version recomputed bit for bit, no findings</p>" if data.audit.ok
                else "<p class=bad>audit FAILED</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8">
@@ -68,6 +82,10 @@ spec digest <code>0x{task.spec_digest.hex()}</code></p>
 <h2>Verification</h2>{verdict}
 <table><tr><th>version</th><th>digest</th><th>result</th><th>detail</th></tr>
 {_audit_rows(data)}</table>
+<h2>Per-site evaluations and acceptance gate</h2>
+<p>metric floor {task.spec.metric_floor:g} per site; signed by each edge on chain</p>
+<table><tr><th>version</th><th>gate</th><th>site metrics</th><th>not yet evaluated</th></tr>
+{_evaluation_rows(data)}</table>
 <h2>Figures</h2>{figures}
 <h2>Updates</h2><table><tr><th>id</th><th>edge</th><th>base</th><th>examples</th><th>epsilon</th>
 <th>bytes</th><th>block</th><th>sealed by</th><th>gas</th></tr>{_update_rows(data)}</table>

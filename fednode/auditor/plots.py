@@ -1,13 +1,13 @@
 """Auditor: the report's figures (matplotlib, Agg backend), each returned as PNG bytes.
 
 Pure: every function takes :class:`ReportData` (values) and returns bytes; nothing is shown
-or written. Plots fall back to the update norms per site when no evaluations are on the ledger.
+or written. Learning curves and per-site metrics come from the edges' signed on-chain
+evaluations; the update-norm plot is an extra view of what each site sent.
 """
 
 from __future__ import annotations
 
 import io
-from collections import defaultdict
 
 import matplotlib
 
@@ -15,10 +15,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from fednode.auditor.report_data import ReportData, privacy_series, update_norms  # noqa: E402
+from fednode.auditor.report_data import (  # noqa: E402
+    ReportData,
+    privacy_series,
+    site_metrics,
+    update_norms,
+)
 
 __all__ = [
     "plot_gas_bytes", "plot_learning", "plot_privacy", "plot_provenance", "plot_site_metrics",
+    "plot_update_norms",
 ]
 
 
@@ -36,46 +42,53 @@ def _short(address: str) -> str:
     return address[:6] + "…" + address[-4:]
 
 
-def _evaluation_curves(data: ReportData) -> dict[str, list[tuple[int, float]]]:
-    curves: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for row in data.evaluations:
-        metric = next((row[k] for k in ("accuracy", "auc", "metric", "value") if k in row), None)
-        if metric is not None and "version" in row:
-            site = str(row.get("site", row.get("edge", "?")))
-            curves[site].append((int(row["version"]), float(metric)))
-    return dict(curves)
-
-
 def plot_learning(data: ReportData) -> tuple[str, bytes]:
-    """Learning curves per site from on-chain evaluations, else update norm per site per version."""
+    """Learning curves: each site's signed metric of every version it evaluated."""
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    curves = _evaluation_curves(data)
-    if curves:
-        title, ylabel = "learning curves per site (on-chain evaluations)", "metric"
-        for site, points in sorted(curves.items()):
-            ax.plot(*zip(*sorted(points), strict=True), marker="o", label=site)
-    else:
-        title, ylabel = "update norm per site and version (no evaluations on chain)", "‖delta‖₂"
-        for edge, points in sorted(update_norms(data.versions, data.updates).items()):
-            xs = sorted(points)
-            ax.plot(xs, [points[x][0] for x in xs], marker="o", label=_short(edge))
-    ax.set(title=title, xlabel="global model version", ylabel=ylabel)
-    ax.legend(fontsize=7)
+    for edge, points in sorted(site_metrics(data.evaluations).items()):
+        xs = sorted(points)
+        ax.plot(xs, [points[x][0] for x in xs], marker="o", label=_short(edge))
+    floor = data.task.spec.metric_floor
+    if floor:
+        ax.axhline(floor, color="red", linestyle="--", label=f"floor {floor:g}")
+    title = ("learning curves per site (on-chain evaluations)" if data.evaluations
+             else "learning curves per site: no evaluations on chain")
+    ax.set(title=title, xlabel="global model version", ylabel="metric (site test split)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return title, _png(fig)
 
 
 def plot_site_metrics(data: ReportData) -> tuple[str, bytes]:
-    """Per-site distance of each update from its version's mean update (grouped bars)."""
-    norms = update_norms(data.versions, data.updates)
+    """Per-site metric of each version (grouped bars), with the gate's state per version."""
+    metrics = site_metrics(data.evaluations)
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    edges = sorted(norms)
+    edges = sorted(metrics)
     width = 0.8 / max(len(edges), 1)
     for index, edge in enumerate(edges):
-        xs = sorted(norms[edge])
-        ax.bar([x + index * width for x in xs], [norms[edge][x][1] for x in xs], width,
+        xs = sorted(metrics[edge])
+        ax.bar([x + index * width for x in xs], [metrics[edge][x][0] for x in xs], width,
                label=_short(edge))
-    title = "per-site distance of the update from the version's mean update"
-    ax.set(title=title, xlabel="global model version", ylabel="‖delta − mean‖₂")
+    for gate in data.acceptance():
+        ax.annotate(gate.state.value[0].upper(), (gate.version + 0.4 - width / 2, 1.02),
+                    ha="center", fontsize=7)
+    if data.task.spec.metric_floor:
+        ax.axhline(data.task.spec.metric_floor, color="red", linestyle="--", label="floor")
+    title = "per-site metric per version (A accepted, P pending, R rejected)"
+    ax.set(title=title, xlabel="global model version", ylabel="metric", ylim=(0, 1.1))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return title, _png(fig)
+
+
+def plot_update_norms(data: ReportData) -> tuple[str, bytes]:
+    """Update norm per site per version (what each site sent, next to how it evaluates)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for edge, points in sorted(update_norms(data.versions, data.updates).items()):
+        xs = sorted(points)
+        ax.plot(xs, [points[x][0] for x in xs], marker="o", label=_short(edge))
+    title = "update norm per site and version"
+    ax.set(title=title, xlabel="global model version", ylabel="‖delta‖₂")
     ax.legend(fontsize=7)
     return title, _png(fig)
 

@@ -1,7 +1,8 @@
 """Auditor: the numbers behind ``fednode audit report``, gathered from the ledger and its node.
 
 :func:`collect_report_data` is the only reader (Ledger protocol + ``NodeReader`` for gas);
-:func:`update_norms` and friends are pure and turn records into per-site, per-version series.
+:func:`update_norms`, :func:`site_metrics` and friends are pure and turn records into per-site,
+per-version series. Per-site metrics are the edges' signed evaluations (``EvaluationLedger``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import numpy as np
 from fednode.auditor.node import node_reader
 from fednode.auditor.replay import AuditReport, verify_task
 from fednode.codec import decode_params, flatten_params
-from fednode.types import EPSILON_SCALE, GlobalModelRecord, LedgerUpdate, TaskRecord
+from fednode.aggregator.acceptance import VersionAcceptance, version_acceptance
+from fednode.types import (
+    EPSILON_SCALE,
+    EvaluationRecord,
+    GlobalModelRecord,
+    LedgerUpdate,
+    TaskRecord,
+)
 
-__all__ = ["ReportData", "collect_report_data", "privacy_series", "update_norms"]
+__all__ = ["ReportData", "collect_report_data", "privacy_series", "site_metrics", "update_norms"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,15 @@ class ReportData:
     audit: AuditReport
     gas: dict[str, int] = field(default_factory=dict)
     sealers: dict[int, str] = field(default_factory=dict)
-    evaluations: tuple[dict[str, Any], ...] = ()
+    evaluations: tuple[EvaluationRecord, ...] = ()
+    sites: tuple[str, ...] = ()
+
+    def acceptance(self) -> list[VersionAcceptance]:
+        """The per-site gate of every version that has evaluations, in version order."""
+        versions = sorted({e.version for e in self.evaluations})
+        sites = self.sites or tuple(dict.fromkeys(e.edge for e in self.evaluations))
+        spec = self.task.spec
+        return [version_acceptance(spec, v, self.evaluations, sites=sites) for v in versions]
 
 
 def _vector(payload: bytes) -> np.ndarray:
@@ -65,6 +81,22 @@ def update_norms(
     return dict(series)
 
 
+def site_metrics(
+    evaluations: tuple[EvaluationRecord, ...],
+) -> dict[str, dict[int, tuple[float, float | None]]]:
+    """Per edge, per version it evaluated: (metric, second metric or None).
+
+    Example:
+      >>> from fednode.types import EvaluationRecord
+      >>> site_metrics((EvaluationRecord(1, 1, 2, "0xA", 750_000, None, 9, 5),))
+      {'0xA': {2: (0.75, None)}}
+    """
+    series: dict[str, dict[int, tuple[float, float | None]]] = defaultdict(dict)
+    for record in evaluations:
+        series[record.edge][record.version] = (record.metric, record.secondary)
+    return dict(series)
+
+
 def privacy_series(updates: tuple[LedgerUpdate, ...]) -> dict[str, list[tuple[int, float]]]:
     """Per edge: (block, cumulative epsilon spent) after each of its updates, in ledger order.
 
@@ -91,8 +123,8 @@ def collect_report_data(ledger: Any, task_id: int) -> ReportData:
         for item in (*versions, *updates):
             gas["0x" + item.tx_hash.hex()] = node.gas_of(item.block_number, item.tx_hash)
             sealers[item.block_number] = node.sealer_of(item.block_number)
-    read = getattr(ledger, "read_evaluations", None)
-    rows = read(task_id) if read else ()
-    evaluations = tuple(r if isinstance(r, dict) else vars(r) for r in rows)
+    evaluations = tuple(ledger.read_evaluations(task_id))
+    edges = getattr(ledger, "edges", None)  # registered edges: the sites the gate expects
+    sites = tuple(edges()) if callable(edges) else ()
     return ReportData(task, versions, updates, verify_task(ledger, task_id), gas, sealers,
-                      evaluations)
+                      evaluations, sites)

@@ -3,7 +3,8 @@
 Given a model digest, finds the task and version that committed it and lists every update that
 went into it (edge server, base version, examples, privacy spend, block, transaction, the validator
 that sealed the block), back to the task's initial model, with each edge's cumulative privacy
-spend and any on-chain evaluations (read via the ledger's ``read_evaluations`` when it has one).
+spend, each version's signed per-site evaluations (``EvaluationLedger``) and the acceptance state
+the task's per-site gate derives from them (``fednode.aggregator.acceptance``).
 Sealers come from an optional ``sealer_of(block_number)`` callable (see ``auditor/node.py``).
 """
 
@@ -14,9 +15,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fednode.aggregator.acceptance import VersionAcceptance, version_acceptance
 from fednode.chain.ledger import Ledger
 from fednode.errors import AuditError
-from fednode.types import EPSILON_SCALE, GlobalModelRecord, LedgerUpdate, TaskRecord
+from fednode.types import (
+    EPSILON_SCALE,
+    EvaluationRecord,
+    GlobalModelRecord,
+    LedgerUpdate,
+    TaskRecord,
+)
 
 __all__ = ["ProvenanceTrace", "SealerOf", "render_trace", "trace_digest"]
 
@@ -41,6 +49,18 @@ class UpdateProvenance:
 
 
 @dataclass(frozen=True)
+class EvaluationProvenance:
+    """One edge's signed evaluation of a version, as the ledger records it."""
+
+    evaluation_id: int
+    edge: str
+    metric: float
+    secondary: float | None
+    num_examples: int
+    block_number: int
+
+
+@dataclass(frozen=True)
 class VersionProvenance:
     """One global model version and the updates it aggregates."""
 
@@ -51,6 +71,8 @@ class VersionProvenance:
     tx_hash: str
     updates: tuple[UpdateProvenance, ...]
     sealer: str = ""
+    evaluations: tuple[EvaluationProvenance, ...] = ()
+    acceptance: str = "pending"
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,7 @@ class ProvenanceTrace:
     privacy_spent: dict[str, float] | None = None
     epsilon_budget: float = 0.0
     evaluations: tuple[dict[str, Any], ...] = ()
+    metric_floor: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,14 +115,24 @@ def _update_provenance(update: LedgerUpdate, sealer_of: SealerOf) -> UpdateProve
 
 
 def _version_provenance(
-    record: GlobalModelRecord, by_id: dict[int, LedgerUpdate], sealer_of: SealerOf
+    record: GlobalModelRecord,
+    by_id: dict[int, LedgerUpdate],
+    sealer_of: SealerOf,
+    gate: Callable[[int], VersionAcceptance],
+    evaluations: list[EvaluationRecord],
 ) -> VersionProvenance:
     updates = tuple(
         _update_provenance(by_id[i], sealer_of) for i in record.update_ids if i in by_id
     )
+    rows = tuple(
+        EvaluationProvenance(e.evaluation_id, e.edge, e.metric, e.secondary, e.num_examples,
+                             e.block_number)
+        for e in evaluations if e.version == record.version
+    )  # fmt: skip
     return VersionProvenance(
         record.version, "0x" + record.digest.hex(), record.aggregator, record.block_number,
-        "0x" + record.tx_hash.hex(), updates, sealer_of(record.block_number),
+        "0x" + record.tx_hash.hex(), updates, sealer_of(record.block_number), rows,
+        gate(record.version).state.value,
     )
 
 
@@ -111,12 +144,12 @@ def _privacy_spent(lineage: tuple[VersionProvenance, ...]) -> dict[str, float]:
     return {edge: micro / EPSILON_SCALE for edge, micro in spent.items()}
 
 
-def _evaluations(ledger: Ledger, task_id: int, version: int) -> tuple[dict[str, Any], ...]:
-    read = getattr(ledger, "read_evaluations", None)
-    if read is None:
-        return ()
-    rows = [r if isinstance(r, dict) else asdict(r) for r in read(task_id)]
-    return tuple(r for r in rows if int(r.get("version", 0)) <= version)
+def _sites(ledger: Ledger, evaluations: list[EvaluationRecord]) -> tuple[str, ...]:
+    """The edges a version needs evaluations from: the registered edges where the ledger
+    lists them, else those that evaluated anything of the task."""
+    edges = getattr(ledger, "edges", None)
+    listed = edges() if callable(edges) else []
+    return tuple(listed) or tuple(dict.fromkeys(e.edge for e in evaluations))
 
 
 def _find_version(ledger: Ledger, digest: bytes) -> tuple[TaskRecord, list[GlobalModelRecord], int]:
@@ -145,11 +178,21 @@ def trace_digest(
     task, records, version = _find_version(ledger, wanted)
     by_id = {u.update_id: u for u in ledger.read_updates(task.task_id)}
     seal = sealer_of or (lambda number: "")
-    lineage = tuple(_version_provenance(r, by_id, seal) for r in records if r.version <= version)
+    evaluations = [e for e in ledger.read_evaluations(task.task_id) if e.version <= version]
+    sites = _sites(ledger, evaluations)
+
+    def gate(v: int) -> VersionAcceptance:
+        return version_acceptance(task.spec, v, evaluations, sites=sites)
+
+    lineage = tuple(
+        _version_provenance(r, by_id, seal, gate, evaluations)
+        for r in records
+        if r.version <= version
+    )
     return ProvenanceTrace(
         "0x" + wanted.hex(), task.task_id, task.spec.name, "0x" + task.spec_digest.hex(),
         task.publisher, version, lineage, _privacy_spent(lineage), task.spec.epsilon_budget,
-        _evaluations(ledger, task.task_id, version),
+        tuple(asdict(e) for e in evaluations), task.spec.metric_floor,
     )
 
 
@@ -162,7 +205,13 @@ def render_trace(trace: ProvenanceTrace) -> str:
     ]
     for v in reversed(trace.lineage):
         lines.append(f"    ├── v{v.version} {v.digest} by {v.aggregator} "
-                     f"(block {v.block_number}{_sealed(v.sealer)}, tx {v.tx_hash})")
+                     f"(block {v.block_number}{_sealed(v.sealer)}, tx {v.tx_hash}), "
+                     f"gate {v.acceptance} (floor {trace.metric_floor:g})")
+        for e in v.evaluations:
+            second = "" if e.secondary is None else f", second metric {e.secondary:.4f}"
+            lines.append(f"    │   ├── evaluation {e.evaluation_id} by edge {e.edge}: metric "
+                         f"{e.metric:.4f}{second} on {e.num_examples} examples, "
+                         f"block {e.block_number}")
         for u in v.updates:
             lines.append(
                 f"    │   ├── update {u.update_id} from edge {u.edge} on v{u.base_version}: "
@@ -174,8 +223,6 @@ def render_trace(trace: ProvenanceTrace) -> str:
         lines.append(f"    privacy: edge {edge} spent epsilon {spent:g}{budget}")
     if trace.validators:
         lines.append(f"    sealed by validators: {', '.join(trace.validators)}")
-    for row in trace.evaluations:
-        lines.append(f"    evaluation: {row}")
     return "\n".join(lines)
 
 

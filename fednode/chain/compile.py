@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ABI_DIR = Path(__file__).resolve().parent / "abi"
-CONTRACT_NAMES = ("Consortium", "TaskRegistry", "UpdateLedger")
+CONTRACT_NAMES = ("Consortium", "EvaluationLedger", "TaskRegistry", "UpdateLedger")
 SOLC_VERSION = "0.8.28"
 SETTINGS: dict[str, Any] = {
     "evmVersion": "paris",

@@ -1,4 +1,4 @@
-"""Chain: deploys and wires Consortium, TaskRegistry and UpdateLedger; saves the deployment.
+"""Chain: deploys and wires Consortium, TaskRegistry, UpdateLedger, EvaluationLedger; saves them.
 
 A deployment JSON is ``{"chain_id", "contracts": {name: address}, "deploy_block"}``; every
 other stage finds the contracts through it. Only this module (through scripts) and the edge
@@ -114,7 +114,10 @@ def _deploy(sender: TransactionSender, name: str, *args: Any) -> tuple[str, int]
 def deploy_contracts(
     w3: Web3, account: LocalAccount, *, admin_transfer_delay: int = 0, confirmations: int = 0
 ) -> Deployment:
-    """Deploys the three contracts with ``account`` as admin and wires registry -> ledger.
+    """Deploys the four contracts with ``account`` as admin and wires registry -> ledger.
+
+    EvaluationLedger reads final versions from UpdateLedger (constructor argument), so it
+    needs no wiring transaction.
 
     Args:
       w3: connected Web3.
@@ -129,11 +132,14 @@ def deploy_contracts(
     consortium, first_block = _deploy(sender, "Consortium", admin_transfer_delay)
     registry, _ = _deploy(sender, "TaskRegistry", consortium)
     ledger, _ = _deploy(sender, "UpdateLedger", consortium, registry)
-    deployment = Deployment(
-        chain_id=sender.chain_id,
-        contracts={"Consortium": consortium, "TaskRegistry": registry, "UpdateLedger": ledger},
-        deploy_block=first_block,
-    )
+    evaluations, _ = _deploy(sender, "EvaluationLedger", consortium, ledger)
+    contracts = {
+        "Consortium": consortium,
+        "EvaluationLedger": evaluations,
+        "TaskRegistry": registry,
+        "UpdateLedger": ledger,
+    }
+    deployment = Deployment(chain_id=sender.chain_id, contracts=contracts, deploy_block=first_block)
     set_ledger = bind_contract(w3, deployment, "TaskRegistry").encode_abi("setLedger", [ledger])
     sender.transact(registry, bytes.fromhex(set_ledger[2:]))
     return deployment

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from fednode.chain.records import GlobalModelCommit, Reputation
-from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec
+from fednode.types import (
+    EvaluationRecord,
+    GlobalModelRecord,
+    LedgerUpdate,
+    TaskRecord,
+    TaskSpec,
+)
 
 __all__ = ["Ledger"]
 
@@ -83,6 +89,28 @@ class Ledger(Protocol):
 
     def read_commits(self, task_id: int) -> list[GlobalModelCommit]:
         """Every aggregator commit of a task, final or not (for the auditor)."""
+        ...
+
+    def submit_evaluation(
+        self,
+        task_id: int,
+        version: int,
+        *,
+        metric: float,
+        num_examples: int,
+        secondary: float | None = None,
+    ) -> int:
+        """Records this edge's evaluation of final global ``version`` on its own test split.
+
+        ``metric`` and ``secondary`` (None: undefined there) are fractions in [0, 1], stored in
+        micro units; one evaluation per (task, version, edge). Returns the evaluation id.
+        """
+        ...
+
+    def read_evaluations(
+        self, task_id: int, version: int | None = None
+    ) -> list[EvaluationRecord]:
+        """Evaluations of a task (only of ``version`` if given), in submission order."""
         ...
 
     def epsilon_spent(self, task_id: int, edge: str) -> int:

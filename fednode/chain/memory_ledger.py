@@ -21,6 +21,7 @@ from fednode.chain.constants import (
     PUBLISHER_ROLE,
     check_uint,
 )
+from fednode.chain.memory_evaluations import MemoryEvaluations, MemoryEvaluationState
 from fednode.chain.memory_governance import MemoryConsortium
 from fednode.chain.memory_rules import (
     ACTIVE_STATES,
@@ -42,7 +43,7 @@ __all__ = ["InMemoryLedger"]
 DEFAULT_ADMIN = "0x00000000000000000000000000000000000000Ad"
 
 
-class InMemoryLedger(MemoryConsortium):
+class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
     """A Ledger held in memory, acting as ``sender``; the first sender is the admin.
 
     Args:
@@ -62,6 +63,7 @@ class InMemoryLedger(MemoryConsortium):
         self._sender = to_checksum_address(sender)
         self._chain = MemoryChain(clock=clock) if clock is not None else MemoryChain()
         self._chain.roles[DEFAULT_ADMIN_ROLE] = {self._sender}
+        self._evaluations = MemoryEvaluationState()
 
     @property
     def sender(self) -> str:

@@ -8,12 +8,14 @@ edge; ``Proposal`` is a membership proposal the edge operators vote on.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from fednode.types import EPSILON_SCALE, TaskSpec
+from fednode.errors import FednodeValueError
+from fednode.types import EPSILON_SCALE, METRIC_SCALE, NO_METRIC_MICRO, TaskSpec
 
 __all__ = [
     "GlobalModelCommit",
@@ -22,7 +24,9 @@ __all__ = [
     "Reputation",
     "commit_hash",
     "epsilon_budget_micro",
+    "metric_micro",
     "reputation_score",
+    "secondary_micro",
 ]
 
 
@@ -112,3 +116,35 @@ def epsilon_budget_micro(spec: TaskSpec) -> int:
       1500000
     """
     return round(spec.epsilon_budget * EPSILON_SCALE)
+
+
+def metric_micro(value: float) -> int:
+    """A metric as the contract's micro units, ``round(value * 1e6)``.
+
+    The range [0, 1] is the contract's to enforce (``EvaluationLedgerMetricOutOfRange``); here
+    only values that cannot be a ``uint32`` at all are refused.
+
+    Raises:
+      FednodeValueError: for a non-finite or negative value, or one above ``2**32 - 2`` micro.
+
+    Example:
+      >>> metric_micro(0.8125), metric_micro(1.0)
+      (812500, 1000000)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FednodeValueError(f"a metric must be a finite number, got {value!r}")
+    micro = round(value * METRIC_SCALE)
+    if not 0 <= micro < NO_METRIC_MICRO:
+        detail = f"a metric must be >= 0 and fit a uint32 in micro units, got {value!r}"
+        raise FednodeValueError(detail)
+    return micro
+
+
+def secondary_micro(value: float | None) -> int:
+    """The contract's ``secondaryMicro``: ``metric_micro(value)``, or NO_METRIC for None.
+
+    Example:
+      >>> secondary_micro(None) == NO_METRIC_MICRO, secondary_micro(0.5)
+      (True, 500000)
+    """
+    return NO_METRIC_MICRO if value is None else metric_micro(value)

@@ -26,6 +26,7 @@ from fednode.chain.constants import check_uint
 from fednode.chain.deploy import Deployment, bind_contract
 from fednode.chain.ledger_reads import LedgerReader
 from fednode.chain.records import epsilon_budget_micro
+from fednode.chain.web3_evaluations import Web3Evaluations
 from fednode.chain.web3_governance import Web3Governance
 from fednode.chain.revert import revert_error_from
 from fednode.chain.transactions import SignedTx, TransactionSender
@@ -37,7 +38,7 @@ __all__ = ["Web3Ledger"]
 _T = TypeVar("_T")
 
 
-class Web3Ledger(Web3Governance):
+class Web3Ledger(Web3Governance, Web3Evaluations):
     """The Ledger on a JSON-RPC chain, acting as ``account``.
 
     Args:
@@ -69,6 +70,7 @@ class Web3Ledger(Web3Governance):
         self.consortium = bind_contract(w3, deployment, "Consortium")
         self.registry = bind_contract(w3, deployment, "TaskRegistry")
         self.ledger = bind_contract(w3, deployment, "UpdateLedger")
+        self.evaluations = bind_contract(w3, deployment, "EvaluationLedger")
         self._reader = LedgerReader(self.registry, self.ledger, log_chunk_size=log_chunk_size)
         chain_id = self.transactions.chain_id
         if chain_id != deployment.chain_id:

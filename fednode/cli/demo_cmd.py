@@ -101,7 +101,7 @@ def _federate(args: argparse.Namespace, network_dir: Path, console: Console) -> 
     from fednode.auditor.replay import verify_task
     from fednode.chain.connect import open_ledger
     from fednode.cli.audit_cmd import render_report
-    from fednode.cli.demo_facts import chain_facts
+    from fednode.cli.demo_facts import chain_facts, evaluation_facts
     from fednode.cli.demo_flow import hospitals_online
     sites = _load_sites(args.task)
     publisher = open_ledger(network_dir, "publisher", confirmations=args.confirmations)
@@ -116,12 +116,14 @@ def _federate(args: argparse.Namespace, network_dir: Path, console: Console) -> 
         final = _final_params(aggregator, task_id)
         metrics = _metrics(spec, final, hospitals, sites)
     auditor = open_ledger(network_dir, "auditor")
+    evaluations = evaluation_facts(auditor, task_id, {h.edge_address: h.site.name for h in hospitals})
     audits = [verify_task(auditor, t) for t in (stats_task, task_id) if t]
     for audit in audits:
         render_report(audit, console)
     facts = chain_facts(auditor, network_dir, [t for t in (stats_task, task_id) if t])
     return {"task": args.task, "task_id": task_id, "feature_stats_task_id": stats_task or None,
             "spec": json.loads(spec.to_json()), "rounds": curve, **metrics,
+            "evaluations": evaluations,
             "audit": {"ok": all(a.ok for a in audits), "tasks": [a.to_dict() for a in audits]},
             "chain": facts}
 
@@ -176,6 +178,8 @@ def _train(spec, publisher, aggregator, hospitals, console: Console):
     curve = []
     columns = (TextColumn("[bold]round"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
+    # every hospital evaluates each final version on its own test split, signed via its edge
+    evaluations = [(h, h.evaluate_version(task_id, 0)) for h in hospitals]
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("rounds", total=spec.rounds, status="")
         for round_index in range(spec.rounds):
@@ -191,6 +195,11 @@ def _train(spec, publisher, aggregator, hospitals, console: Console):
                           "block": result.record.block_number})
             progress.update(bar, advance=1, status=f"v{result.record.version} pooled acc "
                             f"{pooled.accuracy:.3f} auc {pooled.auc:.3f}")
+            evaluations += [(h, h.evaluate_version(task_id, result.record.version))
+                            for h in hospitals]
+    for hospital, ref in evaluations:
+        hospital.client.wait_evaluation_committed(ref, timeout=120)
+    console.print(f"[green]✓[/] {len(evaluations)} per-site evaluations signed on chain")
     return task_id, curve
 
 
@@ -234,6 +243,11 @@ def _finish(report: dict, args: argparse.Namespace, console: Console) -> None:
     console.print(f"chain: {chain['validators']} validators, {chain['blocks']} blocks, "
                   f"{chain['transactions']} transactions, {chain['gas_used']} gas, "
                   f"{chain['payload_bytes']} payload bytes")
+    final = report["evaluations"]["final"]
+    if final is not None:
+        failing = ", ".join(final["failing_sites"]) or "none"
+        console.print(f"per-site gate (floor {report['evaluations']['metric_floor']}) on version "
+                      f"{final['version']}: [bold]{final['state']}[/] (below floor: {failing})")
     verdict = "[green]beats[/]" if report["target"]["met"] else "[red]does NOT beat[/]"
     console.print(f"pooled accuracy {pooled:.3f} {verdict} {target_name} {target}")
     if args.report_json:

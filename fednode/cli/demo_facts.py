@@ -1,15 +1,21 @@
-"""Auditor: chain facts for the demo report, read from the validators (blocks, txs, gas, bytes)."""
+"""Auditor: chain facts for the demo report, read from the validators (blocks, txs, gas, bytes).
+
+``evaluation_facts`` reads the per-site evaluations of every version back from
+``EvaluationLedger`` and applies the task's per-site acceptance gate to each version.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fednode.aggregator.acceptance import version_acceptance
+from fednode.chain.ledger import Ledger
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.network.info import load_network
 
-__all__ = ["chain_facts"]
+__all__ = ["chain_facts", "evaluation_facts"]
 
 
 def _block_totals(ledger: Web3Ledger, first: int, last: int) -> tuple[int, int, Counter]:
@@ -50,4 +56,37 @@ def chain_facts(ledger: Web3Ledger, network_dir: Path, task_ids: Sequence[int]) 
         "update_payload_bytes": update_bytes,
         "global_model_payload_bytes": global_bytes,
         "updates": sum(len(ledger.read_updates(t)) for t in task_ids),
+    }
+
+
+def evaluation_facts(ledger: Ledger, task_id: int, site_of: Mapping[str, str]) -> dict:
+    """Per-site metrics of every version, as the edges signed them on chain, and the gate.
+
+    Args:
+      ledger: any ledger view (read only).
+      task_id: the task whose versions were evaluated.
+      site_of: edge address -> site name; these edges must evaluate every version.
+
+    Returns:
+      ``{"metric_floor", "versions": [{"version", "state", "failing_sites", "sites": {site:
+      {"edge", "accuracy", "auc", "num_examples", "block"}}}], "final": {...}}``.
+    """
+    spec = ledger.get_task(task_id).spec
+    records = ledger.read_evaluations(task_id)
+    versions = []
+    for version in sorted({r.version for r in records}):
+        gate = version_acceptance(spec, version, records, sites=tuple(site_of))
+        sites = {
+            site_of.get(r.edge, r.edge): {"edge": r.edge, "accuracy": r.metric, "auc": r.secondary,
+                                          "num_examples": r.num_examples, "block": r.block_number}
+            for r in records if r.version == version
+        }
+        versions.append({"version": version, "state": gate.state.value, "sites": sites,
+                         "failing_sites": [site_of.get(e, e) for e in gate.decision.failing_sites]})
+    final = versions[-1] if versions else None
+    return {
+        "metric_floor": spec.metric_floor,
+        "versions": versions,
+        "final": None if final is None
+        else {k: final[k] for k in ("version", "state", "failing_sites")},
     }

@@ -8,6 +8,7 @@ shortcuts the chain: every number the demo reports was read back from it.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ class Hospital:
     site: SiteData
     edge_name: str
     client: EdgeClient
+    edge_address: str = ""
     normalizer: Normalizer | None = None
     transform_state: Any = None
     dp_steps: int = 0
@@ -66,6 +68,18 @@ class Hospital:
         ref = self.client.post_update(task_id, version, delta, num_examples=update.num_examples,
                                       epsilon_micro=self._privacy_spend(spec, update.num_examples))
         return version, ref
+
+    def evaluate_version(self, task_id: int, version: int) -> str:
+        """Evaluates final global ``version`` on the local test split; posts it signed.
+
+        Accuracy is the metric and AUC the second one (None where the test set has one class).
+        Returns the edge's evaluation reference; the edge submits it with its own account.
+        """
+        _, params = self.client.fetch_global(task_id, version=version)
+        result = evaluate(params, *self.test_data())
+        auc = None if math.isnan(result.auc) else result.auc
+        return self.client.post_evaluation(task_id, version, metric=result.accuracy,
+                                           num_examples=result.num_examples, secondary=auc)
 
     def _privacy_spend(self, spec: TaskSpec, num_examples: int) -> int:
         """Micro-epsilon this round adds to the site's on-chain privacy ledger (0 without DP)."""
@@ -103,7 +117,8 @@ def hospitals_online(
             servers.append(server)
             identity = DeviceIdentity.generate(device_id=_device_id(site.name))
             enroll_device(server.store, identity.device_id, identity.public_key_hex)
-            hospitals.append(Hospital(site, edge_name, EdgeClient(server.url, identity)))
+            client = EdgeClient(server.url, identity)
+            hospitals.append(Hospital(site, edge_name, client, edge_address=ledger.sender))
         yield hospitals
     finally:
         for server in servers:

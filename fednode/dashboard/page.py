@@ -55,14 +55,19 @@ async function showTask(id) {
   $('task-title').textContent = `Task ${t.task_id} “${t.name}” — ${t.state}, ${t.aggregation}`;
   $('task-audit').innerHTML = t.audit_ok ? '<span class="ok">audit: every version recomputed bit for bit</span>'
                                          : '<span class="bad">audit FAILED</span>';
+  const gateCss = {accepted: 'ok', rejected: 'bad'};
   $('versions').innerHTML = t.versions.map(v => `<tr class="click" onclick="showTrace('${v.digest}')">
     <td>v${v.version}</td><td class="mono">${short(v.digest)}</td><td>${v.updates.length}</td><td>${v.block}</td>
-    <td>${v.ok ? '<span class="ok">✓ match</span>' : `<span class="bad">✗ ${esc(v.detail + ' ' + (v.findings || []).join('; '))}</span>`}</td></tr>`).join('');
+    <td>${v.ok ? '<span class="ok">✓ match</span>' : `<span class="bad">✗ ${esc(v.detail + ' ' + (v.findings || []).join('; '))}</span>`}</td>
+    <td class="gate ${gateCss[v.acceptance] || ''}">${esc(v.acceptance || '')}</td></tr>`).join('');
   const sites = Object.keys(t.site_metrics);
   const versions = [...new Set(sites.flatMap(s => Object.keys(t.site_metrics[s])))].sort((a, b) => a - b);
-  $('metrics-head').innerHTML = '<th>site</th>' + versions.map(v => `<th>v${v} ‖Δ‖ / dist</th>`).join('');
+  $('metrics-title').textContent = `Per-site metrics (signed evaluations, floor ${t.metric_floor})`;
+  $('metrics-head').innerHTML = '<th>site</th>' + versions.map(v => `<th>v${v}</th>`).join('');
   $('metrics').innerHTML = sites.map(s => `<tr><td class="mono">${short(s)}</td>` + versions.map(v => {
-    const m = t.site_metrics[s][v]; return `<td>${m ? m.norm.toFixed(3) + ' / ' + m.distance.toFixed(3) : ''}</td>`; }).join('') + '</tr>').join('');
+    const m = t.site_metrics[s][v]; if (!m) return '<td></td>';
+    return `<td class="${m.metric >= t.metric_floor ? '' : 'bad'}">${m.metric.toFixed(3)}${m.secondary === null ? '' : ' / ' + m.secondary.toFixed(3)}</td>`; }).join('') + '</tr>').join('')
+    || '<tr><td>no evaluations on chain yet</td></tr>';
   $('privacy').innerHTML = Object.entries(t.privacy_spent).map(([e, s]) =>
     `<tr><td class="mono">${short(e)}</td><td>${bar(s, t.epsilon_budget)}</td></tr>`).join('') || '<tr><td>no updates yet</td></tr>';
   const keep = t.versions.some(v => v.digest === currentTrace);
@@ -74,7 +79,8 @@ async function showTrace(digest) {
   if (digest !== currentTrace) return;  // a later click won the race
   $('trace-title').textContent = `Provenance of ${short(tr.digest)} (task ${tr.task_id}, v${tr.version})`;
   $('trace').innerHTML = tr.lineage.slice().reverse().map(v => `<li>v${v.version} <b>${short(v.digest)}</b>
-    by ${short(v.aggregator)}, block ${v.block_number}${v.sealer ? ' sealed by ' + short(v.sealer) : ''}<ul>` +
+    by ${short(v.aggregator)}, block ${v.block_number}${v.sealer ? ' sealed by ' + short(v.sealer) : ''}, gate ${esc(v.acceptance)}<ul>` +
+    (v.evaluations || []).map(e => `<li>evaluation by edge ${short(e.edge)}: ${e.metric.toFixed(3)} on ${e.num_examples} examples, block ${e.block_number}</li>`).join('') +
     v.updates.map(u => `<li>update ${u.update_id} from edge ${short(u.edge)} on v${u.base_version}: ${u.num_examples} examples,
       ε ${(u.epsilon_micro / 1e6).toFixed(2)}, ${u.payload_bytes} B, block ${u.block_number}${u.sealer ? ' sealed by ' + short(u.sealer) : ''}</li>`).join('') +
     '</ul></li>').join('');
@@ -97,9 +103,9 @@ PAGE = f"""<!doctype html><html><head><meta charset="utf-8"><title>fednode dashb
 <section><h2>Tasks</h2><table><thead><tr><th>id</th><th>name</th><th>state</th><th>version</th>
 <th>updates</th><th>live round</th></tr></thead><tbody id="tasks"></tbody></table></section>
 <section class="wide"><h2 id="task-title">Task</h2><div id="task-audit"></div>
-<table><thead><tr><th>version</th><th>digest</th><th>updates</th><th>block</th><th>audit</th></tr></thead>
+<table><thead><tr><th>version</th><th>digest</th><th>updates</th><th>block</th><th>audit</th><th>gate</th></tr></thead>
 <tbody id="versions"></tbody></table></section>
-<section><h2>Per-site metrics (update norm / distance from the mean update)</h2>
+<section><h2 id="metrics-title">Per-site metrics (signed evaluations)</h2>
 <table><thead><tr id="metrics-head"></tr></thead><tbody id="metrics"></tbody></table></section>
 <section><h2>Privacy budgets</h2><table><tbody id="privacy"></tbody></table></section>
 <section class="wide"><h2 id="trace-title">Provenance</h2><ul class="tree" id="trace"></ul></section>

@@ -11,9 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from fednode.aggregator.acceptance import version_acceptance
 from fednode.auditor.node import NodeReader, node_reader
 from fednode.auditor.replay import verify_task
-from fednode.auditor.report_data import update_norms
+from fednode.auditor.report_data import site_metrics, update_norms
 from fednode.auditor.trace import trace_digest
 from fednode.chain.constants import ROLE_NAMES
 from fednode.types import EPSILON_SCALE, TaskState
@@ -98,21 +99,42 @@ def _audit(source: DashboardSource, task_id: int, latest: int) -> dict[str, Any]
     return source._audits[key]
 
 
+def _evaluations(ledger: Any, task: Any) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Per-site signed metrics ``{edge: {version: {...}}}`` and the gate of every version."""
+    records = ledger.read_evaluations(task.task_id)
+    sites = tuple(getattr(ledger, "edges", lambda: [])())
+    metrics = {
+        edge: {str(v): {"metric": m, "secondary": s} for v, (m, s) in rows.items()}
+        for edge, rows in site_metrics(tuple(records)).items()
+    }
+    gates = {}
+    for version in range(task.latest_version + 1):
+        gate = version_acceptance(task.spec, version, records, sites=sites)
+        gates[version] = {"acceptance": gate.state.value,
+                          "failing_sites": list(gate.decision.failing_sites),
+                          "missing_sites": list(gate.missing)}
+    return metrics, gates
+
+
 def task_view(source: DashboardSource, task_id: int) -> dict[str, Any]:
-    """One task: versions (with audit verdicts), updates, per-site metrics, privacy budget."""
+    """One task: versions (audit verdicts, acceptance state), updates, per-site metrics."""
     ledger = source.ledger
     task = ledger.get_task(task_id)
     versions = ledger.read_global_models(task_id)
     updates = ledger.read_updates(task_id)
     audit = _audit(source, task_id, task.latest_version)
     norms = update_norms(tuple(versions), tuple(updates))
+    metrics, gates = _evaluations(ledger, task)
     return {
         **_task_summary(ledger, task), "audit_ok": audit["ok"],
+        "metric_floor": task.spec.metric_floor,
         "versions": [{"version": v.version, "digest": "0x" + v.digest.hex(),
                       "aggregator": v.aggregator, "block": v.block_number,
-                      "updates": list(v.update_ids), **audit["versions"].get(v.version, {})}
+                      "updates": list(v.update_ids), **audit["versions"].get(v.version, {}),
+                      **gates.get(v.version, {})}
                      for v in versions],
-        "site_metrics": {edge: {str(k): {"norm": n, "distance": d} for k, (n, d) in rows.items()}
+        "site_metrics": metrics,
+        "update_norms": {edge: {str(k): {"norm": n, "distance": d} for k, (n, d) in rows.items()}
                          for edge, rows in norms.items()},
         "updates_list": [{"update_id": u.update_id, "edge": u.edge, "base_version": u.base_version,
                           "num_examples": u.num_examples,

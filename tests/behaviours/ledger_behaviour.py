@@ -20,7 +20,7 @@ import pytest
 from fednode.chain.constants import AGGREGATOR_ROLE, EDGE_ROLE, MAX_PAYLOAD_SIZE, PUBLISHER_ROLE
 from fednode.chain.ledger import Ledger
 from fednode.codec import digest_bytes, encode_params
-from fednode.errors import ContractRevertError
+from fednode.errors import ContractRevertError, FednodeValueError
 from fednode.types import TaskSpec, TaskState
 
 __all__ = ["LEDGER_BEHAVIOURS", "LedgerActors", "make_spec"]
@@ -329,11 +329,88 @@ def cancels_a_task_by_its_publisher_only(actors: LedgerActors) -> None:
     )
 
 
+def submits_and_reads_evaluations_of_final_versions(actors: LedgerActors) -> None:
+    # Arrange: version 0 evaluated, then version 1 committed (the task is then Finished)
+    task_id = _publish(actors, rounds=1, min_updates=1)
+    e0, e1 = actors.edges[:2]
+    first = e0.submit_evaluation(task_id, 0, metric=0.5, num_examples=20, secondary=0.25)
+    update = e1.submit_update(task_id, 0, _model(1.0), num_examples=5)
+    actors.aggregator.commit_global_model(task_id, 1, _model(2.0), [update])
+    # Act: the last version of a finished task can still be evaluated
+    second = e1.submit_evaluation(task_id, 1, metric=0.8125, num_examples=30)
+    third = e0.submit_evaluation(task_id, 1, metric=1.0, num_examples=10, secondary=0.0)
+    # Assert
+    assert first < second < third
+    everything = actors.outsider.read_evaluations(task_id)
+    assert [r.evaluation_id for r in everything] == [first, second, third]
+    a, b, c = everything
+    assert (a.task_id, a.version, a.edge, a.metric_micro, a.secondary_micro) == (
+        task_id, 0, e0.sender, 500_000, 250_000
+    )
+    assert (b.edge, b.metric, b.secondary, b.num_examples) == (e1.sender, 0.8125, None, 30)
+    assert (c.metric, c.secondary) == (1.0, 0.0)
+    assert a.block_number < b.block_number <= c.block_number
+    assert actors.outsider.read_evaluations(task_id, 1) == [b, c]
+    assert actors.outsider.read_evaluations(task_id, 0) == [a]
+    assert actors.outsider.get_task(task_id).state == TaskState.FINISHED
+
+
+def refuses_bad_evaluations(actors: LedgerActors) -> None:
+    task_id = _publish(actors)
+    edge = actors.edges[0]
+    _expect(
+        "AccessControlUnauthorizedAccount",
+        lambda: actors.outsider.submit_evaluation(task_id, 0, metric=0.5, num_examples=1),
+        account=actors.outsider.sender,
+        neededRole=EDGE_ROLE,
+    )
+    _expect(
+        "EvaluationLedgerUnknownVersion",
+        lambda: edge.submit_evaluation(task_id, 1, metric=0.5, num_examples=1),
+        taskId=task_id,
+        version=1,
+        latestVersion=0,
+    )
+    _expect(
+        "EvaluationLedgerMetricOutOfRange",
+        lambda: edge.submit_evaluation(task_id, 0, metric=1.5, num_examples=1),
+        valueMicro=1_500_000,
+        maxMicro=1_000_000,
+    )
+    _expect(
+        "EvaluationLedgerMetricOutOfRange",
+        lambda: edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=1, secondary=1.25),
+        valueMicro=1_250_000,
+        maxMicro=1_000_000,
+    )
+    _expect(
+        "EvaluationLedgerZeroExamples",
+        lambda: edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=0),
+    )
+    _expect(
+        "TaskRegistryUnknownTask",
+        lambda: edge.submit_evaluation(10**9, 0, metric=0.5, num_examples=1),
+        taskId=10**9,
+    )
+    edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=1)
+    _expect(
+        "EvaluationLedgerDuplicateEvaluation",
+        lambda: edge.submit_evaluation(task_id, 0, metric=0.6, num_examples=2),
+        taskId=task_id,
+        version=0,
+        edge=edge.sender,
+    )
+    with pytest.raises(FednodeValueError):
+        edge.submit_evaluation(task_id, 0, metric=float("nan"), num_examples=1)
+    assert [r.metric for r in actors.outsider.read_evaluations(task_id)] == [0.5]
+
+
 def reports_unknown_tasks(actors: LedgerActors) -> None:
     for read in (
         actors.outsider.get_task,
         actors.outsider.read_updates,
         actors.outsider.read_global_models,
+        actors.outsider.read_evaluations,
     ):
         _expect("TaskRegistryUnknownTask", lambda read=read: read(10**9), taskId=10**9)
 
@@ -350,5 +427,7 @@ LEDGER_BEHAVIOURS: tuple[Callable[[LedgerActors], None], ...] = (
     refuses_bad_global_commits,
     refuses_stale_and_reused_updates_in_commits,
     cancels_a_task_by_its_publisher_only,
+    submits_and_reads_evaluations_of_final_versions,
+    refuses_bad_evaluations,
     reports_unknown_tasks,
 )

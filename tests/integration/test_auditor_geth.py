@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 
 import pytest
 from auditor_chain import audited_chain_on
 
 from fednode.auditor.card import build_card, sign_card
 from fednode.auditor.card_check import check_card
+from fednode.auditor.clique_anchor import Anchor
+from fednode.auditor.genesis_anchor import genesis_anchor
+from fednode.auditor.roles import role_history
 from fednode.chain.connect import load_account, open_ledger
+from fednode.chain.constants import EDGE_ROLE
+from fednode.chain.roles import REGISTERED_EDGE
 from fednode.cli.main import main as fednode_main
 from fednode.network.info import load_network
 
@@ -48,6 +55,13 @@ def test_trace_names_the_sealing_validators(chain, capsys):
     sealers = {u["sealer"] for v in trace["lineage"] for u in v["updates"]}
     assert code == 0 and sealers and sealers <= signers
     assert trace["privacy_spent"][chain.edges["edge-3"]] == 0.5
+    v2 = trace["lineage"][-1]
+    assert [v["acceptance"] for v in trace["lineage"]] == ["pending", "pending", "accepted"]
+    assert {e["edge"]: e["metric"] for e in v2["evaluations"]} == {
+        chain.edges["edge-1"]: 0.75, chain.edges["edge-2"]: 0.8125, chain.edges["edge-3"]: 0.9,
+        open_ledger(chain.network_dir, "edge-4").sender: 0.7,
+    }
+    assert all(e["block_number"] > v2["block_number"] for e in v2["evaluations"])
 
 
 def test_affected_says_direct_and_by_descent(chain, capsys):
@@ -66,10 +80,11 @@ def test_card_roundtrip_through_the_cli_verifies_offline(chain, capsys, tmp_path
     # Act
     made, _ = _cli(capsys, "audit", "card", "--network-dir", str(chain.network_dir),
                    chain.digests[-1], "--out", str(card))
-    code, out = _cli(capsys, "audit", "check-card", str(card), "--expect-signer", auditor)
+    code, out = _cli(capsys, "audit", "check-card", str(card), "--expect-signer", auditor,
+                     "--genesis", load_network(chain.network_dir).genesis)
     # Assert
     assert made == 0 and code == 0, out
-    assert "VERIFIED" in out and out.count("ok  ") == 6
+    assert "VERIFIED" in out and out.count("ok  ") == 7
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +108,8 @@ def _failed(verdict) -> set[str]:
 
 
 def test_pristine_card_passes_every_check(card):
-    assert check_card(card).ok
+    verdict = check_card(card)
+    assert verdict.intact and verdict.status == "UNANCHORED"
 
 
 @pytest.mark.parametrize(("path", "value", "failing"), [
@@ -136,6 +152,127 @@ def test_html_report_is_self_contained_with_figures(chain, capsys, tmp_path):
     # Assert
     page = out.read_text()
     assert code == 0
-    assert len(re.findall(r"src='data:image/png;base64,", page)) == 5
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 6
     assert "every version recomputed bit for bit" in page
+    assert "learning curves per site (on-chain evaluations)" in page
+    assert "<td>v2</td><td class=ok>accepted</td>" in page
     assert not re.search(r"(src|href)=['\"]https?:", page)
+
+
+# --- roles at each block (issue 6) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def revoked_chain(geth_network, tmp_path_factory):
+    """A second audited task whose edge-3 loses EDGE_ROLE after its update was accepted."""
+    revoked = audited_chain_on(geth_network.dir, tmp_path_factory.mktemp("auditor-revoked"))
+    open_ledger(revoked.network_dir, "admin").revoke_role(EDGE_ROLE, revoked.edges["edge-3"])
+    return revoked
+
+
+def test_role_history_agrees_with_historical_eth_call(revoked_chain):
+    # Arrange
+    ledger = open_ledger(revoked_chain.network_dir, "auditor")
+    changes = ledger.role_changes()
+    history = role_history(changes)
+    blocks = sorted({c.block + d for c in changes for d in (-1, 0, 1)})
+    pairs = {(c.role, c.account) for c in changes if c.role != REGISTERED_EDGE}
+    _wait_for_head(ledger, blocks[-1])  # the block after the last change may not be sealed yet
+    # Act
+    mismatches = [(role, account, block) for role, account in pairs for block in blocks
+                  if history.held(role, account, block)
+                  != ledger.has_role_at(role, account, block)]
+    # Assert
+    assert mismatches == []
+    assert any(not c.granted and c.role == EDGE_ROLE for c in changes)
+
+
+def _wait_for_head(ledger, block: int, *, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while ledger.w3.eth.block_number < block:
+        assert time.monotonic() < deadline, f"the chain did not reach block {block} in {timeout}s"
+        time.sleep(0.5)
+
+
+def test_edge_revoked_after_its_update_still_verifies(revoked_chain, capsys):
+    # Arrange
+    ledger = open_ledger(revoked_chain.network_dir, "auditor")
+    edge = revoked_chain.edges["edge-3"]
+    [update] = [u for u in ledger.read_updates(revoked_chain.task_id) if u.edge == edge]
+    # Act
+    code, out = _cli(capsys, "audit", "verify", "--network-dir", str(revoked_chain.network_dir),
+                     "--task", str(revoked_chain.task_id), "--json")
+    # Assert
+    assert code == 0 and json.loads(out)["ok"], out
+    assert ledger.has_role_at(EDGE_ROLE, edge, update.block_number)
+    assert not ledger.has_role(EDGE_ROLE, edge)
+
+
+# --- trust anchor of provenance cards (issue 6) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def card_file(chain, tmp_path_factory):
+    path = tmp_path_factory.mktemp("anchored-card") / "card.json"
+    assert fednode_main(["audit", "card", "--network-dir", str(chain.network_dir),
+                         chain.digests[-1], "--out", str(path)]) == 0
+    return path
+
+
+def _genesis_path(chain) -> str:
+    return load_network(chain.network_dir).genesis
+
+
+def test_genesis_file_hashes_to_the_chains_block_zero(chain):
+    # Arrange
+    ledger = open_ledger(chain.network_dir, "auditor")
+    genesis = json.loads(Path(_genesis_path(chain)).read_text())
+    # Act
+    anchor = genesis_anchor(genesis)
+    # Assert
+    assert anchor.block_hash == bytes(ledger.w3.eth.get_block(0)["hash"])
+    assert set(anchor.signers) == set(load_network(chain.network_dir).signers)
+
+
+def test_card_is_unanchored_without_an_anchor(card_file, capsys):
+    # Act
+    code, out = _cli(capsys, "audit", "check-card", str(card_file))
+    # Assert
+    assert code == 3 and "UNANCHORED: integrity only" in out
+    assert out.count("ok  ") == 6 and "FAIL" not in out
+
+
+def test_card_is_verified_against_the_genesis_and_a_trusted_hash(chain, card_file, capsys):
+    # Arrange: the hash of the card's last header, as the auditor's own node serves it
+    body = json.loads(card_file.read_text())["card"]
+    last = max(int(n) for n in body["headers"])
+    trusted = open_ledger(chain.network_dir, "auditor").w3.eth.get_block(last)["hash"]
+    # Act
+    by_genesis = _cli(capsys, "audit", "check-card", str(card_file), "--genesis",
+                      _genesis_path(chain), "--json")
+    by_hash = _cli(capsys, "audit", "check-card", str(card_file), "--trusted-block-hash",
+                   "0x" + bytes(trusted).hex())
+    # Assert
+    verdict = json.loads(by_genesis[1])
+    assert by_genesis[0] == 0 and verdict["status"] == "VERIFIED", by_genesis[1]
+    assert body["header_chain"] and "0" in body["headers"]
+    assert by_hash[0] == 0 and "VERIFIED" in by_hash[1] and "ok   anchor" in by_hash[1]
+
+
+def test_card_with_a_foreign_sealed_header_is_rejected_by_the_anchor(chain, card_file):
+    # Arrange: someone reseals the last header (and fixes the signature) with a key of theirs
+    from tests.unit.auditor.clique_chain import FOREIGN, seal
+
+    card = json.loads(card_file.read_text())
+    last = str(max(int(n) for n in card["card"]["headers"]))
+    card["card"]["headers"][last] = seal(card["card"]["headers"][last], FOREIGN)
+    card["card"]["signers"].append(FOREIGN.public_key.to_checksum_address())
+    resigned = sign_card(card["card"], _some_account())
+    anchor = Anchor(genesis=genesis_anchor(json.loads(Path(_genesis_path(chain)).read_text())))
+    # Act
+    unanchored, anchored = check_card(resigned), check_card(resigned, anchor=anchor)
+    # Assert
+    assert unanchored.status == "UNANCHORED"  # integrity alone cannot tell
+    assert anchored.status == "REJECTED" and _failed(anchored) == {"anchor"}
+    [check] = [c for c in anchored.checks if c.name == "anchor"]
+    assert f"block {last}: sealed by {FOREIGN.public_key.to_checksum_address()}" in check.detail

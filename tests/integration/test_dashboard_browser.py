@@ -85,6 +85,10 @@ def test_dashboard_shows_members_tasks_audit_and_provenance(dashboard, browser):
     assert "every version recomputed bit for bit" in browser.find_element(By.ID, "task-audit").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#versions tr")) == 3
     assert browser.find_element(By.ID, "privacy").text.count("/ 5") == 3
+    gates = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#versions td.gate")]
+    assert gates == ["pending", "pending", "accepted"]
+    metrics = browser.find_element(By.ID, "metrics").text
+    assert all(value in metrics for value in ("0.750", "0.813", "0.900", "0.700"))
     assert ARTIFACT.stat().st_size > 10_000
 
 

@@ -12,6 +12,9 @@ from fednode.dashboard import DashboardSource, create_app
 @pytest.fixture(scope="module")
 def client():
     scenario = run_scenario()
+    for index, edge in enumerate(scenario.edges):  # every site evaluates v2: one below 0.5
+        view = scenario.ledger.as_sender(edge)
+        view.submit_evaluation(scenario.task_id, 2, metric=0.4 + 0.2 * index, num_examples=9)
     source = DashboardSource(scenario.ledger, {"edge-1": scenario.edges[0]})
     return TestClient(create_app(source)), scenario
 
@@ -49,7 +52,10 @@ def test_task_detail_has_audit_versions_and_site_metrics(client):
     # Assert
     assert task["audit_ok"] is True
     assert [v["ok"] for v in task["versions"]] == [True, True, True]
-    assert len(task["site_metrics"]) == 3
+    assert len(task["update_norms"]) == 3
+    metrics = task["site_metrics"]
+    assert [round(metrics[edge]["2"]["metric"], 3) for edge in client[1].edges] == [0.4, 0.6, 0.8]
+    assert [v["acceptance"] for v in task["versions"]] == ["pending", "pending", "accepted"]
 
 
 def test_trace_and_unknown_digest(client):

@@ -12,6 +12,7 @@ from fednode.errors import ChainError, FednodeValueError
 
 ADDRESSES = {
     "Consortium": "0x" + "11" * 20,
+    "EvaluationLedger": "0x" + "44" * 20,
     "TaskRegistry": "0x" + "22" * 20,
     "UpdateLedger": "0x" + "33" * 20,
 }

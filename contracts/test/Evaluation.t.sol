@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {Consortium} from "../Consortium.sol";
+import {EvaluationLedger} from "../EvaluationLedger.sol";
+import {TaskRegistry} from "../TaskRegistry.sol";
+import {UpdateLedger} from "../UpdateLedger.sol";
+import {IEvaluationLedger, METRIC_SCALE_MICRO, NO_METRIC} from "../interfaces/IEvaluationLedger.sol";
+import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
+import {vm} from "./Cheats.sol";
+
+/// @dev Fuzzed properties of EvaluationLedger: range checks, one evaluation per edge and
+/// version, only final versions.
+contract EvaluationFuzzTest {
+    Consortium private consortium;
+    TaskRegistry private registry;
+    UpdateLedger private ledger;
+    EvaluationLedger private evaluations;
+    address private constant EDGE = address(0xE0);
+    address private constant OTHER_EDGE = address(0xE1);
+
+    function setUp() public {
+        consortium = new Consortium(0);
+        registry = new TaskRegistry(consortium);
+        ledger = new UpdateLedger(consortium, registry);
+        evaluations = new EvaluationLedger(consortium, ledger);
+        registry.setLedger(address(ledger));
+        consortium.grantRole(consortium.PUBLISHER_ROLE(), address(this));
+        consortium.registerEdge(EDGE, address(0xF0), "edge");
+        consortium.registerEdge(OTHER_EDGE, address(0xF1), "other");
+    }
+
+    function _task() private returns (uint256) {
+        return registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, 0, 1), "m");
+    }
+
+    function testFuzz_metricsOutsideTheUnitRangeRevert(uint32 metric, uint32 secondary) public {
+        uint256 task = _task();
+        bool metricOk = metric <= METRIC_SCALE_MICRO;
+        bool secondaryOk = secondary <= METRIC_SCALE_MICRO || secondary == NO_METRIC;
+        if (!metricOk) {
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    IEvaluationLedger.EvaluationLedgerMetricOutOfRange.selector, metric, METRIC_SCALE_MICRO
+                )
+            );
+        } else if (!secondaryOk) {
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    IEvaluationLedger.EvaluationLedgerMetricOutOfRange.selector, secondary, METRIC_SCALE_MICRO
+                )
+            );
+        }
+        vm.prank(EDGE);
+        evaluations.submitEvaluation(task, 0, metric, secondary, 1);
+        if (metricOk && secondaryOk) {
+            IEvaluationLedger.Evaluation[] memory stored = evaluations.evaluations(task, 0);
+            require(stored.length == 1 && stored[0].metricMicro == metric, "stored");
+            require(stored[0].secondaryMicro == secondary, "secondary");
+        }
+    }
+
+    function testFuzz_secondEvaluationOfAVersionReverts(uint32 first, uint32 second) public {
+        uint256 task = _task();
+        first = first % (METRIC_SCALE_MICRO + 1);
+        second = second % (METRIC_SCALE_MICRO + 1);
+        vm.prank(EDGE);
+        evaluations.submitEvaluation(task, 0, first, NO_METRIC, 1);
+        vm.prank(OTHER_EDGE);
+        evaluations.submitEvaluation(task, 0, second, NO_METRIC, 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IEvaluationLedger.EvaluationLedgerDuplicateEvaluation.selector, task, uint32(0), EDGE
+            )
+        );
+        vm.prank(EDGE);
+        evaluations.submitEvaluation(task, 0, second, NO_METRIC, 1);
+        require(evaluations.evaluations(task, 0).length == 2, "two sites");
+    }
+
+    function testFuzz_onlyFinalVersionsCanBeEvaluated(uint32 version) public {
+        uint256 task = _task();
+        vm.assume(version > 0);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IEvaluationLedger.EvaluationLedgerUnknownVersion.selector, task, version, uint32(0)
+            )
+        );
+        vm.prank(EDGE);
+        evaluations.submitEvaluation(task, version, 1, NO_METRIC, 1);
+    }
+}
