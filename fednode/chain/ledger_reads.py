@@ -4,34 +4,47 @@ Storage is the authority on metadata and digests; ``eth_getLogs`` (in block chun
 at the block the contract recorded) finds the transaction that carried each payload; the
 payload is decoded from that transaction's calldata and must hash to the stored digest.
 Everything is read at one pinned block (``head``) so a read is consistent.
+
+Reads of many records go out as JSON-RPC batches (``read_batch``): the storage structs of all
+updates in one batch, their transactions in another, instead of two round trips per update.
+Global versions and their commits that are final ``finality_depth`` blocks below the head are
+kept in a ``FinalityCache`` and not read again while the chain under them stays the same.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
+from web3.exceptions import BlockNotFound
 
-from fednode.chain.records import GlobalModelCommit
+from fednode.chain.cached_versions import CachedVersionReads
+from fednode.chain.read_batch import read_in_batches
+from fednode.chain.read_cache import FinalityCache
 from fednode.errors import ChainError
-from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
+from fednode.types import LedgerUpdate, TaskRecord, TaskSpec, TaskState
 
 __all__ = ["LedgerReader"]
 
 _CALLDATA_CACHE_SIZE = 256
 
 
-class LedgerReader:
+class LedgerReader(CachedVersionReads):
     """Reads a TaskRegistry / UpdateLedger pair; see the module docstring for the sources."""
 
-    def __init__(self, registry: Contract, ledger: Contract, *, log_chunk_size: int) -> None:
+    def __init__(
+        self, registry: Contract, ledger: Contract, *, log_chunk_size: int, finality_depth: int
+    ) -> None:
         self.registry = registry
         self.ledger = ledger
         self.w3 = ledger.w3
         self.log_chunk_size = log_chunk_size
+        self.final = FinalityCache(finality_depth)
         self._calldata: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
 
     # --- tasks ----------------------------------------------------------------------------
@@ -74,13 +87,16 @@ class LedgerReader:
                 raise ChainError(
                     f"task {task_id}: {len(logs)} update logs, storage says {expected}"
                 )
-        return [self._update(log, head) for log in logs]
+        ids = [int(log["args"]["updateId"]) for log in logs]
+        tx_hashes = [bytes(log["transactionHash"]) for log in logs]
+        stored = self._structs(self.ledger, "update", [(i,) for i in ids], head=head)
+        calldata = self._args_many(tx_hashes, self.ledger, "submitUpdate")
+        return [self._update(*row) for row in zip(ids, stored, tx_hashes, calldata, strict=True)]
 
-    def _update(self, log: Any, head: int) -> LedgerUpdate:
-        update_id = int(log["args"]["updateId"])
-        stored = self._struct(self.ledger, "update", update_id, head=head)
-        tx_hash = bytes(log["transactionHash"])
-        payload = self._args(tx_hash, self.ledger, "submitUpdate")["payload"]
+    def _update(
+        self, update_id: int, stored: dict[str, Any], tx_hash: bytes, args: dict[str, Any]
+    ) -> LedgerUpdate:
+        payload = args["payload"]
         self._check_digest(payload, stored["digest"], f"update {update_id}")
         return LedgerUpdate(
             update_id=update_id,
@@ -95,92 +111,7 @@ class LedgerReader:
             tx_hash=tx_hash,
         )
 
-    # --- global models --------------------------------------------------------------------
-
-    def global_models(self, task_id: int, head: int) -> list[GlobalModelRecord]:
-        """Version 0 (initial model, by the publisher) to the latest version at ``head``."""
-        stored_task = self._struct(self.registry, "task", task_id, head=head)
-        published = self._publish_args(task_id, stored_task)
-        initial = GlobalModelRecord(
-            task_id=task_id,
-            version=0,
-            digest=bytes(stored_task["initialModelDigest"]),
-            update_ids=(),
-            aggregator=to_checksum_address(stored_task["publisher"]),
-            payload=published["initialModel"],
-            block_number=int(stored_task["publishedBlock"]),
-            tx_hash=published["txHash"],
-        )
-        self._check_digest(initial.payload, initial.digest, f"task {task_id} initial model")
-        versions = range(1, self._latest(task_id, head) + 1)
-        return [initial, *(self._global_model(task_id, v, head) for v in versions)]
-
-    def _global_model(self, task_id: int, version: int, head: int) -> GlobalModelRecord:
-        stored = self._struct(self.ledger, "globalModel", task_id, version, head=head)
-        block = int(stored["blockNumber"])
-        tx_hash = self._commit_tx(task_id, version, stored["aggregator"], block)
-        payload = self._args(tx_hash, self.ledger, "commitGlobalModel")["payload"]
-        self._check_digest(payload, stored["digest"], f"task {task_id} version {version}")
-        return GlobalModelRecord(
-            task_id=task_id,
-            version=version,
-            digest=bytes(stored["digest"]),
-            update_ids=tuple(int(i) for i in stored["updateIds"]),
-            aggregator=to_checksum_address(stored["aggregator"]),
-            payload=payload,
-            block_number=block,
-            tx_hash=tx_hash,
-        )
-
-    def commits(self, task_id: int, head: int) -> list[GlobalModelCommit]:
-        """Every aggregator commit of versions 1..latest+1 (the pending one included)."""
-        self._struct(self.registry, "task", task_id, head=head)
-        latest = self._latest(task_id, head)
-        found: list[GlobalModelCommit] = []
-        for version in range(1, latest + 2):
-            raw = self.ledger.functions.commits(task_id, version).call(block_identifier=head)
-            final_hash = self._final_hash(task_id, version, raw, head) if version <= latest else None
-            found.extend(self._commit(task_id, version, entry, final_hash) for entry in raw)
-        return found
-
-    def _final_hash(
-        self, task_id: int, version: int, raw: list[Any], head: int
-    ) -> bytes | None:
-        stored = self._struct(self.ledger, "globalModel", task_id, version, head=head)
-        for digest, hashed, aggregator, _ in raw:
-            if aggregator == stored["aggregator"] and bytes(digest) == bytes(stored["digest"]):
-                return bytes(hashed)
-        return None
-
-    def _commit(
-        self, task_id: int, version: int, entry: Any, final_hash: bytes | None
-    ) -> GlobalModelCommit:
-        digest, hashed, aggregator, block = entry
-        tx_hash = self._commit_tx(task_id, version, aggregator, int(block))
-        args = self._args(tx_hash, self.ledger, "commitGlobalModel")
-        self._check_digest(args["payload"], digest, f"task {task_id} version {version} commit")
-        return GlobalModelCommit(
-            task_id=task_id,
-            version=version,
-            digest=bytes(digest),
-            commit_hash=bytes(hashed),
-            aggregator=to_checksum_address(aggregator),
-            update_ids=tuple(int(i) for i in args["updateIds"]),
-            rejected_ids=tuple(int(i) for i in args["rejectedIds"]),
-            payload=args["payload"],
-            block_number=int(block),
-            tx_hash=tx_hash,
-            final=final_hash is not None and bytes(hashed) == final_hash,
-        )
-
     # --- helpers --------------------------------------------------------------------------
-
-    def _commit_tx(self, task_id: int, version: int, aggregator: str, block: int) -> bytes:
-        filters = {"taskId": task_id, "version": version, "aggregator": aggregator}
-        logs = self._logs(self.ledger.events.GlobalModelCommitted, filters, block, block)
-        if len(logs) != 1:
-            raise ChainError(f"task {task_id} version {version}: no single commit in block {block}")
-        return bytes(logs[0]["transactionHash"])
 
     def _latest(self, task_id: int, head: int) -> int:
         return int(self.ledger.functions.latestVersion(task_id).call(block_identifier=head))
@@ -191,14 +122,23 @@ class LedgerReader:
         if len(logs) != 1:
             raise ChainError(f"task {task_id}: expected one TaskPublished log in block {block}")
         tx_hash = bytes(logs[0]["transactionHash"])
-        args = self._args(tx_hash, self.registry, "publishTask")
+        args = self._args_many([tx_hash], self.registry, "publishTask")[0]
         self._check_digest(args["specJson"], stored["specDigest"], f"task {task_id} spec")
         return {**args, "txHash": tx_hash}
 
     def _struct(self, contract: Contract, fn_name: str, *args: Any, head: int) -> dict[str, Any]:
-        fn = contract.get_function_by_name(fn_name)(*args)
-        names = [c["name"] for c in fn.abi["outputs"][0]["components"]]
-        return dict(zip(names, fn.call(block_identifier=head), strict=True))
+        return self._structs(contract, fn_name, [args], head=head)[0]
+
+    def _structs(
+        self, contract: Contract, fn_name: str, rows: Sequence[tuple[Any, ...]], *, head: int
+    ) -> list[dict[str, Any]]:
+        """One struct-returning view called with each row of arguments, in one batch."""
+        fns = [contract.get_function_by_name(fn_name)(*args) for args in rows]
+        if not fns:
+            return []
+        names = [c["name"] for c in fns[0].abi["outputs"][0]["components"]]
+        values = read_in_batches(self.w3, [partial(fn.call, block_identifier=head) for fn in fns])
+        return [dict(zip(names, value, strict=True)) for value in values]
 
     def _logs(self, event: Any, filters: dict[str, Any], start: int, stop: int) -> list[Any]:
         logs: list[Any] = []
@@ -207,22 +147,38 @@ class LedgerReader:
             logs.extend(event.get_logs(argument_filters=filters, from_block=low, to_block=high))
         return logs
 
-    def _args(self, tx_hash: bytes, contract: Contract, fn_name: str) -> dict[str, Any]:
-        cached = self._calldata.get(tx_hash)
-        if cached is not None:
+    def _args_many(
+        self, tx_hashes: Sequence[bytes], contract: Contract, fn_name: str
+    ) -> list[dict[str, Any]]:
+        """Decoded calldata of each transaction; the ones not remembered fetched in batches."""
+        found = {h: self._calldata[h] for h in tx_hashes if h in self._calldata}
+        missing = [h for h in dict.fromkeys(tx_hashes) if h not in found]
+        reads = [partial(self.w3.eth.get_transaction, HexBytes(h)) for h in missing]
+        for tx_hash, tx in zip(missing, read_in_batches(self.w3, reads), strict=True):
+            found[tx_hash] = self._decode(tx_hash, tx, contract, fn_name)
+        for tx_hash, decoded in found.items():
+            self._calldata[tx_hash] = decoded
             self._calldata.move_to_end(tx_hash)
-            return cached
-        tx = self.w3.eth.get_transaction(HexBytes(tx_hash))
+        while len(self._calldata) > _CALLDATA_CACHE_SIZE:
+            self._calldata.popitem(last=False)
+        return [found[h] for h in tx_hashes]
+
+    @staticmethod
+    def _decode(tx_hash: bytes, tx: Any, contract: Contract, fn_name: str) -> dict[str, Any]:
         if tx.get("to") is None or to_checksum_address(tx["to"]) != contract.address:
             raise ChainError(f"0x{tx_hash.hex()} does not call {fn_name} directly")
         fn, args = contract.decode_function_input(tx["input"])
         if fn.fn_name != fn_name:
             raise ChainError(f"0x{tx_hash.hex()} calls {fn.fn_name}, not {fn_name}")
-        decoded = {k: bytes(v) if isinstance(v, (bytes, bytearray)) else v for k, v in args.items()}
-        self._calldata[tx_hash] = decoded
-        if len(self._calldata) > _CALLDATA_CACHE_SIZE:
-            self._calldata.popitem(last=False)
-        return decoded
+        return {k: bytes(v) if isinstance(v, (bytes, bytearray)) else v for k, v in args.items()}
+
+    def _block_hashes(self, numbers: Sequence[int]) -> list[bytes | None]:
+        """Canonical hashes of ``numbers`` (all ``None`` if one is missing: a reorg under us)."""
+        reads = [partial(self.w3.eth.get_block, n) for n in numbers]
+        try:
+            return [bytes(block["hash"]) for block in read_in_batches(self.w3, reads)]
+        except BlockNotFound:
+            return [None] * len(numbers)
 
     @staticmethod
     def _check_digest(payload: bytes, stored: bytes, what: str) -> None:

@@ -26,10 +26,10 @@ from fednode.chain.constants import check_uint
 from fednode.chain.deploy import Deployment, bind_contract
 from fednode.chain.ledger_reads import LedgerReader
 from fednode.chain.records import epsilon_budget_micro
-from fednode.chain.web3_evaluations import Web3Evaluations
-from fednode.chain.web3_governance import Web3Governance
 from fednode.chain.revert import revert_error_from
 from fednode.chain.transactions import SignedTx, TransactionSender
+from fednode.chain.web3_evaluations import Web3Evaluations
+from fednode.chain.web3_governance import Web3Governance
 from fednode.errors import ChainError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
 
@@ -49,6 +49,9 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
       timeout: seconds to wait for a write to be confirmed.
       max_pending: most transactions of ``account`` in flight (geth guarantees 16 slots).
       log_chunk_size: blocks per ``eth_getLogs`` request.
+      finality_depth: blocks below the head after which a final global version and its
+        commits are cached by this ledger (re-validated by block hash on every read, see
+        ``fednode.chain.read_cache``); default ``max(confirmations, 2)``.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
         timeout: float = 120.0,
         max_pending: int = 16,
         log_chunk_size: int = 5_000,
+        finality_depth: int | None = None,
     ) -> None:
         self.w3 = ensure_poa_middleware(w3)
         self.deployment = deployment
@@ -71,7 +75,10 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
         self.registry = bind_contract(w3, deployment, "TaskRegistry")
         self.ledger = bind_contract(w3, deployment, "UpdateLedger")
         self.evaluations = bind_contract(w3, deployment, "EvaluationLedger")
-        self._reader = LedgerReader(self.registry, self.ledger, log_chunk_size=log_chunk_size)
+        depth = max(confirmations, 2) if finality_depth is None else finality_depth
+        self._reader = LedgerReader(
+            self.registry, self.ledger, log_chunk_size=log_chunk_size, finality_depth=depth
+        )
         chain_id = self.transactions.chain_id
         if chain_id != deployment.chain_id:
             raise ChainError(f"node is on chain {chain_id}, deployment on {deployment.chain_id}")

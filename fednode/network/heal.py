@@ -38,10 +38,18 @@ class Head:
 
 
 def live_heads(urls: Sequence[str]) -> list[Head]:
-    """Heads of the validators that answer (dead ones are skipped)."""
+    """Heads of the validators that answer and have peers.
+
+    Dead validators are skipped, and so are isolated ones (0 peers): a validator cut off from
+    the others (a network partition) is on a different head because it cannot sync, not because
+    of a fork deadlock, and rewinding the connected majority to its view would throw away their
+    blocks.
+    """
     heads = []
     for url in urls:
         try:
+            if int(rpc_call(url, "net_peerCount", []), 16) == 0:
+                continue
             block = rpc_call(url, "eth_getBlockByNumber", ["latest", False])
         except FednodeError:
             continue

@@ -16,6 +16,7 @@ class FakeValidators:
     def __init__(self, split: bool = True) -> None:
         self.calls: list[tuple[str, str, list]] = []
         self.split = split
+        self.isolated: set[str] = set()
 
     def chain_of(self, url: str) -> str:
         return "X" if not self.split or url in ("a", "b") else "Y"
@@ -24,6 +25,8 @@ class FakeValidators:
         self.calls.append((url, method, params))
         if method == "debug_setHead":
             return None
+        if method == "net_peerCount":
+            return "0x0" if url in self.isolated else "0x3"
         tag = params[0]
         number = 7 if tag == "latest" else int(tag, 16)
         fork = self.chain_of(url) if number > 5 else "common"
@@ -73,10 +76,21 @@ def test_a_validator_that_is_merely_behind_is_not_a_fork(validators, monkeypatch
     # Arrange: "c" is at block 4 of the same chain the others are at 7 on (it is syncing).
     def rpc(url, method, params=None, *, timeout=5.0):
         validators.calls.append((url, method, params))
+        if method == "net_peerCount":
+            return "0x3"
         number = (4 if url == "c" else 7) if params[0] == "latest" else int(params[0], 16)
         return {"number": hex(number), "hash": f"0xX{number}"}
 
     monkeypatch.setattr(heal_module, "rpc_call", rpc)
     # Act / Assert
     assert heal_forks(["a", "b", "c"]) is None
+    assert not [c for c in validators.calls if c[1] == "debug_setHead"]
+
+
+def test_an_isolated_validator_is_a_partition_not_a_fork(validators):
+    # Arrange: "d" is on fork Y but has no peers (cut off); a, b, c agree on fork X.
+    validators.chain_of = lambda url: "Y" if url == "d" else "X"
+    validators.isolated = {"d"}
+    # Act / Assert: the connected majority is not rewound to the isolated node's view
+    assert heal_forks(["a", "b", "c", "d"]) is None
     assert not [c for c in validators.calls if c[1] == "debug_setHead"]
