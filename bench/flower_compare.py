@@ -133,14 +133,8 @@ def run_ours(sites, seed: int) -> dict:
 
 
 # ---- Flower: legacy Server.fit + FedAvg, in-process client proxies (runs in the flwr venv) -----
-def run_flower(sites, seed: int) -> dict:
-    import flwr
-    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server import Server, SimpleClientManager
-    from flwr.server.client_proxy import ClientProxy
-    from flwr.server.strategy import FedAvg
-
-    names = sorted(flatten_params(initial_params(seed)))
+def flower_codec(names: Sequence[str]):
+    """``(to_tree, to_list)``: Flower's list of arrays <-> our params, in ``names`` order."""
 
     def to_tree(arrays):
         return unflatten_params(dict(zip(names, (np.asarray(a, np.float32) for a in arrays),
@@ -149,6 +143,42 @@ def run_flower(sites, seed: int) -> dict:
     def to_list(params):
         flat = flatten_params(params)
         return [np.asarray(flat[name], np.float32) for name in names]
+
+    return to_tree, to_list
+
+
+def in_process_proxy(index: int, client):
+    """A Flower client proxy that calls ``client`` directly (no gRPC, no Ray)."""
+    from flwr.server.client_proxy import ClientProxy
+
+    class InProcessProxy(ClientProxy):
+        def fit(self, ins, timeout, group_id):
+            return client.fit(ins)
+
+        def get_parameters(self, ins, timeout, group_id):
+            return client.get_parameters(ins)
+
+        def get_properties(self, ins, timeout, group_id):
+            raise NotImplementedError
+
+        def evaluate(self, ins, timeout, group_id):
+            raise NotImplementedError
+
+        def reconnect(self, ins, timeout, group_id):
+            raise NotImplementedError
+
+    return InProcessProxy(cid=str(index))
+
+
+def run_flower(sites, seed: int) -> dict:
+    import flwr
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server import Server, SimpleClientManager
+    from flwr.server.strategy import FedAvg
+
+    names = sorted(flatten_params(initial_params(seed)))
+
+    to_tree, to_list = flower_codec(names)
 
     class HeartClient(flwr.client.NumPyClient):
         def __init__(self, index: int):
@@ -160,28 +190,6 @@ def run_flower(sites, seed: int) -> dict:
             update = train_local(params, sites[self.index].train, key=key, spec=SPEC)
             local = jax.tree_util.tree_map(np.add, params, update.delta)
             return to_list(local), update.num_examples, {}
-
-    class InProcessProxy(ClientProxy):
-        """A Flower client proxy that calls the client directly (no gRPC, no Ray)."""
-
-        def __init__(self, index: int):
-            super().__init__(cid=str(index))
-            self.client = HeartClient(index).to_client()
-
-        def fit(self, ins, timeout, group_id):
-            return self.client.fit(ins)
-
-        def get_parameters(self, ins, timeout, group_id):
-            return self.client.get_parameters(ins)
-
-        def get_properties(self, ins, timeout, group_id):
-            raise NotImplementedError
-
-        def evaluate(self, ins, timeout, group_id):
-            raise NotImplementedError
-
-        def reconnect(self, ins, timeout, group_id):
-            raise NotImplementedError
 
     class TimedFedAvg(FedAvg):
         def configure_fit(self, server_round, parameters, client_manager):
@@ -203,7 +211,7 @@ def run_flower(sites, seed: int) -> dict:
     strategy.round_seconds, strategy.server_seconds = [], []
     manager = SimpleClientManager()
     for index in range(len(sites)):
-        manager.register(InProcessProxy(index))
+        manager.register(in_process_proxy(index, HeartClient(index).to_client()))
     server = Server(client_manager=manager, strategy=strategy)
     server.set_max_workers(1)
     server.fit(num_rounds=SPEC.rounds, timeout=None)

@@ -52,14 +52,18 @@ import numpy as np  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
-from flower_compare import ensure_flower_venv, heart_sites  # noqa: E402
+from flower_compare import (  # noqa: E402
+    ensure_flower_venv,
+    flower_codec,
+    heart_sites,
+    in_process_proxy,
+)
 from round_time import WaitClock  # noqa: E402
 
 from fednode.codec import (  # noqa: E402
     decode_params,
     encode_params,
     flatten_params,
-    unflatten_params,
 )
 from fednode.device import evaluate, pool_test_sets, train_local  # noqa: E402
 from fednode.tasks import heart_task_spec, initial_payload  # noqa: E402
@@ -251,20 +255,13 @@ def run_flower(rounds: int, seed: int, devices, sites) -> dict:
     import flwr
     from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import Server, SimpleClientManager
-    from flwr.server.client_proxy import ClientProxy
     from flwr.server.strategy import FedAvg
 
     spec = make_spec(rounds)
     initial = decode_params(initial_payload(spec, key=jax.random.key(seed)))
     names = sorted(flatten_params(initial))
 
-    def to_tree(arrays):
-        return unflatten_params(dict(zip(names, (np.asarray(a, np.float32) for a in arrays),
-                                         strict=True)))
-
-    def to_list(params):
-        flat = flatten_params(params)
-        return [np.asarray(flat[name], np.float32) for name in names]
+    to_tree, to_list = flower_codec(names)
 
     class DeviceClient(flwr.client.NumPyClient):
         def __init__(self, index: int):
@@ -276,26 +273,6 @@ def run_flower(rounds: int, seed: int, devices, sites) -> dict:
             update = train_local(params, devices[self.index][1], key=key, spec=spec)
             return to_list(jax.tree_util.tree_map(np.add, params, update.delta)), \
                 update.num_examples, {}
-
-    class InProcessProxy(ClientProxy):
-        def __init__(self, index: int):
-            super().__init__(cid=str(index))
-            self.client = DeviceClient(index).to_client()
-
-        def fit(self, ins, timeout, group_id):
-            return self.client.fit(ins)
-
-        def get_parameters(self, ins, timeout, group_id):
-            return self.client.get_parameters(ins)
-
-        def get_properties(self, ins, timeout, group_id):
-            raise NotImplementedError
-
-        def evaluate(self, ins, timeout, group_id):
-            raise NotImplementedError
-
-        def reconnect(self, ins, timeout, group_id):
-            raise NotImplementedError
 
     class TimedFedAvg(FedAvg):
         def configure_fit(self, server_round, parameters, client_manager):
@@ -315,7 +292,7 @@ def run_flower(rounds: int, seed: int, devices, sites) -> dict:
     strategy.walls = []
     manager = SimpleClientManager()
     for index in range(count):
-        manager.register(InProcessProxy(index))
+        manager.register(in_process_proxy(index, DeviceClient(index).to_client()))
     server = Server(client_manager=manager, strategy=strategy)
     server.set_max_workers(EDGES)
     server.fit(num_rounds=rounds, timeout=None)

@@ -7,12 +7,13 @@ validation of the delta against its task (edge_server.intake), then one durable 
 transaction. Only then does it answer 202; the submitter is woken once the answer went out.
 Every refusal is ``{"error": reason, "detail": text}`` with the status from
 ``edge_server.protocol.STATUS_BY_REASON``; bad input never yields a 5xx. ``/healthz`` reports
-the store and submitter, ``/metrics`` serves Prometheus text (edge_server.metrics).
+the store and submitter, ``/metrics`` serves Prometheus text (edge_server.metrics). The body
+limit, error answers and timing are in ``edge_server.app_http``, the JSON views in
+``edge_server.app_views``.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge_server.app_http import add_error_handlers, add_timing, read_body
+from edge_server.app_views import global_json, task_json, update_json
 from edge_server.auth import check_timestamp, public_key_from_hex, verify_envelope
 from edge_server.cohort_app import CohortService, add_cohort_routes
 from edge_server.config import EdgeConfig
@@ -39,14 +40,12 @@ from edge_server.protocol import (
     UpdateEnvelope,
     decode_signature,
     parse_envelope,
-    status_for,
 )
 from edge_server.ratelimit import RateLimiter
-from edge_server.store import EdgeStore, UpdateRow
+from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
 from fednode.chain.ledger import Ledger
-from fednode.errors import ChainError, UpdateRejectedError
-from fednode.types import GlobalModelRecord, TaskRecord
+from fednode.errors import UpdateRejectedError
 
 __all__ = ["create_app"]
 
@@ -54,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 _Id = Annotated[int, Path(ge=0, le=MAX_INT)]
 _Ref = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
-_HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
 @dataclass(frozen=True)
@@ -115,19 +113,19 @@ def create_app(
     )  # fmt: skip
     app = FastAPI(title=f"fednode edge server {config.name}", version="1")
     app.state.edge = edge
-    _add_error_handlers(app, edge.metrics)
-    _add_timing(app, edge.metrics)
+    add_error_handlers(app, edge.metrics)
+    add_timing(app, edge.metrics)
     _add_update_routes(app, edge)
     _add_task_routes(app, edge)
     add_cohort_routes(
         app, cohorts, device_key=store.device_public_key, limiter=limiter, clock=clock,
         max_skew_s=config.max_clock_skew_s, on_sealed=lambda local_id: _after_ack(edge, local_id),
-        read_body=lambda request: _read_body(request, config.max_body_bytes),
+        read_body=lambda request: read_body(request, config.max_body_bytes),
     )  # fmt: skip
     mount_evaluations(
         app, ledger, store, intake, limiter=limiter, clock=clock, submitter=submitter,
         max_skew_s=config.max_clock_skew_s, confirmations=config.confirmations,
-        read_body=lambda request: _read_body(request, config.max_body_bytes),
+        read_body=lambda request: read_body(request, config.max_body_bytes),
     )  # fmt: skip
     return app
 
@@ -135,7 +133,7 @@ def create_app(
 def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
     @app.post("/v1/updates", status_code=202)
     async def post_update(request: Request) -> JSONResponse:
-        body = await _read_body(request, edge.config.max_body_bytes)
+        body = await read_body(request, edge.config.max_body_bytes)
         signature = request.headers.get(SIGNATURE_HEADER)
         answer, local_id = await run_in_threadpool(_accept_update, edge, body, signature)
         background = None if local_id is None else BackgroundTask(_after_ack, edge, local_id)
@@ -145,7 +143,7 @@ def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
     def get_update(ref: _Ref) -> dict[str, Any]:
         row = edge.store.get_update(ref)
         if row is not None:
-            return _update_json(row)
+            return update_json(row)
         member = edge.cohorts.member_status(ref)  # a cohort member's reference
         if member is None:
             raise UpdateRejectedError("unknown_update", f"no update {ref} on this edge")
@@ -171,7 +169,7 @@ def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
 def _add_task_routes(app: FastAPI, edge: _Edge) -> None:
     @app.get("/v1/tasks/{task_id}")
     def get_task(task_id: _Id) -> dict[str, Any]:
-        return _task_json(edge.intake.task(task_id))
+        return task_json(edge.intake.task(task_id))
 
     @app.get("/v1/tasks/{task_id}/global")
     def get_global(
@@ -179,7 +177,7 @@ def _add_task_routes(app: FastAPI, edge: _Edge) -> None:
     ) -> dict[str, Any]:
         if version is None:
             version = edge.intake.task(task_id).latest_version
-        return _global_json(edge.intake.global_model(task_id, version))
+        return global_json(edge.intake.global_model(task_id, version))
 
 
 def _accept_update(
@@ -227,115 +225,3 @@ def _check_not_held(store: EdgeStore, envelope: UpdateEnvelope) -> None:
         task, base = envelope.task_id, envelope.base_version
         detail = f"this edge already holds an update for task {task} base {base}"
         raise UpdateRejectedError("duplicate_base", detail)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise UpdateRejectedError("body_too_large", f"body is {declared} bytes, limit {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise UpdateRejectedError("body_too_large", f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-# ---- JSON views ---------------------------------------------------------------------------
-
-
-def _update_json(row: UpdateRow) -> dict[str, Any]:
-    return {
-        "update_ref": row.ref,
-        "status": row.status.value,
-        "device_id": row.device_id,
-        "task_id": row.task_id,
-        "base_version": row.base_version,
-        "digest": row.digest.hex(),
-        "num_examples": row.num_examples,
-        "epsilon_micro": row.epsilon_micro,
-        "chain_update_id": row.chain_update_id,
-        "tx_hash": None if row.tx_hash is None else row.tx_hash.hex(),
-        "tx_nonce": row.tx_nonce,
-        "block_number": row.block_number,
-        "error": row.error,
-        "accepted_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
-def _task_json(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "task_id": task.task_id,
-        "spec_json": task.spec.to_json().decode(),
-        "spec_digest": task.spec_digest.hex(),
-        "publisher": task.publisher,
-        "state": task.state.name.lower(),
-        "latest_version": task.latest_version,
-        "published_block": task.published_block,
-    }
-
-
-def _global_json(record: GlobalModelRecord) -> dict[str, Any]:
-    return {
-        "task_id": record.task_id,
-        "version": record.version,
-        "digest": record.digest.hex(),
-        "payload": base64.b64encode(record.payload).decode("ascii"),
-        "update_ids": list(record.update_ids),
-        "aggregator": record.aggregator,
-        "block_number": record.block_number,
-    }
-
-
-# ---- errors -------------------------------------------------------------------------------
-
-
-def _error(
-    status: int, reason: str, detail: Any, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": reason, "detail": detail}, status_code=status, headers=headers)
-
-
-def _add_timing(app: FastAPI, metrics: EdgeMetrics) -> None:
-    @app.middleware("http")
-    async def timed(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.observe_request(path, response.status_code, time.perf_counter() - started)
-        return response
-
-
-def _add_error_handlers(app: FastAPI, metrics: EdgeMetrics) -> None:
-    @app.exception_handler(UpdateRejectedError)
-    async def rejected(request: Request, exc: UpdateRejectedError) -> JSONResponse:
-        logger.info("refused %s %s: %s", request.method, request.url.path, exc)
-        metrics.count_rejected(exc.reason)
-        retry = getattr(exc, "retry_after_s", None)
-        headers = None if retry is None else {"Retry-After": str(max(1, round(retry)))}
-        return _error(status_for(exc.reason), exc.reason, exc.detail, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return _error(400, "bad_request", detail)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reason = _HTTP_REASONS.get(exc.status_code, "http_error")
-        return _error(exc.status_code, reason, str(exc.detail))
-
-    async def chain_down(request: Request, exc: Exception) -> JSONResponse:
-        logger.warning("chain error on %s %s: %s", request.method, request.url.path, exc)
-        return _error(503, "chain_unavailable", str(exc))
-
-    app.add_exception_handler(ChainError, chain_down)
-    app.add_exception_handler(OSError, chain_down)  # transport errors web3 leaves unwrapped
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("internal error on %s %s", request.method, request.url.path)
-        return _error(500, "internal", type(exc).__name__)

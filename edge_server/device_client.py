@@ -1,93 +1,35 @@
 """Device: the device side of the edge protocol (keys, HTTP); fednode.device stays pure.
 
-A device holds an Ed25519 identity, pulls its task and the global model from its edge server,
-and posts each signed delta. Every refusal from the edge becomes ``EdgeError(status, reason)``;
-``reason`` is the edge's machine-readable code and ``detail`` its explanation; a transport
-failure is ``EdgeError(0, "unreachable")``.
+A device holds an Ed25519 identity (``edge_server.device_identity``, re-exported here), pulls
+its task and the global model from its edge server, and posts each signed delta. Every refusal
+from the edge becomes ``EdgeError(status, reason)``; ``reason`` is the edge's machine-readable
+code and ``detail`` its explanation; a transport failure is ``EdgeError(0, "unreachable")``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_server.auth import (
-    device_id_for,
-    generate_private_key,
-    new_nonce,
-    private_key_from_hex,
-    private_key_to_hex,
-    public_key_to_hex,
-    sign_envelope,
-)
+from edge_server.auth import new_nonce, sign_envelope
+from edge_server.device_identity import DeviceIdentity
 from edge_server.evaluations_protocol import evaluation_to_json, make_evaluation, sign_evaluation
 from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
 from edge_server.tls import client_ssl_context
 from fednode.codec import Params, decode_params, digest_bytes, encode_params
-from fednode.errors import CodecError, EdgeError, FednodeValueError
+from fednode.errors import CodecError, EdgeError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 
 __all__ = ["DeviceIdentity", "EdgeClient"]
 
 _STATUS_FAILED = 409
 _STATUS_TIMEOUT = 408
-
-
-@dataclass(frozen=True)
-class DeviceIdentity:
-    """A device's id and Ed25519 signing key (the key never leaves the device).
-
-    Example:
-      >>> identity = DeviceIdentity.generate(device_id="clinic-7")
-      >>> identity.device_id, len(identity.public_key_hex)
-      ('clinic-7', 64)
-    """
-
-    device_id: str
-    private_key: Ed25519PrivateKey = field(repr=False)
-
-    @classmethod
-    def generate(cls, *, device_id: str | None = None) -> DeviceIdentity:
-        """A new identity; the id defaults to a fingerprint of the public key."""
-        key = generate_private_key()
-        return cls(device_id or device_id_for(key), key)
-
-    @classmethod
-    def load(cls, path: str | Path) -> DeviceIdentity:
-        """Loads ``{"device_id": ..., "private_key": <hex>}`` written by :meth:`save`.
-
-        Raises:
-          FednodeValueError: the file is missing or malformed.
-        """
-        try:
-            body = json.loads(Path(path).read_text())
-            return cls(str(body["device_id"]), private_key_from_hex(body["private_key"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise FednodeValueError(f"cannot load device identity {path}: {exc}") from exc
-
-    def save(self, path: str | Path) -> None:
-        """Writes the identity to ``path``, readable by the owner only (mode 0600)."""
-        body = {"device_id": self.device_id, "private_key": private_key_to_hex(self.private_key)}
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
-
-    @property
-    def public_key_hex(self) -> str:
-        """The public key to enroll at the edge (raw 32 bytes, hex)."""
-        return public_key_to_hex(self.private_key)
 
 
 class EdgeClient:

@@ -7,6 +7,11 @@
   always stops it again (graceful, SIGKILL only when a node hangs).
 - :func:`deploy_consortium` deploys the three contracts, grants roles and registers edges;
   :func:`deploy_on_geth` does so with the prefunded accounts of a geth network.
+- :func:`deployed_geth_network` is :func:`running_geth_network` plus ``fednode deploy``;
+  :func:`kill_validators` SIGKILLs validators (only PIDs that are still their geth) and
+  :func:`restart_validators` starts them again on their old ports.
+- :func:`partition_validator` cuts one validator off from its peers (both sides drop each
+  other from their static peers, so nobody re-dials); :func:`heal_partition` re-peers it.
 
 Accounts are fresh LocalAccounts derived from a label (:func:`labelled_account`): nothing
 relies on node-held keys. Missing tools skip the test, or fail it where
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -41,8 +47,17 @@ from fednode.chain.deploy import (
     register_edges,
 )
 from fednode.errors import NetworkError
-from fednode.network import NetworkInfo, find_geth, network_down, network_up, read_key_file
+from fednode.network import (
+    NetworkInfo,
+    find_geth,
+    load_network,
+    network_down,
+    network_up,
+    read_key_file,
+)
+from fednode.network.info import save_network
 from fednode.network.layout import checked_geth_version
+from fednode.network.node import NodeSpec, is_running, rpc_call, start_node
 
 __all__ = [
     "ANVIL",
@@ -50,15 +65,23 @@ __all__ = [
     "FUNDS",
     "GethConsortium",
     "REPO_ROOT",
+    "block_height",
     "deploy_consortium",
     "deploy_on_geth",
+    "deployed_geth_network",
     "free_port",
     "geth_accounts",
+    "heal_partition",
+    "kill_validators",
     "labelled_account",
+    "partition_validator",
+    "peer_keys",
     "require_anvil",
     "require_geth",
+    "restart_validators",
     "running_anvil",
     "running_geth_network",
+    "wait_for_height",
 ]
 
 _log = logging.getLogger(__name__)
@@ -228,9 +251,11 @@ def require_geth() -> Path:
 
 @contextlib.contextmanager
 def running_geth_network(
-    directory: Path, *, validators: int = 4, timeout: float = 120.0
+    directory: Path, *, validators: int | None = 4, timeout: float = 120.0
 ) -> Iterator[NetworkInfo]:
     """Starts ``validators`` geth Clique validators in ``directory``; stops them at exit.
+
+    ``validators=None`` restarts the stopped network a folder already holds, at its size.
 
     The nodes are tied to the test process (``tie_to_caller``), so a killed test run does not
     leave geth behind; teardown logs every node that needed SIGKILL.
@@ -271,3 +296,179 @@ def deploy_on_geth(info: NetworkInfo, edges: Sequence[str]) -> GethConsortium:
         edges=registrations, confirmations=1,
     )  # fmt: skip
     return GethConsortium(deployment, accounts)
+
+
+# ---- faults: validators killed and restarted --------------------------------------------
+
+
+def block_height(url: str) -> int:
+    """The latest block number a validator reports (``eth_blockNumber``)."""
+    return int(rpc_call(url, "eth_blockNumber", timeout=10.0), 16)
+
+
+def wait_for_height(url: str, height: int, *, timeout: float = 120.0) -> None:
+    """Waits until the validator at ``url`` is at block ``height`` or later (errors retried).
+
+    Raises:
+      AssertionError: it did not get there within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if block_height(url) >= height:
+                return
+        assert time.monotonic() < deadline, f"{url} did not reach block {height}"
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def deployed_geth_network(
+    directory: Path, *, validators: int = 4, timeout: float = 180.0
+) -> Iterator[Path]:
+    """:func:`running_geth_network` with the contracts deployed as ``fednode deploy`` does.
+
+    Yields the network folder, with ``deployment.json`` written, so ``open_ledger(directory,
+    name)`` works for every consortium account.
+    """
+    from fednode.cli.chain_cmd import deploy_network  # ~1 s to import: only geth tests pay
+
+    with running_geth_network(directory, validators=validators, timeout=timeout):
+        deploy_network(directory)
+        yield directory
+
+
+def _sigkill_geth(pid: int | None, datadir: Path | str) -> None:
+    """SIGKILLs ``pid`` only if it is the geth running on ``datadir``.
+
+    The PID is pinned with a pidfd before ``/proc/<pid>/cmdline`` is checked, so a PID the
+    kernel hands to another program in between is never signalled.
+    """
+    if not pid:
+        raise NetworkError(f"no PID recorded for the validator on {datadir}")
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise NetworkError(f"PID {pid} (validator on {datadir}) is not running") from None
+    try:
+        if not is_running(pid, datadir):
+            raise NetworkError(f"PID {pid} is not the geth running on {datadir}; not killing it")
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+
+
+def kill_validators(directory: Path, indices: Sequence[int], *, timeout: float = 30.0) -> None:
+    """SIGKILLs validators (no graceful flush) and waits until they are gone.
+
+    Raises:
+      NetworkError: a recorded PID is not (or no longer) that validator's geth.
+      AssertionError: a killed geth was still running after ``timeout`` seconds.
+    """
+    info = load_network(directory)
+    chosen = [info.validators[i] for i in indices]
+    for validator in chosen:
+        _sigkill_geth(validator.pid, validator.datadir)
+    deadline = time.monotonic() + timeout
+    while any(is_running(v.pid, v.datadir) for v in chosen):
+        assert time.monotonic() < deadline, "killed geth did not exit"
+        time.sleep(0.1)
+
+
+def restart_validators(directory: Path, indices: Sequence[int]) -> None:
+    """Starts killed validators again on their old ports while the others keep running.
+
+    The new PIDs go into ``network.json``, so ``network_down`` (and the fixtures) stop them.
+    """
+    info = load_network(directory)
+    pids = {}
+    for index in indices:
+        v = info.validators[index]
+        spec = NodeSpec(
+            name=v.name, datadir=Path(v.datadir), signer=v.signer, network_id=info.chain_id,
+            host="127.0.0.1", p2p_port=v.p2p_port, http_port=v.http_port,
+            authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
+            static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
+        )  # fmt: skip
+        pids[v.name] = start_node(find_geth(), spec, tie_to_caller=True)
+    save_network(info.with_pids(pids))
+
+
+# ---- partitions -----------------------------------------------------------------------------
+
+
+def _enode_key(enode: str) -> str:
+    """The public key part of ``enode://<key>@host:port``, lowercase."""
+    return enode.removeprefix("enode://").split("@", 1)[0].lower()
+
+
+def peer_keys(url: str) -> set[str]:
+    """Public keys of the peers a validator is connected to now (``admin_peers``)."""
+    return {_enode_key(p["enode"]) for p in rpc_call(url, "admin_peers", timeout=10.0)}
+
+
+def _cut(info: NetworkInfo, index: int) -> None:
+    alone = info.validators[index]
+    for i, other in enumerate(info.validators):
+        if i != index:
+            rpc_call(info.http_urls[i], "admin_removePeer", [alone.enode], timeout=10.0)
+            rpc_call(info.http_urls[index], "admin_removePeer", [other.enode], timeout=10.0)
+
+
+def _connected_to(info: NetworkInfo, index: int) -> set[str]:
+    """Keys of the validators still connected to ``index``, seen from either side."""
+    alone = _enode_key(info.validators[index].enode)
+    seen = peer_keys(info.http_urls[index])
+    for i, url in enumerate(info.http_urls):
+        if i != index and alone in peer_keys(url):
+            seen.add(_enode_key(info.validators[i].enode))
+    return seen
+
+
+def partition_validator(
+    info: NetworkInfo, index: int, *, quiet_s: float = 3.0, timeout: float = 30.0
+) -> None:
+    """Cuts validator ``index`` off from every other validator (a network partition).
+
+    Each side calls ``admin_removePeer`` on the other: geth drops the enode from its static
+    peers and disconnects it, and with discovery off nobody dials it again. A dial already in
+    flight can reconnect a pair, so the cut is repeated until no side sees the other for
+    ``quiet_s`` seconds.
+
+    Raises:
+      NetworkError: the validator still had peers after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while True:
+        if _connected_to(info, index):
+            _cut(info, index)
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        if time.monotonic() > deadline:
+            still = _connected_to(info, index)
+            raise NetworkError(f"validator {index} still connected to {len(still)} peers")
+        time.sleep(0.2)
+
+
+def heal_partition(info: NetworkInfo, index: int, *, timeout: float = 60.0) -> None:
+    """Re-peers validator ``index`` with every other one (``admin_addPeer`` on both sides).
+
+    Returns once it is connected to all of them; catching up on blocks is geth's sync.
+
+    Raises:
+      NetworkError: it was not connected to every other validator after ``timeout`` seconds.
+    """
+    alone = info.validators[index]
+    others = [(i, v) for i, v in enumerate(info.validators) if i != index]
+    for i, other in others:
+        rpc_call(info.http_urls[i], "admin_addPeer", [alone.enode], timeout=10.0)
+        rpc_call(info.http_urls[index], "admin_addPeer", [other.enode], timeout=10.0)
+    wanted = {_enode_key(v.enode) for _, v in others}
+    deadline = time.monotonic() + timeout
+    while not wanted <= peer_keys(info.http_urls[index]):
+        if time.monotonic() > deadline:
+            raise NetworkError(f"validator {index} did not re-peer within {timeout:.0f}s")
+        time.sleep(0.2)

@@ -15,20 +15,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fednode.errors import FednodeError
-from fednode.network.keys import read_key_file
 from fednode.network import (
     DEFAULT_CHAIN_ID,
-    join_network,
     NodeStatus,
     StopResult,
+    join_network,
     load_network,
     network_down,
     network_status,
     network_up,
 )
+from fednode.network.keys import read_key_file
 
 __all__ = [
     "DEFAULT_NETWORK_DIR",
@@ -84,7 +85,7 @@ def run_network_up(args: argparse.Namespace) -> int:
             )
         statuses = network_status(info.dir)
     except FednodeError as exc:
-        console.print(f"[red]network up failed:[/] {exc}")
+        _print_failure(console, "network up", exc)
         return 1
     console.print(render_status_table(statuses))
     console.print(
@@ -101,7 +102,7 @@ def run_network_status(args: argparse.Namespace) -> int:
         statuses = network_status(args.dir)
         info = load_network(args.dir)
     except FednodeError as exc:
-        Console(stderr=True).print(f"[red]network status failed:[/] {exc}")
+        _print_failure(Console(stderr=True), "network status", exc)
         return 1
     drift = _registry_drift(args.dir) if any(s.alive for s in statuses) else None
     if args.json:
@@ -135,11 +136,18 @@ def _registry_drift(directory: str) -> dict | None:
 
 def _describe_drift(drift: dict) -> str:
     if "error" in drift:
-        return f"[yellow]signer drift unknown:[/] {drift['error']}"
+        return f"[yellow]signer drift unknown:[/] {escape(drift['error'])}"
     if drift["clean"]:
         return "[green]Clique signers match the consortium registry[/]"
-    return (f"[red]signer drift:[/] missing {drift['missing']}, extra {drift['extra']} "
+    return (f"[red]signer drift:[/] missing {escape(str(drift['missing']))}, "
+            f"extra {escape(str(drift['extra']))} "
             "(run `fednode member sync-signers`)")
+
+
+def _print_failure(console: Console, command: str, exc: FednodeError) -> None:
+    """Prints ``<command> failed: <error>``; the error (often a geth log tail) is escaped,
+    so brackets in it are printed as they are, never read as rich markup."""
+    console.print(f"[red]{command} failed:[/] {escape(str(exc))}")
 
 
 def _describe_stop(result: StopResult) -> str:
@@ -159,7 +167,7 @@ def run_network_down(args: argparse.Namespace) -> int:
         with console.status("stopping validators (SIGTERM)…"):
             results = network_down(args.dir, timeout=args.timeout)
     except FednodeError as exc:
-        console.print(f"[red]network down failed:[/] {exc}")
+        _print_failure(console, "network down", exc)
         return 1
     for result in results:
         console.print(_describe_stop(result))
@@ -170,9 +178,9 @@ def run_network_join(args: argparse.Namespace) -> int:
     """``fednode network join``: starts this operator's validator on an existing network."""
     console = Console(stderr=True)
     peers = [p.strip() for p in args.peers.split(",") if p.strip()] if args.peers else []
-    signer_key = read_key_file(Path(args.signer_key)) if args.signer_key else None
-    node_key = read_key_file(Path(args.node_key)) if args.node_key else None
     try:
+        signer_key = read_key_file(Path(args.signer_key)) if args.signer_key else None
+        node_key = read_key_file(Path(args.node_key)) if args.node_key else None
         with console.status(f"joining with {len(peers)} peers…"):
             node = join_network(
                 args.dir, args.genesis, peers, host=args.host, p2p_port=args.p2p_port,
@@ -180,7 +188,7 @@ def run_network_join(args: argparse.Namespace) -> int:
                 signer_key=signer_key, node_key=node_key, timeout=args.timeout,
             )  # fmt: skip
     except FednodeError as exc:
-        console.print(f"[red]network join failed:[/] {exc}")
+        _print_failure(console, "network join", exc)
         return 1
     print(json.dumps(asdict(node), indent=2))
     console.print(

@@ -5,18 +5,14 @@ minibatch), ``client_final`` (the delta). ``train_local`` runs ``spec.local_epoc
 the same step inside one jit-compiled ``lax.scan``, so a round costs one call and the program
 compiles once per (hyperparameters, data shape), not once per round.
 
-Loss: mean binary cross-entropy over the real rows of a batch (``logreg``, ``mlp``: ``(n,)``
-logits, 0/1 labels) or mean softmax cross-entropy (``cnn1d``: ``(n, classes)`` logits, labels
-are class indices carried as float32), plus the FedProx proximal term
-``mu / 2 * ||w - w_global||^2`` when ``spec.proximal_mu > 0``. The local optimizer is read from
-``spec.extra["local_optimizer"]`` (``"sgd"``, ``"momentum"`` or ``"adam"``; default
-``DEFAULT_LOCAL_OPTIMIZER``) with ``spec.learning_rate``. Everything is deterministic given
-``key`` (batch order, and DP-SGD noise when enabled, are the only randomness).
+Loss (``fednode.device.loss``): masked mean cross-entropy plus the FedProx proximal term when
+``spec.proximal_mu > 0``. The local optimizer is read from ``spec.extra["local_optimizer"]``
+(``"sgd"``, ``"momentum"`` or ``"adam"``; default ``DEFAULT_LOCAL_OPTIMIZER``) with
+``spec.learning_rate``. Everything is deterministic given ``key`` (batch order, and DP-SGD noise
+when enabled, are the only randomness).
 
-Example-level differential privacy (DP-SGD, Abadi et al., 2016), when
-``spec.extra["dp_unit"] == "example"`` and ``spec.clip_norm > 0``: every example's gradient is
-clipped to ``clip_norm``, the clipped sum gets ``N(0, (noise_multiplier * clip_norm)^2)`` noise
-and is divided by the (fixed) batch width; the FedProx term is added after (it reads no data).
+Example-level differential privacy (DP-SGD, ``fednode.device.loss.private_grads``) runs when
+``spec.extra["dp_unit"] == "example"`` and ``spec.clip_norm > 0``;
 ``fednode.privacy.example_level_epsilon`` accounts for it.
 """
 
@@ -33,7 +29,7 @@ import numpy as np
 import optax
 
 from fednode.device.data import epoch_batches
-from fednode.device.model import apply_model
+from fednode.device.loss import local_loss, private_grads
 from fednode.errors import FednodeValueError
 from fednode.types import TaskSpec
 
@@ -87,38 +83,6 @@ class _Config:
     local_epochs: int
     dp_clip: float = 0.0
     dp_noise: float = 0.0
-
-
-def local_loss(
-    params: Any, global_params: Any, batch: tuple[jax.Array, ...], *, proximal_mu: float
-) -> jax.Array:
-    """Masked mean cross-entropy (binary or softmax, by the logits' rank) plus the FedProx term.
-
-    Args:
-      params: current local parameters.
-      global_params: the global model the round started from (the proximal anchor).
-      batch: ``(x, y, mask)`` with float32 ``y`` in {0, 1} (class indices for a multiclass
-        model) and float32 ``mask`` (1 = real row).
-      proximal_mu: FedProx ``mu``; 0 disables the term.
-
-    Example:
-      >>> from fednode.device.model import init_params
-      >>> p = init_params(jax.random.key(0), model="logreg", num_features=2)
-      >>> batch = (jnp.zeros((4, 2)), jnp.ones(4), jnp.ones(4))
-      >>> round(float(local_loss(p, p, batch, proximal_mu=0.1)), 4)
-      0.6931
-    """
-    x, y, mask = batch
-    logits = apply_model(params, x)
-    if logits.ndim == 2:  # multiclass: the model kind decides, through its output rank
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y.astype(jnp.int32))
-    else:
-        losses = optax.sigmoid_binary_cross_entropy(logits, y)
-    data_loss = jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-    if proximal_mu <= 0.0:
-        return data_loss
-    gaps = jax.tree_util.tree_map(lambda w, g: jnp.sum(jnp.square(w - g)), params, global_params)
-    return data_loss + 0.5 * proximal_mu * sum(jax.tree_util.tree_leaves(gaps))
 
 
 def client_init(global_params: Any, *, spec: TaskSpec) -> ClientState:
@@ -223,39 +187,14 @@ def _optimizer(config: _Config) -> optax.GradientTransformation:
     return optax.sgd(config.learning_rate)
 
 
-def _private_grads(config: _Config, state: ClientState, batch: Batch, key: jax.Array) -> Any:
-    """DP-SGD gradient: per-example clipping, Gaussian noise, division by the batch width."""
-    x, y, mask = batch
-
-    def example_grad(xi: jax.Array, yi: jax.Array) -> Any:
-        one = (xi[None], yi[None], jnp.ones((1,), jnp.float32))
-        return jax.grad(local_loss)(state.params, state.global_params, one, proximal_mu=0.0)
-
-    per_example = jax.vmap(example_grad)(x, y)
-    leaves = jax.tree_util.tree_leaves(per_example)
-    sq_norms = sum(jnp.sum(jnp.square(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in leaves)
-    factors = mask * jnp.minimum(1.0, config.dp_clip / (jnp.sqrt(sq_norms) + 1e-12))
-    leaf_keys = jax.random.split(key, len(leaves))
-    treedef = jax.tree_util.tree_structure(per_example)
-    noisy = [
-        (jnp.tensordot(factors, leaf, axes=1)
-         + config.dp_noise * config.dp_clip * jax.random.normal(k, leaf.shape[1:], jnp.float32))
-        / jnp.float32(x.shape[0])
-        for leaf, k in zip(leaves, leaf_keys, strict=True)
-    ]
-    grads = jax.tree_util.tree_unflatten(treedef, noisy)
-    if config.proximal_mu <= 0.0:
-        return grads
-    return jax.tree_util.tree_map(
-        lambda g, w, w0: g + config.proximal_mu * (w - w0), grads, state.params, state.global_params
-    )
-
-
 def _update(
     config: _Config, state: ClientState, batch: Batch, key: jax.Array | None = None
 ) -> ClientState:
     if config.dp_clip > 0 and key is not None:
-        grads = _private_grads(config, state, batch, key)
+        grads = private_grads(
+            state.params, state.global_params, batch, key=key, clip_norm=config.dp_clip,
+            noise_multiplier=config.dp_noise, proximal_mu=config.proximal_mu,
+        )  # fmt: skip
     else:
         grads = jax.grad(local_loss)(
             state.params, state.global_params, batch, proximal_mu=config.proximal_mu

@@ -9,19 +9,30 @@ when ``spec.extra["dp_unit"]`` is ``"update"``, the default), then the ``spec.co
 steps (``"topk"`` or ``"topk:<fraction>"``, then ``"int8"``) and ``pack_compressed``, which
 turns their per-tensor parts into the packed flat-model layout of ``compression.py`` (what goes
 on chain). Deltas are nested dicts of float32 numpy arrays.
+
+The protocol and ``chain`` live in ``fednode.device.update_transform``, the compression steps in
+``fednode.device.compression_transforms``; this module re-exports both.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.device.compression import encode_int8, encode_top_k, pack_delta
+from fednode.device.compression_transforms import (
+    DEFAULT_TOPK_FRACTION,
+    ErrorFeedbackState,
+    PackState,
+    pack_compressed,
+    quantize_int8,
+    top_k,
+)
+from fednode.device.update_transform import EmptyState, UpdateTransform, chain
 from fednode.errors import FednodeValueError
 from fednode.types import TaskSpec
 
@@ -41,37 +52,6 @@ __all__ = [
     "transforms_for_spec",
     "update_norm",
 ]
-
-DEFAULT_TOPK_FRACTION = 0.1
-
-
-class EmptyState(NamedTuple):
-    """State of a stateless transform."""
-
-
-class ErrorFeedbackState(NamedTuple):
-    """Top-k's residual: what earlier rounds dropped, added back before the next selection."""
-
-    residual: dict[str, np.ndarray] | None
-
-
-class PackState(NamedTuple):
-    """The model layout (flat ``name -> shape``) that ``pack_compressed`` packs against."""
-
-    template: dict[str, tuple[int, ...]]
-
-
-class ChainState(NamedTuple):
-    """The states of a chain's transforms, in order."""
-
-    inner: tuple[Any, ...]
-
-
-class UpdateTransform(NamedTuple):
-    """An update transform: ``init(delta) -> state``, ``update(delta, state, *, key)``."""
-
-    init: Callable[[Any], Any]
-    update: Callable[..., tuple[Any, Any]]
 
 
 def update_norm(delta: Mapping[str, Any]) -> float:
@@ -139,108 +119,6 @@ def add_gaussian_noise(stddev: float) -> UpdateTransform:
     return UpdateTransform(lambda delta: EmptyState(), update)
 
 
-def top_k(
-    fraction: float = DEFAULT_TOPK_FRACTION, *, error_feedback: bool = True
-) -> UpdateTransform:
-    """Keeps the ``ceil(fraction * size)`` largest entries of each tensor (per-tensor sparse
-    parts; ``pack_compressed`` makes the on-chain layout).
-
-    With ``error_feedback`` the dropped remainder is carried in the state and added to the next
-    delta (Stich et al., 2018), so nothing is lost for good.
-
-    Example:
-      >>> t = top_k(0.5)
-      >>> d = {"w": np.array([0.1, -2.0, 0.3, 1.0], np.float32)}
-      >>> out, state = t.update(d, t.init(d), key=None)
-      >>> out["w"]["idx"].tolist(), state.residual["w"].tolist()
-      ([1, 3], [0.10000000149011612, 0.0, 0.30000001192092896, 0.0])
-    """
-    if not 0 < fraction <= 1:
-        raise FednodeValueError(f"top-k fraction must be in (0, 1], got {fraction}")
-
-    def update(delta, state: ErrorFeedbackState, *, key=None):
-        del key
-        flat = flatten_params(delta)
-        if error_feedback and state.residual is not None:
-            flat = {n: (a + state.residual[n]).astype(np.float32) for n, a in flat.items()}
-        encoded, residual = {}, {}
-        for name, a in flat.items():
-            encoded[name] = encode_top_k(a, math.ceil(fraction * a.size))
-            kept = np.zeros(a.size, np.float32)
-            kept[encoded[name]["idx"]] = encoded[name]["val"]
-            residual[name] = (a.ravel() - kept).reshape(a.shape).astype(np.float32)
-        return unflatten_params(encoded), ErrorFeedbackState(residual if error_feedback else None)
-
-    return UpdateTransform(lambda delta: ErrorFeedbackState(None), update)
-
-
-def quantize_int8() -> UpdateTransform:
-    """Per-tensor int8 quantization of dense tensors and of top-k values (per-tensor parts;
-    ``pack_compressed`` makes the on-chain layout).
-
-    Example:
-      >>> t = quantize_int8()
-      >>> d = {"w": np.array([1.0, -0.5], np.float32)}
-      >>> sorted(t.update(d, t.init(d), key=None)[0]["w"])
-      ['q', 'scale']
-    """
-
-    def update(delta, state, *, key=None):
-        del key
-        return _quantize_tree(delta), state
-
-    return UpdateTransform(lambda delta: EmptyState(), update)
-
-
-def pack_compressed() -> UpdateTransform:
-    """Packs per-tensor int8 / top-k parts into the on-chain flat-model layout (``pack_delta``).
-
-    ``init`` records the dense delta's layout (the global model's), so it must see the
-    uncompressed delta, as ``chain`` and ``apply_transforms`` arrange. Always the last step.
-
-    Example:
-      >>> t = chain(quantize_int8(), pack_compressed())
-      >>> d = {"b": np.array([1.0], np.float32), "w": np.array([2.0, -1.0], np.float32)}
-      >>> packed = t.update(d, t.init(d), key=None)[0]
-      >>> packed["q"].tolist(), packed["scale"].tolist()
-      ([127, 127, -64], [0.007874015718698502, 0.015748031437397003])
-    """
-
-    def init(delta) -> PackState:
-        return PackState({n: tuple(a.shape) for n, a in flatten_params(delta).items()})
-
-    def update(delta, state: PackState, *, key=None):
-        del key
-        return pack_delta(delta, state.template), state
-
-    return UpdateTransform(init, update)
-
-
-def chain(*transforms: UpdateTransform) -> UpdateTransform:
-    """Applies transforms in order; each gets its own key split from ``key``.
-
-    Example:
-      >>> t = chain(clip_update_norm(1.0), quantize_int8())
-      >>> d = {"w": np.array([3.0, 4.0], np.float32)}
-      >>> t.update(d, t.init(d), key=jax.random.key(0))[0]["w"]["q"].tolist()
-      [95, 127]
-    """
-
-    def init(delta) -> ChainState:
-        return ChainState(tuple(t.init(delta) for t in transforms))
-
-    def update(delta, state: ChainState, *, key=None):
-        count = len(transforms)
-        keys = [None] * count if key is None else list(jax.random.split(key, count))
-        states = []
-        for transform, inner, sub_key in zip(transforms, state.inner, keys, strict=True):
-            delta, inner = transform.update(delta, inner, key=sub_key)
-            states.append(inner)
-        return delta, ChainState(tuple(states))
-
-    return UpdateTransform(init, update)
-
-
 def transforms_for_spec(spec: TaskSpec) -> UpdateTransform:
     """The device-side chain a task prescribes (privacy first, then compression).
 
@@ -292,18 +170,6 @@ def _compression_step(step: str) -> UpdateTransform:
     if name == "topk":
         return top_k(float(argument) if argument else DEFAULT_TOPK_FRACTION)
     raise FednodeValueError(f"unknown compression step {step!r}; use 'int8', 'topk[:fraction]'")
-
-
-def _quantize_tree(tree: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in tree.items():
-        if isinstance(value, Mapping) and "idx" in value and "val" in value:
-            out[name] = {"idx": value["idx"], **encode_int8(value["val"])}
-        elif isinstance(value, Mapping):
-            out[name] = _quantize_tree(value)
-        else:
-            out[name] = encode_int8(np.asarray(value, np.float32))
-    return out
 
 
 def _map(fn, delta: Mapping[str, Any]) -> dict[str, Any]:

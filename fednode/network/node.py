@@ -4,11 +4,11 @@ Each validator is a detached geth process (own session, so it outlives the CLI t
 whose output goes to ``<datadir>/node.log``. Peering is static: ``config.toml`` lists the other
 validators under ``[Node.P2P] StaticNodes`` and discovery is off. geth stops gracefully on
 SIGTERM (it flushes its state; after a SIGKILL it rewinds its head on the next start).
+Liveness checks and stops by PID are in ``fednode.network.process`` (re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from fednode.errors import NetworkError
+from fednode.network.process import StopResult, is_running, stop_nodes
 
 __all__ = [
     "GETH_VERSION",
@@ -68,16 +68,6 @@ class NodeSpec:
     def log_path(self) -> Path:
         """Where geth's stdout and stderr go."""
         return self.datadir / "node.log"
-
-
-@dataclass(frozen=True)
-class StopResult:
-    """How one node stopped: ``outcome`` is 'stopped', 'killed' or 'not running'."""
-
-    name: str
-    pid: int | None
-    outcome: str
-    seconds: float
 
 
 def geth_version(geth: Path) -> str:
@@ -203,78 +193,6 @@ def spawn_node(
 def start_node(geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False) -> int:
     """Starts geth as :func:`spawn_node` does and returns its PID."""
     return spawn_node(geth, spec, tie_to_caller=tie_to_caller).pid
-
-
-def _reap(pid: int) -> None:
-    """Collects the exit status of ``pid`` if it is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def is_running(pid: int | None, datadir: Path | str) -> bool:
-    """Tells whether ``pid`` is a live geth process running on ``datadir``.
-
-    The command line is checked too, so a PID reused by another program never counts.
-    """
-    if not pid:
-        return False
-    _reap(pid)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X") and os.fsencode(str(datadir)) in cmdline
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    """Sends a signal, ignoring a process that is already gone."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-
-
-def _wait_for_exits(live: dict[str, tuple[int, Path]], *, deadline: float) -> dict[str, float]:
-    """Polls until every live node exited or ``deadline``; returns name -> seconds taken."""
-    started, exited = time.monotonic(), {}
-    while True:
-        for name, (pid, datadir) in live.items():
-            if name not in exited and not is_running(pid, datadir):
-                exited[name] = round(time.monotonic() - started, 2)
-        if len(exited) == len(live) or time.monotonic() > deadline:
-            return exited
-        time.sleep(0.1)
-
-
-def stop_nodes(
-    nodes: Sequence[tuple[str, int | None, Path]], *, timeout: float = 30.0
-) -> list[StopResult]:
-    """Stops geth processes gracefully (SIGTERM, all at once), SIGKILL only after ``timeout``.
-
-    Args:
-        nodes: (name, pid, datadir) of each node.
-        timeout: Seconds to wait for a graceful exit before SIGKILL.
-
-    Returns:
-        One StopResult per node, in order; 'killed' ones needed SIGKILL.
-    """
-    live = {name: (pid, d) for name, pid, d in nodes if pid and is_running(pid, d)}
-    for live_pid, _ in live.values():
-        _signal(live_pid, signal.SIGTERM)
-    exited = _wait_for_exits(live, deadline=time.monotonic() + timeout)
-    stuck = {name: live[name] for name in live if name not in exited}
-    for stuck_pid, _ in stuck.values():
-        _signal(stuck_pid, signal.SIGKILL)
-    _wait_for_exits(stuck, deadline=time.monotonic() + 10.0)
-    results = []
-    for name, pid, _ in nodes:
-        if name in exited:
-            results.append(StopResult(name, pid, "stopped", exited[name]))
-        elif name in stuck:
-            results.append(StopResult(name, pid, "killed", round(timeout, 2)))
-        else:
-            results.append(StopResult(name, pid, "not running", 0.0))
-    return results
 
 
 def log_tail(log_path: Path, lines: int = 25) -> str:

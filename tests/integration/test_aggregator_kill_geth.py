@@ -29,7 +29,6 @@ from pathlib import Path
 
 import jax
 import pytest
-from test_faults_geth import kill_validators, restart_validators, wait_for_height
 
 from fednode.aggregator.crash import CRASH_ENV, CRASH_EXIT_CODE
 from fednode.aggregator.round import run_round
@@ -37,15 +36,21 @@ from fednode.auditor.replay import verify_task
 from fednode.chain.connect import open_ledger
 from fednode.chain.constants import AGGREGATOR_ROLE, PUBLISHER_ROLE
 from fednode.chain.memory_ledger import InMemoryLedger
-from fednode.cli.chain_cmd import deploy_network
 from fednode.codec import decode_params, encode_params
 from fednode.device.data import load_heart_disease, normalize, normalizer_from_stats
 from fednode.device.normalization import combine_feature_stats, compute_feature_stats
 from fednode.device.train import train_local
-from fednode.network import load_network, network_down, network_up
+from fednode.network import load_network
 from fednode.network.node import rpc_call
 from fednode.tasks import heart_task_spec, initial_payload
 from fednode.types import TaskState
+from tests.chainkit import (
+    block_height,
+    deployed_geth_network,
+    kill_validators,
+    restart_validators,
+    wait_for_height,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,13 +63,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def network(geth_binary: Path, tmp_path: Path) -> Iterator[Path]:
     """A fresh deployed 4-validator network in ``tmp_path/net``, always torn down."""
     del geth_binary
-    directory = tmp_path / "net"
-    network_up(directory, validators=4, timeout=180.0, tie_to_caller=True)
-    try:
-        deploy_network(directory)
+    with deployed_geth_network(tmp_path / "net") as directory:
         yield directory
-    finally:
-        network_down(directory)
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +115,12 @@ def _nonce(url: str, address: str, block: str) -> int:
     return int(rpc_call(url, "eth_getTransactionCount", [address, block], timeout=10.0), 16)
 
 
-def _height(url: str) -> int:
-    return int(rpc_call(url, "eth_blockNumber", timeout=10.0), 16)
-
-
 def _wait_until_sealing_halts(url: str) -> int:
     """Waits until ``url`` sees no new block for 4 s (2 of 4 Clique signers are down)."""
     while True:
-        height = _height(url)
+        height = block_height(url)
         time.sleep(4.0)
-        if _height(url) == height:
+        if block_height(url) == height:
             return height
 
 
@@ -185,13 +181,13 @@ def test_killed_and_restarted_aggregator_commits_every_version_once(network, sit
     fourth = _start_aggregator(network, task_id, fourth_log)
     _wait_for(lambda: "waiting for 1 transaction(s)" in fourth_log.read_text(),
               "the restarted aggregator to wait for the pending commit", process=fourth)
-    stalled = _height(url) == halted_at and latest() == 1
+    stalled = block_height(url) == halted_at and latest() == 1
     restart_validators(network, [2, 3])
     _wait_for(lambda: latest() == 2, "version 2 from the killed run's commit", process=fourth)
     _submit_round(edges, task_id, sites, 2)
     assert fourth.wait(300) == 0, fourth_log.read_text()
     # Assert
-    wait_for_height(info.http_urls[1], _height(url))
+    wait_for_height(info.http_urls[1], block_height(url))
     records = auditor.read_global_models(task_id)
     commits = auditor.read_commits(task_id)
     assert in_flight == 1 and stalled

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,13 +26,18 @@ from edge_server.service import EdgeServer, enroll_device
 from fednode.aggregator.round import run_round
 from fednode.auditor.replay import verify_task
 from fednode.chain.connect import open_ledger
-from fednode.cli.chain_cmd import deploy_network
 from fednode.codec import encode_params
-from fednode.network import NetworkInfo, find_geth, load_network, network_down, network_up
-from fednode.network.info import save_network
-from fednode.network.node import NodeSpec, is_running, rpc_call, start_node
+from fednode.network import NetworkInfo, load_network, network_up
+from fednode.network.node import rpc_call
 from fednode.tasks import initial_payload
 from fednode.types import TaskSpec, TaskState
+from tests.chainkit import (
+    block_height,
+    deployed_geth_network,
+    kill_validators,
+    restart_validators,
+    wait_for_height,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,58 +48,12 @@ SPEC = TaskSpec(name="faults", data_schema="s", num_features=2, rounds=3, min_up
 def network(geth_binary: Path, tmp_path: Path) -> Iterator[Path]:
     """A fresh deployed 4-validator network in ``tmp_path/net``, always torn down."""
     del geth_binary
-    directory = tmp_path / "net"
-    network_up(directory, validators=4, timeout=180.0, tie_to_caller=True)
-    try:
-        deploy_network(directory)
+    with deployed_geth_network(tmp_path / "net") as directory:
         yield directory
-    finally:
-        network_down(directory)
-
-
-def _height(url: str) -> int:
-    return int(rpc_call(url, "eth_blockNumber", timeout=10.0), 16)
 
 
 def _block_hash(url: str, number: int) -> str:
     return str(rpc_call(url, "eth_getBlockByNumber", [hex(number), False], timeout=10.0)["hash"])
-
-
-def kill_validators(directory: Path, indices: list[int]) -> None:
-    """SIGKILLs validators (no graceful flush) and waits until they are gone."""
-    info = load_network(directory)
-    for index in indices:
-        os.kill(info.validators[index].pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while any(is_running(info.validators[i].pid, info.validators[i].datadir) for i in indices):
-        assert time.monotonic() < deadline, "killed geth did not exit"
-        time.sleep(0.1)
-
-
-def restart_validators(directory: Path, indices: list[int]) -> None:
-    """Starts killed validators again on their old ports while the others keep running."""
-    info = load_network(directory)
-    pids = {}
-    for index in indices:
-        v = info.validators[index]
-        spec = NodeSpec(
-            name=v.name, datadir=Path(v.datadir), signer=v.signer, network_id=info.chain_id,
-            host="127.0.0.1", p2p_port=v.p2p_port, http_port=v.http_port,
-            authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
-            static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
-        )
-        pids[v.name] = start_node(find_geth(), spec, tie_to_caller=True)
-    save_network(info.with_pids(pids))  # so network_down stops them too
-
-
-def wait_for_height(url: str, height: int, *, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if _height(url) >= height:
-                return
-        assert time.monotonic() < deadline, f"{url} did not reach block {height}"
-        time.sleep(0.5)
 
 
 def _delta(edge_index: int, version: int) -> dict:
@@ -120,6 +77,13 @@ def _submit_all(edges, task_id: int, version: int) -> list[int]:
         return list(pool.map(submit, enumerate(edges)))
 
 
+def _catch_up(info: NetworkInfo, height: int, *, nodes: int = 3) -> None:
+    """Waits until validators 1..``nodes`` hold what validator 1 wrote (an edge estimates its
+    transaction on its own validator, which may not have imported the block yet)."""
+    for url in info.http_urls[:nodes]:
+        wait_for_height(url, height)
+
+
 def test_one_of_four_validators_killed_mid_task_loses_nothing(network: Path):
     # Arrange: edges 1-4 submit through validators 1-3 (edge-4's operator fails over)
     info = load_network(network)
@@ -128,14 +92,17 @@ def test_one_of_four_validators_killed_mid_task_loses_nothing(network: Path):
     aggregator = open_ledger(network, "aggregator", node=0)
     accepted: list[int] = []
     # Act
+    _catch_up(info, block_height(info.http_urls[0]))
     accepted += _submit_all(edges, task_id, 0)
     run_round(aggregator, task_id, timeout=180)
+    _catch_up(info, block_height(info.http_urls[0]))
     with ThreadPoolExecutor(1) as pool:  # validator-4 dies while round 2 is being submitted
         in_flight = pool.submit(_submit_all, edges, task_id, 1)
         kill_validators(network, [3])
         accepted += in_flight.result()
-    height = _height(info.http_urls[0])
+    height = block_height(info.http_urls[0])
     run_round(aggregator, task_id, timeout=180)
+    _catch_up(info, block_height(info.http_urls[0]))
     accepted += _submit_all(edges, task_id, 2)
     run_round(aggregator, task_id, timeout=180)
     # Assert
@@ -144,7 +111,7 @@ def test_one_of_four_validators_killed_mid_task_loses_nothing(network: Path):
     aggregated = [i for r in records for i in r.update_ids]
     assert ledger.get_task(task_id).state == TaskState.FINISHED
     assert sorted(aggregated) == sorted(accepted) and len(set(aggregated)) == 12
-    assert _height(info.http_urls[0]) > height  # still sealing with 3 of 4
+    assert block_height(info.http_urls[0]) > height  # still sealing with 3 of 4
     assert verify_task(ledger, task_id).ok
 
 
@@ -179,9 +146,9 @@ def test_two_of_four_killed_halts_sealing_and_edges_queue_until_restart(network:
         # Act 1: half the signers die; the chain stops
         kill_validators(network, [2, 3])
         time.sleep(4.0)  # a signer may still seal its one allowed block
-        halted_at = _height(url)
+        halted_at = block_height(url)
         time.sleep(6.0)
-        stalled = _height(url)
+        stalled = block_height(url)
         refs = [client.post_update(task_id, 0, _delta(i, 0), num_examples=10 + i)
                 for i, (_, client) in enumerate(edges)]
         time.sleep(3.0)
@@ -200,7 +167,7 @@ def test_two_of_four_killed_halts_sealing_and_edges_queue_until_restart(network:
     assert all(status != "committed" for status in queued), queued
     assert sorted(s["chain_update_id"] for s in statuses) == [u.update_id for u in updates]
     assert len(updates) == 4 and len({u.edge for u in updates}) == 4
-    assert _height(url) > stalled
+    assert block_height(url) > stalled
 
 
 def test_sigkill_of_every_validator_keeps_height_and_committed_updates(network: Path):
@@ -212,13 +179,13 @@ def test_sigkill_of_every_validator_keeps_height_and_committed_updates(network: 
     record = run_round(open_ledger(network, "aggregator", node=0), task_id, timeout=180).record
     wait_for_height(info.http_urls[0], record.block_number + 3)
     before = open_ledger(network, "auditor", node=0).read_updates(task_id)
-    killed_at = min(_height(u) for u in info.http_urls)
+    killed_at = min(block_height(u) for u in info.http_urls)
     hashes = {n: _block_hash(info.http_urls[0], n) for n in range(killed_at - 5, killed_at + 1)}
     # Act
     kill_validators(network, [0, 1, 2, 3])
     network_up(network, timeout=180.0, tie_to_caller=True)
     restarted: NetworkInfo = load_network(network)
-    heads = [_height(u) for u in restarted.http_urls]
+    heads = [block_height(u) for u in restarted.http_urls]
     # Assert
     auditor = open_ledger(network, "auditor", node=1)
     after = auditor.read_updates(task_id)

@@ -11,10 +11,9 @@ from eth_utils import keccak
 
 from fednode.chain import EDGE_ROLE, Web3Ledger
 from fednode.chain.connection import connect_web3
-from fednode.chain.deploy import EdgeRegistration, deploy_contracts, register_edges
 from fednode.chain.records import ProposalAction
-from fednode.network.keys import read_key_file
 from fednode.network.signers import chain_signers, registry_signers, signer_drift, sync_signers
+from tests.chainkit import deploy_on_geth
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +32,10 @@ def test_governance_signers_follow_the_registry(geth_network):
     # Arrange: a fresh deployment with the four validators' edges, bootstrap ended
     info = geth_network
     urls = info.http_urls
-    account = {n: Account.from_key(read_key_file(info.key_file(n))) for n in info.accounts}
-    w3 = connect_web3(urls[0])
-    deployment = deploy_contracts(w3, account["admin"], confirmations=1)
     names = [f"edge-{i + 1}" for i in range(len(info.validators))]
-    register_edges(w3, deployment, account["admin"], [
-        EdgeRegistration(account[n].address, v.signer, n)
-        for n, v in zip(names, info.validators, strict=True)
-    ])
+    consortium = deploy_on_geth(info, names)
+    account, deployment = consortium.accounts, consortium.deployment
+    w3 = connect_web3(urls[0])
     edges = [Web3Ledger(w3, deployment, account[n], confirmations=1) for n in names]
     Web3Ledger(w3, deployment, account["admin"]).end_bootstrap()
     assert signer_drift(registry_signers(edges[0]), chain_signers(urls[0])).clean

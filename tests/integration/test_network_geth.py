@@ -20,12 +20,9 @@ from fednode.network import (
     read_key_file,
 )
 from fednode.network.node import is_running, rpc_call
+from tests.chainkit import block_height, running_geth_network
 
 pytestmark = pytest.mark.integration
-
-
-def _height(url: str) -> int:
-    return int(rpc_call(url, "eth_blockNumber"), 16)
 
 
 def _wait_for_receipt(url: str, tx_hash: str, timeout: float = 30.0) -> dict:
@@ -58,16 +55,12 @@ def test_down_stops_every_validator_gracefully(geth_binary, tmp_path):
 
 def test_restart_resumes_the_chain_where_it_stopped(geth_binary, tmp_path):
     # Arrange
-    first = network_up(tmp_path / "net", validators=1, tie_to_caller=True)
-    stopped_at = _height(first.http_urls[0])
-    network_down(tmp_path / "net")
+    with running_geth_network(tmp_path / "net", validators=1) as first:
+        stopped_at = block_height(first.http_urls[0])
 
     # Act
-    second = network_up(tmp_path / "net", tie_to_caller=True)
-    try:
-        height = _height(second.http_urls[0])
-    finally:
-        network_down(tmp_path / "net")
+    with running_geth_network(tmp_path / "net", validators=None) as second:
+        height = block_height(second.http_urls[0])
 
     # Assert
     assert second.signers == first.signers and second.chain_id == first.chain_id
@@ -76,8 +69,8 @@ def test_restart_resumes_the_chain_where_it_stopped(geth_binary, tmp_path):
 
 def test_restart_refuses_settings_that_contradict_the_folder(geth_binary, tmp_path):
     # Arrange
-    network_up(tmp_path / "net", validators=1, tie_to_caller=True)
-    network_down(tmp_path / "net")
+    with running_geth_network(tmp_path / "net", validators=1):
+        pass
 
     # Act / Assert
     with pytest.raises(NetworkError, match="validators=2"):
@@ -110,11 +103,11 @@ def test_a_validator_that_dies_at_start_up_fails_with_its_log(geth_binary, tmp_p
 
 def test_validators_seal_new_blocks(geth_network: NetworkInfo):
     # Arrange
-    before = [_height(url) for url in geth_network.http_urls]
+    before = [block_height(url) for url in geth_network.http_urls]
 
     # Act
     time.sleep(3 * geth_network.period + 1)
-    after = [_height(url) for url in geth_network.http_urls]
+    after = [block_height(url) for url in geth_network.http_urls]
 
     # Assert
     assert all(b > a for a, b in zip(before, after, strict=True))

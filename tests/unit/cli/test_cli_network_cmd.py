@@ -86,3 +86,37 @@ def test_status_table_has_one_row_per_validator_and_flags_dead_ones():
     text = console.export_text()
     assert "validator-1" in text and "validator-2" in text
     assert "yes" in text and "no" in text
+
+
+def test_a_join_error_with_brackets_is_printed_as_it_is(monkeypatch, capsys, tmp_path):
+    # Arrange: geth log lines carry brackets that rich would read as markup
+    from fednode.cli import network_cmd
+    from fednode.errors import NetworkError
+
+    message = "validator exited: INFO [11-23|15:27:07.000] [/] [bold]Fatal[/bold]"
+
+    def failing_join(*args, **kwargs):
+        raise NetworkError(message)
+
+    monkeypatch.setattr(network_cmd, "join_network", failing_join)
+    args = _parse(["network", "join", "--dir", str(tmp_path), "--genesis", "g.json"])
+
+    # Act
+    code = args.handler(args)
+
+    # Assert
+    assert code == 1
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_join_with_an_unreadable_key_file_fails_cleanly(capsys, tmp_path):
+    # Arrange
+    args = _parse(["network", "join", "--dir", str(tmp_path), "--genesis", "g.json",
+                   "--signer-key", str(tmp_path / "missing.key")])
+
+    # Act
+    code = args.handler(args)
+
+    # Assert
+    assert code == 1
+    assert "network join failed" in capsys.readouterr().err

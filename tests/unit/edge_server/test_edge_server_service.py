@@ -27,6 +27,11 @@ MODULES = [
     "edge_server.outbox", "edge_server.metrics", "edge_server.ratelimit", "edge_server.logs",
     "edge_server.tls", "edge_server.secagg", "edge_server.cohort", "edge_server.cohort_app",
     "edge_server.cohort_client", "edge_server.cohort_protocol", "edge_server.cohort_store",
+    "edge_server.cohort_store_records", "edge_server.cohort_store_sql", "edge_server.store_schema",
+    "edge_server.store_rows", "edge_server.store_outbox", "edge_server.evaluations",
+    "edge_server.evaluations_outbox", "edge_server.evaluations_protocol",
+    "edge_server.evaluation_store", "edge_server.app_http", "edge_server.app_views",
+    "edge_server.device_identity",
 ]  # fmt: skip
 
 

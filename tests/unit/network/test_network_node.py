@@ -1,9 +1,7 @@
-"""Chain: geth command lines, node config, ports, network.json and graceful stops (no geth)."""
+"""Chain: geth command lines, node config, ports and network.json (no geth)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +16,7 @@ from fednode.network.info import (
     load_network,
     save_network,
 )
-from fednode.network.node import NodeSpec, geth_command, is_running, stop_nodes, write_node_config
+from fednode.network.node import NodeSpec, geth_command, write_node_config
 from fednode.network.ports import assign_ports, choose_free_ports
 
 PUBKEY = "ab" * 64
@@ -147,49 +145,6 @@ def test_key_file_of_an_unknown_account_is_a_network_error(tmp_path):
     # Act / Assert
     with pytest.raises(NetworkError, match="no account 'edge-9'"):
         _info(tmp_path).key_file("edge-9")
-
-
-def _sleeper(datadir: Path, *, ignore_sigterm: bool) -> subprocess.Popen[bytes]:
-    """A stand-in node: a process whose command line names ``datadir``, as geth's does."""
-    code = "import signal, time\n"
-    code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_sigterm else ""
-    code += "print('ready', flush=True)\ntime.sleep(60)\n"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(datadir)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    return proc
-
-
-def test_stop_nodes_stops_gracefully_and_kills_only_what_ignores_sigterm(tmp_path):
-    # Arrange
-    polite = _sleeper(tmp_path / "a", ignore_sigterm=False)
-    stubborn = _sleeper(tmp_path / "b", ignore_sigterm=True)
-    nodes = [
-        ("a", polite.pid, tmp_path / "a"),
-        ("b", stubborn.pid, tmp_path / "b"),
-        ("c", None, tmp_path / "c"),
-    ]
-
-    # Act
-    results = stop_nodes(nodes, timeout=0.5)
-
-    # Assert
-    assert [r.outcome for r in results] == ["stopped", "killed", "not running"]
-    assert not is_running(polite.pid, tmp_path / "a")
-    assert not is_running(stubborn.pid, tmp_path / "b")
-
-
-def test_is_running_ignores_a_pid_that_runs_something_else(tmp_path):
-    # Arrange
-    proc = _sleeper(tmp_path / "x", ignore_sigterm=False)
-
-    # Act / Assert
-    try:
-        assert is_running(proc.pid, tmp_path / "x")
-        assert not is_running(proc.pid, tmp_path / "other")
-        assert not is_running(None, tmp_path / "x")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_with_pids_only_changes_the_named_validators(tmp_path):
