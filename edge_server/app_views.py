@@ -11,7 +11,7 @@ from typing import Any
 from edge_server.store import UpdateRow
 from fednode.types import GlobalModelRecord, TaskRecord
 
-__all__ = ["global_json", "task_json", "update_json"]
+__all__ = ["chain_progress_json", "global_json", "task_json", "update_json"]
 
 
 def update_json(row: UpdateRow) -> dict[str, Any]:
@@ -26,6 +26,13 @@ def update_json(row: UpdateRow) -> dict[str, Any]:
         "num_examples": row.num_examples,
         "epsilon_micro": row.epsilon_micro,
         "chain_update_id": row.chain_update_id,
+        **chain_progress_json(row),
+    }
+
+
+def chain_progress_json(row: Any) -> dict[str, Any]:
+    """Where a stored row (update or evaluation) is on its way to the chain, as JSON fields."""
+    return {
         "tx_hash": None if row.tx_hash is None else row.tx_hash.hex(),
         "tx_nonce": row.tx_nonce,
         "block_number": row.block_number,

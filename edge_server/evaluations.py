@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from edge_server.app_views import chain_progress_json
 from edge_server.auth import check_timestamp, public_key_from_hex
 from edge_server.evaluation_store import EvaluationRow, EvaluationStore, evaluation_db_path
 from edge_server.evaluations_outbox import EvaluationOutbox
@@ -148,10 +149,5 @@ def evaluation_json(row: EvaluationRow) -> dict[str, Any]:
         "secondary": row.secondary,
         "num_examples": row.num_examples,
         "chain_evaluation_id": row.chain_id,
-        "tx_hash": None if row.tx_hash is None else row.tx_hash.hex(),
-        "tx_nonce": row.tx_nonce,
-        "block_number": row.block_number,
-        "error": row.error,
-        "accepted_at": row.created_at,
-        "updated_at": row.updated_at,
+        **chain_progress_json(row),
     }

@@ -38,6 +38,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
+from edge_server.config import EdgeConfig
+from edge_server.device_client import DeviceIdentity, EdgeClient
+from edge_server.service import EdgeServer, enroll_device
+from fednode.chain.connect import open_ledger
 from fednode.chain.connection import connect_web3
 from fednode.chain.deploy import (
     Deployment,
@@ -46,6 +50,7 @@ from fednode.chain.deploy import (
     grant_roles,
     register_edges,
 )
+from fednode.chain.web3_ledger import Web3Ledger
 from fednode.errors import NetworkError
 from fednode.network import (
     NetworkInfo,
@@ -472,3 +477,22 @@ def heal_partition(info: NetworkInfo, index: int, *, timeout: float = 60.0) -> N
         if time.monotonic() > deadline:
             raise NetworkError(f"validator {index} did not re-peer within {timeout:.0f}s")
         time.sleep(0.2)
+
+
+# --- edge servers -------------------------------------------------------------------------------
+
+
+def start_edge_with_device(
+    network: Path, work: Path, index: int, *, node: int
+) -> tuple[EdgeServer, EdgeClient, Web3Ledger]:
+    """Starts ``edge-<index+1>`` (its ledger on validator ``node``, confirmations 1) with one
+    enrolled device ``dev-<index+1>``; the caller stops the server and closes the client."""
+    name = f"edge-{index + 1}"
+    ledger = open_ledger(network, name, node=node, confirmations=1)
+    config = EdgeConfig(name=name, db_path=str(work / f"{name}.sqlite"), port=0,
+                        submit_poll_interval_s=0.2, confirmations=1)
+    server = EdgeServer(config, ledger)
+    server.start()
+    identity = DeviceIdentity.generate(device_id=f"dev-{index + 1}")
+    enroll_device(server.store, identity.device_id, identity.public_key_hex)
+    return server, EdgeClient(server.url, identity), ledger

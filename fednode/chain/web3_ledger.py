@@ -25,6 +25,7 @@ from fednode.chain.connection import connect_web3, ensure_poa_middleware
 from fednode.chain.constants import check_uint
 from fednode.chain.deploy import Deployment, bind_contract
 from fednode.chain.ledger_reads import LedgerReader
+from fednode.chain.pinned_read import read_pinned
 from fednode.chain.records import epsilon_budget_micro
 from fednode.chain.revert import revert_error_from
 from fednode.chain.transactions import SignedTx, TransactionSender
@@ -291,6 +292,6 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
 
     def _read(self, read: Callable[[int], _T]) -> _T:
         try:
-            return read(self.w3.eth.block_number)
+            return read_pinned(lambda: self.w3.eth.block_number, read)
         except (ContractLogicError, Web3RPCError) as exc:
             raise revert_error_from(exc) or ChainError(str(exc)) from exc

@@ -20,9 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.service import EdgeServer, enroll_device
+from edge_server.device_client import EdgeClient
+from edge_server.service import EdgeServer
 from fednode.aggregator.round import run_round
 from fednode.auditor.replay import verify_task
 from fednode.chain.connect import open_ledger
@@ -36,6 +35,7 @@ from tests.chainkit import (
     deployed_geth_network,
     kill_validators,
     restart_validators,
+    start_edge_with_device,
     wait_for_height,
 )
 
@@ -122,15 +122,8 @@ def _edge_servers(
     started = []
     try:
         for index in range(count):
-            name = f"edge-{index + 1}"
-            ledger = open_ledger(network, name, node=index % 2, confirmations=1)
-            config = EdgeConfig(name=name, db_path=str(work / f"{name}.sqlite"), port=0,
-                                submit_poll_interval_s=0.2, confirmations=1)
-            server = EdgeServer(config, ledger)
-            server.start()
-            identity = DeviceIdentity.generate(device_id=f"dev-{index + 1}")
-            enroll_device(server.store, identity.device_id, identity.public_key_hex)
-            started.append((server, EdgeClient(server.url, identity)))
+            server, client, _ = start_edge_with_device(network, work, index, node=index % 2)
+            started.append((server, client))
         yield started
     finally:
         for server, _ in started:

@@ -31,9 +31,8 @@ import jax
 import numpy as np
 import pytest
 
-from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.service import EdgeServer, enroll_device
+from edge_server.device_client import EdgeClient
+from edge_server.service import EdgeServer
 from edge_server.store import UpdateStatus
 from fednode.aggregator.round import run_round
 from fednode.auditor.replay import verify_task
@@ -55,6 +54,7 @@ from tests.chainkit import (
     heal_partition,
     partition_validator,
     peer_keys,
+    start_edge_with_device,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -101,16 +101,8 @@ def _hospitals(network: Path, work: Path, sites: list[SiteData]) -> Iterator[lis
     started: list[Hospital] = []
     try:
         for index, site in enumerate(sites):
-            name = f"edge-{index + 1}"
-            ledger = open_ledger(network, name, node=index, confirmations=1)
-            config = EdgeConfig(name=name, db_path=str(work / f"{name}.sqlite"), port=0,
-                                submit_poll_interval_s=0.2, confirmations=1)
-            server = EdgeServer(config, ledger)
-            server.start()
-            identity = DeviceIdentity.generate(device_id=f"dev-{index + 1}")
-            enroll_device(server.store, identity.device_id, identity.public_key_hex)
-            started.append(Hospital(server, ledger, EdgeClient(server.url, identity), site,
-                                    info.http_urls[index]))
+            server, client, ledger = start_edge_with_device(network, work, index, node=index)
+            started.append(Hospital(server, ledger, client, site, info.http_urls[index]))
         yield started
     finally:
         for hospital in started:
