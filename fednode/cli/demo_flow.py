@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from fednode.device.data import (
     Normalizer, SiteData, compute_feature_stats, normalize, normalizer_from_stats, pool_test_sets,
 )
 from fednode.device.metrics import Evaluation, evaluate
+from fednode.device.personalize import calibrate_site, personalize
 from fednode.device.train import train_local
 from fednode.device.transforms import apply_transforms
 from fednode.privacy.accountant import dp_steps_per_round, epsilon_micro_increment
@@ -134,6 +135,20 @@ def evaluate_sites(params, hospitals: Sequence[Hospital]) -> dict[str, Evaluatio
     results = {h.site.name: evaluate(params, *h.test_data()) for h in hospitals}
     xs, ys = zip(*(h.test_data() for h in hospitals), strict=True)
     results["pooled"] = evaluate(params, np.concatenate(xs), np.concatenate(ys))
+    return results
+
+
+def personalize_sites(params, hospitals: Sequence[Hospital], *, key: jax.Array) -> dict:
+    """Each hospital's personalized metrics: the final global model with an intercept shift
+    the site fits on its own train rows and adopts only if 5-fold CV on them favours it
+    (``fednode.device.personalize``; the test rows are never read for the choice)."""
+    results = {}
+    for index, hospital in enumerate(hospitals):
+        calibration = calibrate_site(params, *hospital.train_data(),
+                                     key=jax.random.fold_in(key, index))
+        evaluation = evaluate(personalize(params, calibration), *hospital.test_data())
+        results[hospital.site.name] = {**asdict(evaluation), "adopted": calibration.adopted,
+                                       "shift": calibration.shift}
     return results
 
 

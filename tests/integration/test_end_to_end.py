@@ -58,6 +58,8 @@ def test_demo_report_is_complete_and_audited(demo_run):
     assert written["chain"]["transactions"] > written["chain"]["updates"]
     assert written["chain"]["gas_used"] > 0 and written["chain"]["payload_bytes"] > 0
     assert written["federated"]["pooled"]["accuracy"] > 0.6
+    assert set(written["personalized"]) == {"Cleveland", "Hungary", "Switzerland", "VA Long Beach"}
+    assert all(0.0 <= site["accuracy"] <= 1.0 for site in written["personalized"].values())
 
 
 def test_audit_cli_verifies_and_traces_every_version(demo_run, capsys):
