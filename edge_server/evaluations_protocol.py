@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_server.protocol import DEVICE_ID_PATTERN, MAX_INT
+from edge_server.protocol import _NONCE as NONCE_PATTERN
+from edge_server.protocol import DEVICE_ID_PATTERN, _check_int, _check_text, _load_object
 from fednode.chain.records import metric_micro, secondary_micro
 from fednode.errors import UpdateRejectedError
 from fednode.types import METRIC_SCALE, NO_METRIC_MICRO
@@ -43,7 +43,6 @@ _INT_FIELDS = (
     "task_id", "version", "metric_micro", "secondary_micro", "num_examples", "timestamp"
 )  # fmt: skip
 _FIELDS = frozenset({"device_id", "nonce", *_INT_FIELDS})
-_NONCE_CHARS = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -129,12 +128,8 @@ def parse_evaluation(body: bytes) -> EvaluationEnvelope:
     if missing or unknown:
         raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
     ints = {name: _check_int(name, fields[name]) for name in _INT_FIELDS}
-    device_id, nonce = fields["device_id"], fields["nonce"]
-    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.fullmatch(device_id):
-        detail = f"device_id must match {DEVICE_ID_PATTERN.pattern}"
-        raise UpdateRejectedError("bad_request", detail)
-    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64 or set(nonce) - _NONCE_CHARS:
-        raise UpdateRejectedError("bad_request", "nonce must be 16..64 lowercase hex characters")
+    device_id = _check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN)
+    nonce = _check_text("nonce", fields["nonce"], NONCE_PATTERN)
     if ints["metric_micro"] > METRIC_SCALE:
         raise UpdateRejectedError("bad_metric", f"metric_micro must be in 0..{METRIC_SCALE}")
     if ints["secondary_micro"] > METRIC_SCALE and ints["secondary_micro"] != NO_METRIC_MICRO:
@@ -178,25 +173,3 @@ def verify_evaluation(
     except InvalidSignature as exc:
         detail = f"evaluation signature does not verify for {envelope.device_id}"
         raise UpdateRejectedError("bad_signature", detail) from exc
-
-
-def _load_object(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
-    except (ValueError, RecursionError) as exc:
-        raise UpdateRejectedError("bad_json", f"body is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise UpdateRejectedError("bad_json", "body must be a JSON object")
-    return value
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    if len({key for key, _ in pairs}) != len(pairs):
-        raise ValueError("duplicate keys in JSON object")
-    return dict(pairs)
-
-
-def _check_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
-        raise UpdateRejectedError("bad_request", f"{name} must be an integer in 0..2**63-1")
-    return value
