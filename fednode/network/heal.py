@@ -38,23 +38,25 @@ class Head:
 
 
 def live_heads(urls: Sequence[str]) -> list[Head]:
-    """Heads of the validators that answer and have peers.
-
-    Dead validators are skipped, and so are isolated ones (0 peers): a validator cut off from
-    the others (a network partition) is on a different head because it cannot sync, not because
-    of a fork deadlock, and rewinding the connected majority to its view would throw away their
-    blocks.
-    """
+    """Heads of the validators that answer (dead ones are skipped)."""
     heads = []
     for url in urls:
         try:
-            if int(rpc_call(url, "net_peerCount", []), 16) == 0:
-                continue
             block = rpc_call(url, "eth_getBlockByNumber", ["latest", False])
         except FednodeError:
             continue
         heads.append(Head(url, int(block["number"], 16), block["hash"]))
     return heads
+
+
+def _connected(head: Head) -> bool:
+    """Whether the validator has peers. An isolated one (0 peers, a network partition) is on a
+    different head because it cannot sync, not because of a fork deadlock; rewinding the
+    connected majority to its view would throw away their blocks."""
+    try:
+        return int(rpc_call(head.url, "net_peerCount", []), 16) > 0
+    except FednodeError:
+        return False
 
 
 def _hash_at(url: str, number: int) -> str | None:
@@ -72,7 +74,7 @@ def common_ancestor(heads: Sequence[Head]) -> int:
 
 def heal_forks(urls: Sequence[str]) -> int | None:
     """Rewinds diverged validators to their common ancestor; returns it (None: no fork)."""
-    heads = live_heads(urls)
+    heads = [head for head in live_heads(urls) if _connected(head)]
     if len(heads) < 2 or len({(h.number, h.hash) for h in heads}) == 1:
         return None
     lowest = min(h.number for h in heads)
