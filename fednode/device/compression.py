@@ -14,6 +14,10 @@ top-k           ``idx`` int32 (k,) strictly increasing flat-model indices, ``val
 top-k + int8    ``idx`` int32 (k,), ``q`` int8 (k,), ``scale`` float32 (T,)
 ==============  =============================================================================
 
+In the int8 layouts ``q`` may travel entropy-coded as ``qz`` (uint8, a raw DEFLATE stream of the
+same codes, ``fednode.device.entropy``): lossless, and what makes int8 cut the bytes on chain
+by more than 4x (one byte per value is 4x only before the scales and headers are counted).
+
 The layout (``N``, ``T``, tensor boundaries) is implied by the global model, which every decoder
 already holds. The device builds per-tensor parts first (``encode_int8``, ``encode_top_k``, the
 transforms in ``transforms.py``) and ``pack_delta`` concatenates them. ``decompress_delta``
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
+from fednode.device.entropy import inflate_codes
 from fednode.errors import CodecError, FednodeValueError, UpdateRejectedError
 
 __all__ = [
@@ -45,8 +50,9 @@ __all__ = [
 COMPRESSED_PARTS = (("q", "scale"), ("idx", "val"), ("idx", "q", "scale"))
 """The part-name sets of one compressed tensor before packing (sorted)."""
 
-PACKED_LAYOUTS = COMPRESSED_PARTS
-"""The top-level key sets of a packed payload (sorted): int8, top-k, top-k + int8."""
+PACKED_LAYOUTS = (*COMPRESSED_PARTS, ("qz", "scale"), ("idx", "qz", "scale"))
+"""The top-level key sets of a packed payload (sorted): int8, top-k, top-k + int8, and the two
+int8 layouts with entropy-coded codes."""
 
 
 def encode_int8(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -148,7 +154,8 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
 
     Raises:
       UpdateRejectedError: ``wrong_layout`` (keys, dtypes, shapes or lengths), ``bad_index``
-        (out of range, not strictly increasing), ``bad_scale`` or ``non_finite``.
+        (out of range, not strictly increasing), ``bad_coding`` (a ``qz`` stream that is not
+        exactly the implied number of codes), ``bad_scale`` or ``non_finite``.
 
     Example:
       >>> enc = pack_delta({"w": encode_int8(np.array([1.0, -0.5], np.float32))}, {"w": (2,)})
@@ -179,16 +186,21 @@ def _unpack(flat: Mapping[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
     total, num_tensors = int(sizes.sum()), int(sizes.size)
     if "idx" not in flat:
         tensor_of = np.repeat(np.arange(num_tensors), sizes)
-        return _int8_values(flat["q"], flat["scale"], tensor_of, num_tensors)
+        return _int8_values(_codes(flat, total), flat["scale"], tensor_of, num_tensors)
     idx = _indices(flat["idx"], total)
     tensor_of = np.searchsorted(np.cumsum(sizes), idx, side="right")
-    if "q" in flat:
-        values = _int8_values(flat["q"], flat["scale"], tensor_of, num_tensors)
+    if "val" not in flat:
+        values = _int8_values(_codes(flat, idx.size), flat["scale"], tensor_of, num_tensors)
     else:
         values = _expect("val", flat["val"], idx.shape)
     dense = np.zeros(total, np.float32)
     dense[idx] = values
     return dense
+
+
+def _codes(flat: Mapping[str, np.ndarray], count: int) -> np.ndarray:
+    """The int8 codes of a packed payload: ``q`` as is, or ``qz`` inflated to ``count`` codes."""
+    return flat["q"] if "q" in flat else inflate_codes(flat["qz"], count)
 
 
 def _indices(idx: np.ndarray, total: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
 from fednode.device.compression import encode_int8, encode_top_k, pack_delta
+from fednode.device.entropy import entropy_code
 from fednode.device.update_transform import EmptyState, UpdateTransform
 from fednode.errors import FednodeValueError
 
@@ -97,7 +98,8 @@ def quantize_int8() -> UpdateTransform:
 
 
 def pack_compressed() -> UpdateTransform:
-    """Packs per-tensor int8 / top-k parts into the on-chain flat-model layout (``pack_delta``).
+    """Packs per-tensor int8 / top-k parts into the on-chain flat-model layout (``pack_delta``),
+    with the int8 codes entropy-coded (``qz``) whenever that is smaller (``entropy_code``).
 
     ``init`` records the dense delta's layout (the global model's), so it must see the
     uncompressed delta, as ``chain`` and ``apply_transforms`` arrange. Always the last step.
@@ -116,11 +118,9 @@ def pack_compressed() -> UpdateTransform:
 
     def update(delta, state: PackState, *, key=None):
         del key
-        return pack_delta(delta, state.template), state
+        return entropy_code(pack_delta(delta, state.template)), state
 
     return UpdateTransform(init, update)
-
-
 
 
 def _quantize_tree(tree: Mapping[str, Any]) -> dict[str, Any]:

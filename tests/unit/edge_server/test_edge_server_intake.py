@@ -20,6 +20,7 @@ from edge_server.intake import (
 from edge_server.protocol import UpdateEnvelope
 from fednode.codec import encode_params
 from fednode.device.compression import encode_int8, pack_delta
+from fednode.device.entropy import deflate_codes
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 
@@ -136,6 +137,22 @@ class CountingLedger:
     def read_global_models(self, task_id: int) -> Any:
         self.global_reads += 1
         return self.inner.read_global_models(task_id)
+
+
+def test_entropy_coded_int8_deltas_are_checked_like_raw_ones():
+    # Arrange: the same int8 delta with its codes raw and entropy-coded.
+    model = encode_params({"w": np.zeros((16, 16), np.float32)})
+    values = np.random.default_rng(2).normal(size=(16, 16)).astype(np.float32)
+    raw = pack_delta({"w": encode_int8(values)}, {"w": (16, 16)})
+    coded = {"qz": deflate_codes(raw["q"]), "scale": raw["scale"]}
+    truncated = {"qz": coded["qz"][:-3], "scale": raw["scale"]}
+    check = partial(check_delta, template=template_of(model), max_norm=100.0,
+                    max_payload_bytes=2**20, compressed=True)
+    # Act / Assert
+    assert check(encode_params(coded)) == check(encode_params(raw))
+    with pytest.raises(UpdateRejectedError) as refused:
+        check(encode_params(truncated))
+    assert refused.value.reason == "bad_coding"
 
 
 def test_compressed_deltas_are_accepted_only_for_tasks_that_prescribe_compression():
