@@ -69,9 +69,9 @@ def mount_evaluations(
     evaluations = EvaluationStore(evaluation_db_path(_database_file(store)))
     if submitter is not None:
         outbox = EvaluationOutbox(
-            evaluations, ledger, confirmations=confirmations, other_nonces=store.next_tx_nonce
+            evaluations, ledger, confirmations=confirmations, nonce_floor=submitter.nonce_floor
         )
-        submitter.add_pass(outbox.run_pass)
+        submitter.add_pass(outbox.run_pass, nonce_source=evaluations.next_tx_nonce)
     notify = submitter.notify if submitter is not None else (lambda: None)
     routes = EvaluationRoutes(
         evaluations, intake, store.device_public_key, limiter, clock, max_skew_s, read_body, notify

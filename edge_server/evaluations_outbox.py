@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edge_server.evaluation_store import EvaluationRow, EvaluationStatus, EvaluationStore
@@ -37,8 +38,8 @@ class EvaluationOutbox:
       store: the evaluation store.
       ledger: the edge's ledger (``Web3Ledger`` or ``InMemoryLedger``).
       confirmations: blocks on top of the including block before an evaluation counts.
-      other_nonces: returns one past the highest nonce other stored transactions of the same
-        account use (the update store's ``next_tx_nonce``).
+      nonce_floor: the lowest nonce no stored transaction of the account holds, over every
+        outbox of the account (``Submitter.nonce_floor``); defaults to this store's.
       resend_after_s: how long a sent transaction may lack a receipt before it is re-sent.
 
     Example:
@@ -54,13 +55,13 @@ class EvaluationOutbox:
         ledger: Any,
         *,
         confirmations: int,
-        other_nonces: Any = None,
+        nonce_floor: Callable[[], int] | None = None,
         resend_after_s: float = 3.0,
     ) -> None:
         self._store = store
         self._ledger = ledger
         self._depth = confirmations
-        self._other_nonces = other_nonces or (lambda: 0)
+        self._nonce_floor = nonce_floor or store.next_tx_nonce
         self._resend_after_s = resend_after_s
         self._signs = all(hasattr(ledger, name) for name in _SIGNING_METHODS)
         self._last_send: dict[int, float] = {}
@@ -92,11 +93,7 @@ class EvaluationOutbox:
                 chain_id = self._ledger.submit_evaluation(row.task_id, row.version, **values)
                 self._commit(row, chain_id, self._landed_block(row))
                 return 1
-            nonce = max(
-                self._ledger.transactions.pending_nonce(),
-                self._store.next_tx_nonce(),
-                self._other_nonces(),
-            )
+            nonce = max(self._ledger.transactions.pending_nonce(), self._nonce_floor())
             signed = self._ledger.sign_submit_evaluation(
                 row.task_id, row.version, nonce=nonce, **values
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edge_server.crash import CrashHook
@@ -58,6 +59,8 @@ class Outbox:
       resend_after_s: how long a sent transaction may lack a receipt before it is re-sent.
       crash: the test-only crash hook.
       on_event: called with ``(status, row)`` after each transition (metrics).
+      nonce_floor: the lowest nonce no stored transaction of the account holds, over every
+        outbox of the account (``Submitter.nonce_floor``); defaults to this store's.
     """
 
     def __init__(
@@ -70,8 +73,10 @@ class Outbox:
         resend_after_s: float = 3.0,
         crash: CrashHook | None = None,
         on_event: Any = None,
+        nonce_floor: Callable[[], int] | None = None,
     ) -> None:
         self._store = store
+        self._nonce_floor = nonce_floor or store.next_tx_nonce
         self._ledger = ledger
         self._depth = confirmations
         self._max_in_flight = max_in_flight
@@ -99,7 +104,7 @@ class Outbox:
 
     def _sign_and_send(self, row: UpdateRow) -> int:
         self._crash.reached("before_sign", row.local_id)
-        nonce = max(self._ledger.transactions.pending_nonce(), self._store.next_tx_nonce())
+        nonce = max(self._ledger.transactions.pending_nonce(), self._nonce_floor())
         try:
             signed = self._ledger.sign_submit_update(
                 row.task_id, row.base_version, row.payload, num_examples=row.num_examples,

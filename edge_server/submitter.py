@@ -72,12 +72,13 @@ class Submitter:
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._crash = crash or CrashHook(None)
         self._on_event: EventSink = on_event or (lambda status, row: None)
+        self._nonce_sources: list[Callable[[], int]] = [store.next_tx_nonce]
         self._outbox: Outbox | None = None
         if supports_outbox(ledger):
             self._outbox = Outbox(
                 store, ledger, confirmations=confirmations, max_in_flight=max_in_flight,
                 resend_after_s=resend_after_s, crash=self._crash,
-                on_event=self._on_event,
+                on_event=self._on_event, nonce_floor=self.nonce_floor,
             )  # fmt: skip
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -130,13 +131,34 @@ class Submitter:
         """
         return self._submit_pass(threading.Event())
 
-    def add_pass(self, run_pass: Callable[[], int]) -> None:
+    def add_pass(
+        self, run_pass: Callable[[], int], *, nonce_source: Callable[[], int] | None = None
+    ) -> None:
         """Runs ``run_pass`` after each pass of updates, under the same lock and backoff.
 
         For other transactions of the same edge account (the evaluation outbox): one account
-        must not pick nonces in two threads at once.
+        must not pick nonces in two threads at once, and every outbox must skip the nonces the
+        others have stored. ``nonce_source`` returns one past the highest nonce the pass's own
+        store holds; :meth:`nonce_floor` then covers it for every outbox of this account.
         """
         self._extra_passes.append(run_pass)
+        if nonce_source is not None:
+            self._nonce_sources.append(nonce_source)
+
+    def nonce_floor(self) -> int:
+        """The lowest account nonce no stored transaction of this edge holds (any outbox).
+
+        A transaction signed but not yet in the node's pool (its send failed) keeps its nonce
+        here, so the next one signed skips it instead of colliding with it.
+
+        Example:
+          >>> from fednode.chain.memory_ledger import InMemoryLedger
+          >>> submitter = Submitter(EdgeStore(":memory:"), InMemoryLedger())
+          >>> submitter.add_pass(lambda: 0, nonce_source=lambda: 7)
+          >>> submitter.nonce_floor()
+          7
+        """
+        return max(source() for source in self._nonce_sources)
 
     def _submit_pass(self, stop: threading.Event) -> int:
         with self._pass_lock:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import numpy as np
@@ -26,14 +27,19 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
+from edge_server.auth import new_nonce
 from edge_server.crash import CRASH_ENV, CRASH_EXIT_CODE, CRASH_POINTS
 from edge_server.device_client import DeviceIdentity, EdgeClient
+from edge_server.evaluation_store import EvaluationStatus, EvaluationStore
+from edge_server.evaluations_outbox import EvaluationOutbox
+from edge_server.evaluations_protocol import make_evaluation
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore, UpdateStatus
 from edge_server.submitter import Submitter
 from fednode.chain.deploy import Deployment, EdgeRegistration, write_deployment
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.codec import encode_params
+from fednode.errors import ChainError
 from fednode.network.keys import write_key_file
 from fednode.types import TaskSpec
 from tests.chainkit import (
@@ -116,7 +122,6 @@ def _wait(predicate: Callable[[], bool], *, timeout: float, tick: Callable[[], N
 
 
 def _envelope_row(store: EdgeStore, task_id: int, fill: float = 0.1) -> Any:
-    from edge_server.auth import new_nonce
     from edge_server.protocol import UpdateEnvelope
 
     payload = encode_params(_params(fill))
@@ -125,6 +130,40 @@ def _envelope_row(store: EdgeStore, task_id: int, fill: float = 0.1) -> Any:
 
 
 # ---- in-process outbox on a real chain ----------------------------------------------------
+
+
+def test_an_unsent_evaluation_keeps_its_nonce_from_the_next_update(chain: Chain, tmp_path: Path):
+    # Arrange: one edge account, two outboxes (updates, evaluations) behind one submitter.
+    task_id = chain.new_task()
+    store, evaluations = EdgeStore(tmp_path / "e.sqlite"), EvaluationStore(tmp_path / "v.sqlite")
+    ledger = chain.edge_ledger()
+    submitter = Submitter(store, ledger, confirmations=0)
+    outbox = EvaluationOutbox(evaluations, ledger, confirmations=0,
+                              nonce_floor=submitter.nonce_floor)
+    submitter.add_pass(outbox.run_pass, nonce_source=evaluations.next_tx_nonce)
+    evaluation = evaluations.insert(make_evaluation(
+        "dev-1", task_id, 0, metric=0.8, num_examples=10, secondary=None, nonce=new_nonce(),
+        timestamp=int(time.time())))
+    first = ledger.transactions.pending_nonce()
+    # Act: the evaluation is signed, but its send fails (the node hiccuped)...
+    with patch.object(ledger, "send_raw", side_effect=ChainError("connection reset by peer")):
+        with pytest.raises(ChainError):
+            outbox.run_pass()
+    unsent = evaluations.get(evaluation.ref)
+    row = _envelope_row(store, task_id)
+    submitter.submit_pending()  # ...then an update is signed and both are sent
+    signed = store.get_update(row.ref)
+    _wait(lambda: store.get_update(row.ref).status == UpdateStatus.COMMITTED
+          and evaluations.get(evaluation.ref).status == EvaluationStatus.COMMITTED,
+          timeout=30, tick=submitter.submit_pending)
+    # Assert: the update skipped the evaluation's nonce; nothing was re-signed.
+    assert (unsent.status, unsent.tx_nonce) == (EvaluationStatus.SIGNED, first)
+    assert signed.tx_nonce == first + 1
+    assert store.get_update(row.ref).tx_hash == signed.tx_hash
+    assert evaluations.get(evaluation.ref).tx_hash == unsent.tx_hash
+    assert ledger.transactions.pending_nonce() == first + 2
+
+
 
 
 def test_update_commits_only_at_confirmation_depth(chain: Chain, tmp_path: Path) -> None:
