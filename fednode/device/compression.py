@@ -14,9 +14,9 @@ top-k           ``idx`` int32 (k,) strictly increasing flat-model indices, ``val
 top-k + int8    ``idx`` int32 (k,), ``q`` int8 (k,), ``scale`` float32 (T,)
 ==============  =============================================================================
 
-In the int8 layouts ``q`` may travel entropy-coded as ``qz`` (uint8, a raw DEFLATE stream of the
-same codes, ``fednode.device.entropy``): lossless, and what makes int8 cut the bytes on chain
-by more than 4x (one byte per value is 4x only before the scales and headers are counted).
+In the int8 layouts ``q`` may travel entropy-coded as ``qz`` (uint8, a raw LZMA2 stream of the
+same codes, ``fednode.device.entropy``): lossless, and what makes int8 cut the bytes on chain by
+more than 4x on real-size models (one byte per value is 4x only before scales and headers).
 
 The layout (``N``, ``T``, tensor boundaries) is implied by the global model, which every decoder
 already holds. The device builds per-tensor parts first (``encode_int8``, ``encode_top_k``, the
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.device.entropy import inflate_codes
+from fednode.device.entropy import decompress_codes
 from fednode.errors import CodecError, FednodeValueError, UpdateRejectedError
 
 __all__ = [
@@ -199,8 +199,8 @@ def _unpack(flat: Mapping[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
 
 
 def _codes(flat: Mapping[str, np.ndarray], count: int) -> np.ndarray:
-    """The int8 codes of a packed payload: ``q`` as is, or ``qz`` inflated to ``count`` codes."""
-    return flat["q"] if "q" in flat else inflate_codes(flat["qz"], count)
+    """The int8 codes of a packed payload: ``q`` as is, or ``qz`` decompressed to ``count`` codes."""
+    return flat["q"] if "q" in flat else decompress_codes(flat["qz"], count)
 
 
 def _indices(idx: np.ndarray, total: int) -> np.ndarray:

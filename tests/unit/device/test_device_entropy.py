@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
 from fednode.device.compression import decompress_delta, encode_int8, encode_top_k, pack_delta
-from fednode.device.entropy import deflate_codes, entropy_code, inflate_codes
+from fednode.device.entropy import compress_codes, entropy_code, decompress_codes
 from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
 from fednode.errors import UpdateRejectedError
 from fednode.types import LedgerUpdate, TaskSpec
@@ -29,22 +29,21 @@ def _delta(seed: int = 0) -> dict:
     return nested
 
 
-def _raw_deflate(data: bytes) -> np.ndarray:
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return np.frombuffer(packer.compress(data) + packer.flush(), np.uint8).copy()
+def _raw_stream(data: bytes) -> np.ndarray:
+    return np.frombuffer(compress_codes(np.frombuffer(data, np.int8)), np.uint8).copy()
 
 
 def _reason(qz: np.ndarray, count: int) -> str:
     with pytest.raises(UpdateRejectedError) as caught:
-        inflate_codes(qz, count)
+        decompress_codes(qz, count)
     return caught.value.reason
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(-127, 127), min_size=0, max_size=3000))
-def test_inflate_gives_back_exactly_the_deflated_codes(codes: list[int]) -> None:
+def test_decompress_gives_back_exactly_the_compressed_codes(codes: list[int]) -> None:
     q = np.asarray(codes, np.int8)
-    np.testing.assert_array_equal(inflate_codes(deflate_codes(q), q.size), q)
+    np.testing.assert_array_equal(decompress_codes(compress_codes(q), q.size), q)
 
 
 @pytest.mark.parametrize("steps", [(quantize_int8(),), (top_k(0.25), quantize_int8())])
@@ -53,7 +52,7 @@ def test_coded_codes_decode_bit_for_bit_like_raw_codes(steps) -> None:
     delta = _delta()
     plain = chain(*steps)
     raw = pack_delta(plain.update(delta, plain.init(delta), key=None)[0], TEMPLATE)
-    coded = {**{k: v for k, v in raw.items() if k != "q"}, "qz": deflate_codes(raw["q"])}
+    coded = {**{k: v for k, v in raw.items() if k != "q"}, "qz": compress_codes(raw["q"])}
     # Act
     decoded = decode_params(encode_params(coded))
     # Assert
@@ -105,15 +104,16 @@ def test_global_model_is_the_same_whether_codes_travel_raw_or_coded() -> None:
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (lambda: deflate_codes(np.ones(100, np.int8))[:-2], "bad_coding"),  # truncated
-        (lambda: np.concatenate([deflate_codes(np.ones(100, np.int8)),
+        (lambda: compress_codes(np.ones(100, np.int8))[:-2], "bad_coding"),  # truncated
+        (lambda: np.concatenate([compress_codes(np.ones(100, np.int8)),
                                  np.array([7, 7], np.uint8)]), "bad_coding"),  # stray bytes
-        (lambda: deflate_codes(np.ones(101, np.int8)), "bad_coding"),  # one code too many
-        (lambda: deflate_codes(np.ones(99, np.int8)), "bad_coding"),  # one code short
-        (lambda: np.frombuffer(b"\xff" * 40, np.uint8).copy(), "bad_coding"),  # not DEFLATE
-        (lambda: _raw_deflate(bytes(50_000_000)), "bad_coding"),  # a bomb: stops at 101 bytes
-        (lambda: deflate_codes(np.ones(100, np.int8)).view(np.int8), "wrong_layout"),
-        (lambda: deflate_codes(np.ones(100, np.int8)).reshape(1, -1), "wrong_layout"),
+        (lambda: compress_codes(np.ones(101, np.int8)), "bad_coding"),  # one code too many
+        (lambda: compress_codes(np.ones(99, np.int8)), "bad_coding"),  # one code short
+        (lambda: np.frombuffer(b"\xff" * 40, np.uint8).copy(), "bad_coding"),  # not LZMA2
+        (lambda: _raw_stream(bytes(50_000_000)), "bad_coding"),  # a bomb: stops at 101 bytes
+        (lambda: np.frombuffer(zlib.compress(bytes(100))[2:-4], np.uint8).copy(), "bad_coding"),
+        (lambda: compress_codes(np.ones(100, np.int8)).view(np.int8), "wrong_layout"),
+        (lambda: compress_codes(np.ones(100, np.int8)).reshape(1, -1), "wrong_layout"),
     ],
 )
 def test_bad_streams_are_rejected_with_a_reason(make, reason) -> None:
@@ -123,7 +123,7 @@ def test_bad_streams_are_rejected_with_a_reason(make, reason) -> None:
 def test_a_minus_128_code_hidden_in_the_stream_is_still_refused() -> None:
     codes = np.zeros(9, np.int8)
     codes[4] = -128
-    packed = {"qz": deflate_codes(codes), "scale": np.ones(3, np.float32)}
+    packed = {"qz": compress_codes(codes), "scale": np.ones(3, np.float32)}
     with pytest.raises(UpdateRejectedError) as caught:
         decompress_delta(packed, {"a": (4,), "b": (3,), "c": (2,)})
     assert caught.value.reason == "bad_scale"
@@ -131,7 +131,7 @@ def test_a_minus_128_code_hidden_in_the_stream_is_still_refused() -> None:
 
 def test_top_k_coded_codes_must_match_the_index_count() -> None:
     sparse = encode_top_k(np.arange(1, 9, dtype=np.float32), 4)
-    packed = {"idx": sparse["idx"], "qz": deflate_codes(np.ones(5, np.int8)),
+    packed = {"idx": sparse["idx"], "qz": compress_codes(np.ones(5, np.int8)),
               "scale": np.ones(1, np.float32)}
     with pytest.raises(UpdateRejectedError) as caught:
         decompress_delta(packed, {"w": (8,)})

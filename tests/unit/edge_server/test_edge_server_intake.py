@@ -20,7 +20,7 @@ from edge_server.intake import (
 from edge_server.protocol import UpdateEnvelope
 from fednode.codec import encode_params
 from fednode.device.compression import encode_int8, pack_delta
-from fednode.device.entropy import deflate_codes
+from fednode.device.entropy import compress_codes
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 
@@ -144,7 +144,7 @@ def test_entropy_coded_int8_deltas_are_checked_like_raw_ones():
     model = encode_params({"w": np.zeros((16, 16), np.float32)})
     values = np.random.default_rng(2).normal(size=(16, 16)).astype(np.float32)
     raw = pack_delta({"w": encode_int8(values)}, {"w": (16, 16)})
-    coded = {"qz": deflate_codes(raw["q"]), "scale": raw["scale"]}
+    coded = {"qz": compress_codes(raw["q"]), "scale": raw["scale"]}
     truncated = {"qz": coded["qz"][:-3], "scale": raw["scale"]}
     check = partial(check_delta, template=template_of(model), max_norm=100.0,
                     max_payload_bytes=2**20, compressed=True)
