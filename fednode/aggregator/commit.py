@@ -32,10 +32,8 @@ def final_record(ledger: Ledger, task_id: int, version: int) -> GlobalModelRecor
 
 def own_pending_commit(ledger: Ledger, task_id: int, version: int) -> bool:
     """Whether this aggregator already committed ``version`` (then it must not commit again)."""
-    commits = getattr(ledger, "read_commits", None)
-    if commits is None:
-        return False
-    return any(c.version == version and c.aggregator == ledger.sender for c in commits(task_id))
+    commits = ledger.read_commits(task_id)
+    return any(c.version == version and c.aggregator == ledger.sender for c in commits)
 
 
 def await_quorum(
@@ -53,24 +51,14 @@ def await_quorum(
     return record
 
 
-def _writes_in_flight(ledger: Ledger) -> int:
-    """Transactions this aggregator's account sent that are not mined yet.
-
-    ``Web3Ledger`` exposes its ``TransactionSender`` (pending nonce minus mined nonce); other
-    ledgers (``InMemoryLedger``) apply every write at once and have none.
-    """
-    sender = getattr(ledger, "transactions", None)
-    return 0 if sender is None else int(sender.in_flight())
-
-
 def _await_own_writes(ledger: Ledger, version: int, *, timeout: float, poll: float) -> bool:
     """Waits until none of this account's transactions is in flight; True if it had to wait."""
-    if not (pending := _writes_in_flight(ledger)):
+    if not (pending := ledger.pending_writes()):
         return False
     log.warning("version %d: waiting for %d transaction(s) this aggregator account already "
                 "sent (a previous run's commit?) before committing", version, pending)
     deadline = time.monotonic() + timeout
-    while _writes_in_flight(ledger):
+    while ledger.pending_writes():
         if time.monotonic() >= deadline:
             raise ChainTimeoutError(f"version {version}: own transactions still pending "
                                     f"after {timeout:.0f}s")

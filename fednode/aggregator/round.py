@@ -26,7 +26,6 @@ from fednode.aggregator.checkpoint import (
 from fednode.aggregator.commit import await_quorum, commit_once
 from fednode.aggregator.crash import crash_if_armed
 from fednode.chain.ledger import Ledger
-from fednode.chain.records import GlobalModelCommit
 from fednode.errors import ChainTimeoutError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskState
 
@@ -147,12 +146,6 @@ def _verify(updates: list[LedgerUpdate], global_payload: bytes):
     return accepted, rejected
 
 
-def _read_commits(ledger: Ledger, task_id: int) -> list[GlobalModelCommit]:
-    """Every aggregator commit of the task (none on a ledger without commit records)."""
-    commits = getattr(ledger, "read_commits", None)
-    return [] if commits is None else list(commits(task_id))
-
-
 def _next_checkpoint(
     resumed: RuleCheckpoint, record: GlobalModelRecord, built: BuiltGlobalModel
 ) -> RuleCheckpoint:
@@ -194,7 +187,7 @@ def run_round(
     records = ledger.read_global_models(task_id)
     current = records[-1]
     version = current.version + 1
-    commits = _read_commits(ledger, task_id)  # read once: own commits and rejected ids
+    commits = ledger.read_commits(task_id)  # read once: own commits and rejected ids
     if any(c.version == version and c.aggregator == ledger.sender for c in commits):
         record = await_quorum(ledger, task_id, version, timeout=timeout, poll=poll)
         return RoundResult(record, (), time.monotonic() - started, checkpoint)

@@ -91,6 +91,11 @@ class Ledger(Protocol):
         """Every aggregator commit of a task, final or not (for the auditor)."""
         ...
 
+    def pending_writes(self) -> int:
+        """Transactions this ledger's account sent that are not mined yet (0 where every write
+        is applied at once)."""
+        ...
+
     def submit_evaluation(
         self,
         task_id: int,

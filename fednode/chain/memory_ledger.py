@@ -265,6 +265,10 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
         versions = range(1, self.latest_version(task_id) + 2)
         return [c for v in versions for c in self._chain.commits.get((task_id, v), ())]
 
+    def pending_writes(self) -> int:
+        """Always 0: every write of an in-memory ledger is applied at once."""
+        return 0
+
     def conflicted(self, task_id: int, version: int) -> bool:
         """Whether some commit of ``version`` disagreed with the first one."""
         return (task_id, version) in self._chain.conflicted

@@ -96,6 +96,10 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
         """Checksummed address this ledger signs with."""
         return self.transactions.address
 
+    def pending_writes(self) -> int:
+        """Transactions of this account sent but not mined yet (pending minus mined nonce)."""
+        return self.transactions.in_flight()
+
     # --- writes ---------------------------------------------------------------------------
 
     def publish_task(self, spec: TaskSpec, initial_payload: bytes) -> int:

@@ -1,4 +1,4 @@
-"""Device: lossless entropy coding of packed int8 codes (``q`` -> ``qz``), and its checked decoding.
+"""Device: lossless entropy coding of packed int8 codes (``q`` -> ``qz``) and checked decoding.
 
 Per-tensor int8 stores one byte per value, but the codes of a model delta are far from uniform:
 most sit near zero (order-0 entropy about 6.1 bits per code for MLP[64,32] on the heart task)
@@ -61,7 +61,8 @@ def decompress_codes(qz: np.ndarray, count: int) -> np.ndarray:
       [3, -7, 0]
     """
     if qz.dtype != np.uint8 or qz.ndim != 1:
-        raise UpdateRejectedError("wrong_layout", f"qz is {qz.dtype}{qz.shape}, expected uint8 (n,)")
+        detail = f"qz is {qz.dtype}{qz.shape}, expected uint8 (n,)"
+        raise UpdateRejectedError("wrong_layout", detail)
     unpacker = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=list(CODES_FILTERS))
     try:
         raw = unpacker.decompress(qz.tobytes(), count + 1)  # one past: catches over-long streams

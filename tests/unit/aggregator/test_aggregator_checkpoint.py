@@ -229,6 +229,9 @@ class _RestartedAggregator:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
+    def pending_writes(self) -> int:
+        return self.transactions.in_flight()
+
     def commit_global_model(self, *args, **kwargs):
         self.commits_sent += 1
         return self._inner.commit_global_model(*args, **kwargs)

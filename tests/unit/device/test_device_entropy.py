@@ -1,4 +1,4 @@
-"""Device: entropy-coded int8 codes (``qz``) decode to the very same values, and bad streams fail."""
+"""Device: entropy-coded int8 codes (``qz``) decode to the very same values; bad streams fail."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
 from fednode.device.compression import decompress_delta, encode_int8, encode_top_k, pack_delta
-from fednode.device.entropy import compress_codes, entropy_code, decompress_codes
+from fednode.device.entropy import compress_codes, decompress_codes, entropy_code
 from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
 from fednode.errors import UpdateRejectedError
 from fednode.types import LedgerUpdate, TaskSpec
