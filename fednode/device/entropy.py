@@ -7,8 +7,8 @@ one raw LZMA2 stream (the standard library's ``lzma``, i.e. liblzma: an adaptive
 coder with 2 bits of previous-code context, no container header or checksum, since the payload
 digest already guards the bytes) held in a ``qz`` uint8 tensor, so the one canonical codec and
 digest carry it like any other tensor. ``entropy_code`` swaps ``q`` for ``qz`` only when that is
-smaller (an 11-parameter model keeps ``q``). Measured on real deltas: raw DEFLATE saved 7-22%,
-this coder 8-22% on the MLPs and 15% on the wearable CNN (where DEFLATE saved 6%).
+smaller (an 11-parameter model keeps ``q``). Measured on real deltas: raw DEFLATE saved 3-19%,
+this coder 8-22% (15% on the wearable CNN, where DEFLATE saved 6%).
 
 Decoding is exact: ``decompress_codes`` gives back the very int8 codes, so every decoder (edge,
 aggregator, auditor) reconstructs the same float32 values bit for bit. It is also bounded: the
