@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -17,6 +18,7 @@ from fednode.cli.main import main as fednode_main
 from fednode.codec import encode_params
 from fednode.errors import ContractRevertError
 from fednode.network.manager import network_down
+from fednode.tasks import initial_payload, wearable_task_spec
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +126,9 @@ def test_wearable_task_runs_through_edges_chain_and_audit(geth_binary, tmp_path)
     assert [r["version"] for r in report["rounds"]] == [1, 2]
     assert report["chain"]["updates"] == 4 * 2
     assert report["spec"]["compression"] == ["int8"]
-    dense_bytes = 4 * 1860  # float32 parameters of the 1D-CNN
-    assert report["chain"]["update_payload_bytes"] < 8 * dense_bytes / 2
+    dense_payload = len(initial_payload(wearable_task_spec(rounds=2, min_updates=4),
+                                        key=jax.random.key(0)))  # float32 CNN, same codec
+    assert report["chain"]["update_payload_bytes"] * 4 < 8 * dense_payload  # int8: > 4x smaller
     assert 0.0 <= report["federated"]["pooled"]["accuracy"] <= 1.0
 
 
