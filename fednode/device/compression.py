@@ -14,9 +14,10 @@ top-k           ``idx`` int32 (k,) strictly increasing flat-model indices, ``val
 top-k + int8    ``idx`` int32 (k,), ``q`` int8 (k,), ``scale`` float32 (T,)
 ==============  =============================================================================
 
-In the int8 layouts ``q`` may travel entropy-coded as ``qz`` (uint8, a raw LZMA2 stream of the
-same codes, ``fednode.device.entropy``): lossless, and what makes int8 cut the bytes on chain by
-more than 4x on real-size models (one byte per value is 4x only before scales and headers).
+``q`` and ``idx`` may travel entropy-coded as ``qz`` / ``idxz`` (uint8, a raw LZMA2 stream of
+the same codes / of the index gaps, ``fednode.device.entropy``), decoded back before the layout
+is checked: lossless, and what makes int8 cut the bytes on chain by more than 4x on real-size
+models (one byte per value is 4x only before scales and headers).
 
 The layout (``N``, ``T``, tensor boundaries) is implied by the global model, which every decoder
 already holds. The device builds per-tensor parts first (``encode_int8``, ``encode_top_k``, the
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.device.entropy import decompress_codes
+from fednode.device.entropy import plain_parts
 from fednode.errors import CodecError, FednodeValueError, UpdateRejectedError
 
 __all__ = [
@@ -50,9 +51,10 @@ __all__ = [
 COMPRESSED_PARTS = (("q", "scale"), ("idx", "val"), ("idx", "q", "scale"))
 """The part-name sets of one compressed tensor before packing (sorted)."""
 
-PACKED_LAYOUTS = (*COMPRESSED_PARTS, ("qz", "scale"), ("idx", "qz", "scale"))
-"""The top-level key sets of a packed payload (sorted): int8, top-k, top-k + int8, and the two
-int8 layouts with entropy-coded codes."""
+PACKED_LAYOUTS = COMPRESSED_PARTS
+_PACKED_KEYS = {"idx", "idxz", "q", "qz", "scale", "val"}
+"""The top-level key sets of a packed payload once ``qz`` / ``idxz`` are decoded (sorted): int8,
+top-k, top-k + int8."""
 
 
 def encode_int8(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -154,8 +156,8 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
 
     Raises:
       UpdateRejectedError: ``wrong_layout`` (keys, dtypes, shapes or lengths), ``bad_index``
-        (out of range, not strictly increasing), ``bad_coding`` (a ``qz`` stream that is not
-        exactly the implied number of codes), ``bad_scale`` or ``non_finite``.
+        (out of range, not strictly increasing), ``bad_coding`` (a ``qz`` / ``idxz`` stream
+        that is not exactly what the layout implies), ``bad_scale`` or ``non_finite``.
 
     Example:
       >>> enc = pack_delta({"w": encode_int8(np.array([1.0, -0.5], np.float32))}, {"w": (2,)})
@@ -169,10 +171,12 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
     names = sorted(template)
     if sorted(flat) == names:
         return unflatten_params({n: _expect(n, flat[n], tuple(template[n])) for n in names})
+    sizes = np.asarray([int(np.prod(template[n], dtype=np.int64)) for n in names], np.int64)
+    if set(flat) <= _PACKED_KEYS:
+        flat = plain_parts(flat, int(sizes.sum()))
     if tuple(sorted(flat)) not in PACKED_LAYOUTS:
         detail = f"keys {sorted(flat)} are neither the model's {names} nor a packed layout"
         raise UpdateRejectedError("wrong_layout", detail)
-    sizes = np.asarray([int(np.prod(template[n], dtype=np.int64)) for n in names], np.int64)
     vector = _unpack(flat, sizes)
     bounds = np.cumsum(sizes)[:-1]
     pieces = np.split(vector, bounds)
@@ -186,21 +190,16 @@ def _unpack(flat: Mapping[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
     total, num_tensors = int(sizes.sum()), int(sizes.size)
     if "idx" not in flat:
         tensor_of = np.repeat(np.arange(num_tensors), sizes)
-        return _int8_values(_codes(flat, total), flat["scale"], tensor_of, num_tensors)
+        return _int8_values(flat["q"], flat["scale"], tensor_of, num_tensors)
     idx = _indices(flat["idx"], total)
     tensor_of = np.searchsorted(np.cumsum(sizes), idx, side="right")
     if "val" not in flat:
-        values = _int8_values(_codes(flat, idx.size), flat["scale"], tensor_of, num_tensors)
+        values = _int8_values(flat["q"], flat["scale"], tensor_of, num_tensors)
     else:
         values = _expect("val", flat["val"], idx.shape)
     dense = np.zeros(total, np.float32)
     dense[idx] = values
     return dense
-
-
-def _codes(flat: Mapping[str, np.ndarray], count: int) -> np.ndarray:
-    """The int8 codes of a packed payload: ``q`` as is, or ``qz`` decompressed to ``count`` codes."""
-    return flat["q"] if "q" in flat else decompress_codes(flat["qz"], count)
 
 
 def _indices(idx: np.ndarray, total: int) -> np.ndarray:

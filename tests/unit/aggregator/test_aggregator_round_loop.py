@@ -163,6 +163,21 @@ def test_quorum_of_two_aggregators_finalizes_once_both_agree(consortium, sites_a
     assert verify_task(admin, task_id).ok
 
 
+class _ReadsCommits:
+    """An aggregator's ledger that signals once it has read the task's commits."""
+
+    def __init__(self, inner) -> None:
+        self._inner, self.read = inner, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def read_commits(self, task_id):
+        commits = self._inner.read_commits(task_id)
+        self.read.set()
+        return commits
+
+
 def test_a_restarted_aggregator_does_not_commit_the_same_version_twice(consortium,
                                                                         sites_and_normalizer):
     # Arrange
@@ -175,11 +190,13 @@ def test_a_restarted_aggregator_does_not_commit_the_same_version_twice(consortiu
     _submit_round(admin, task_id, spec, sites, normalizer, jax.random.key(0))
     with pytest.raises(ChainTimeoutError, match="quorum"):
         run_round(first, task_id, timeout=0.05, poll=0.01)  # commits, then gives up waiting
-    results = {}
-    restarted = threading.Thread(
-        target=lambda: results.setdefault("first", run_round(first, task_id, timeout=20, poll=0.01)))
-    # Act: the restarted aggregator only waits; the second aggregator finalizes.
+    results, deciding = {}, _ReadsCommits(first)
+    restarted = threading.Thread(target=lambda: results.setdefault(
+        "first", run_round(deciding, task_id, timeout=20, poll=0.01)))
+    # Act: the restarted aggregator only waits; the second aggregator finalizes (once the
+    # restarted one has seen its own commit, else it would rightly move on to version 2).
     restarted.start()
+    assert deciding.read.wait(20)
     results["second"] = run_round(second, task_id, timeout=5, poll=0.01)
     restarted.join(20)
     # Assert

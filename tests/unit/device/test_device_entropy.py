@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
 from fednode.device.compression import decompress_delta, encode_int8, encode_top_k, pack_delta
-from fednode.device.entropy import compress_codes, decompress_codes, entropy_code
+from fednode.device.entropy import (
+    compress_codes,
+    compress_indices,
+    decompress_codes,
+    decompress_indices,
+    entropy_code,
+)
 from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
 from fednode.errors import UpdateRejectedError
 from fednode.types import LedgerUpdate, TaskSpec
@@ -79,8 +85,8 @@ def test_int8_payload_of_a_real_size_delta_is_over_four_times_smaller_than_float
 def test_tiny_models_keep_raw_codes_when_coding_would_grow_them() -> None:
     packed = pack_delta({"w": encode_int8(np.array([0.3, -1.0, 0.7], np.float32))}, {"w": (3,)})
     assert sorted(entropy_code(packed)) == ["q", "scale"]
-    assert sorted(entropy_code({"idx": packed["q"].astype(np.int32),
-                                "val": np.ones(3, np.float32)})) == ["idx", "val"]
+    sparse = {"idx": np.array([5, 1000, 70000], np.int32), "val": np.ones(3, np.float32)}
+    assert sorted(entropy_code(sparse)) == ["idx", "val"]
 
 
 def test_global_model_is_the_same_whether_codes_travel_raw_or_coded() -> None:
@@ -136,3 +142,50 @@ def test_top_k_coded_codes_must_match_the_index_count() -> None:
     with pytest.raises(UpdateRejectedError) as caught:
         decompress_delta(packed, {"w": (8,)})
     assert caught.value.reason == "bad_coding"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sets(st.integers(0, 50_000), max_size=2000))
+def test_index_gaps_decode_to_exactly_the_same_indices(chosen: set[int]) -> None:
+    idx = np.asarray(sorted(chosen), np.int32)
+    np.testing.assert_array_equal(decompress_indices(compress_indices(idx), 50_001), idx)
+
+
+def test_top_k_indices_travel_as_gaps_and_decode_bit_for_bit() -> None:
+    # Arrange: top-k 25% + int8 of a real-size delta.
+    delta = _delta(4)
+    steps = chain(top_k(0.25), quantize_int8())
+    raw = pack_delta(steps.update(delta, steps.init(delta), key=None)[0], TEMPLATE)
+    transform = chain(top_k(0.25), quantize_int8(), pack_compressed())
+    coded = transform.update(delta, transform.init(delta), key=None)[0]
+    # Act
+    decoded = decode_params(encode_params(coded))
+    # Assert: the 4-byte indices shrank to under a byte each; same dense values.
+    assert "idxz" in decoded and decoded["idxz"].size < raw["idx"].size
+    dense_coded = flatten_params(decompress_delta(decoded, TEMPLATE))
+    dense_raw = flatten_params(decompress_delta(raw, TEMPLATE))
+    assert all(np.array_equal(dense_coded[n], dense_raw[n]) for n in TEMPLATE)
+
+
+def _gaps(words: list[int]) -> np.ndarray:
+    return compress_codes(np.asarray(words, "<u4").view(np.int8))
+
+
+@pytest.mark.parametrize(
+    ("packed", "reason"),
+    [
+        ({"idxz": _gaps([0, 8]), "val": np.ones(2, np.float32)}, "bad_index"),  # 0, 9 >= 9
+        ({"idxz": compress_codes(np.ones(7, np.int8)), "val": np.ones(2, np.float32)},
+         "bad_coding"),  # 7 bytes are not whole uint32 gaps
+        ({"idxz": _gaps([0] * 10), "val": np.ones(10, np.float32)}, "bad_coding"),  # > 9 gaps
+        ({"idxz": _gaps([0, 1]), "idx": np.array([0, 2], np.int32),
+          "val": np.ones(2, np.float32)}, "wrong_layout"),  # plain and coded at once
+        ({"idxz": _gaps([0, 1]), "qz": compress_codes(np.ones(3, np.int8)),
+          "scale": np.ones(3, np.float32)}, "bad_coding"),  # 3 codes for 2 indices
+        ({"idxz": _gaps([0, 1]), "val": np.ones(3, np.float32)}, "wrong_layout"),
+    ],
+)  # fmt: skip
+def test_bad_coded_layouts_are_rejected_with_a_reason(packed, reason) -> None:
+    with pytest.raises(UpdateRejectedError) as caught:
+        decompress_delta(packed, {"a": (4,), "b": (3,), "c": (2,)})
+    assert caught.value.reason == reason
