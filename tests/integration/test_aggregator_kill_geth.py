@@ -156,6 +156,10 @@ def test_killed_and_restarted_aggregator_commits_every_version_once(network, sit
     def latest() -> int:
         return auditor.latest_version(task_id)
 
+    def everywhere(version: int) -> bool:  # the edges train next from their own validators
+        views = (auditor, *edges)
+        return all(ledger.read_global_models(task_id)[-1].version == version for ledger in views)
+
     # Act 1: dies right after reading round 1's updates
     _submit_round(edges, task_id, sites, 0)
     first = _start_aggregator(network, task_id, tmp_path / "aggregator-1.log",
@@ -164,7 +168,7 @@ def test_killed_and_restarted_aggregator_commits_every_version_once(network, sit
     # Act 2: commits version 1, dies after building version 2
     second = _start_aggregator(network, task_id, tmp_path / "aggregator-2.log",
                                crash="after_build:2")
-    _wait_for(lambda: latest() == 1, "version 1", process=second)
+    _wait_for(lambda: everywhere(1), "version 1 on every validator", process=second)
     _submit_round(edges, task_id, sites, 1)
     assert second.wait(240) == CRASH_EXIT_CODE and latest() == 1
     # Act 3: sealing halts; SIGKILLed once its commit of version 2 is in the pool
@@ -183,7 +187,8 @@ def test_killed_and_restarted_aggregator_commits_every_version_once(network, sit
               "the restarted aggregator to wait for the pending commit", process=fourth)
     stalled = block_height(url) == halted_at and latest() == 1
     restart_validators(network, [2, 3])
-    _wait_for(lambda: latest() == 2, "version 2 from the killed run's commit", process=fourth)
+    _wait_for(lambda: everywhere(2), "version 2 from the killed run's commit on every validator",
+              process=fourth)
     _submit_round(edges, task_id, sites, 2)
     assert fourth.wait(300) == 0, fourth_log.read_text()
     # Assert
