@@ -31,7 +31,7 @@ MODULES = [
     "edge_server.store_rows", "edge_server.store_outbox", "edge_server.evaluations",
     "edge_server.evaluations_outbox", "edge_server.evaluations_protocol",
     "edge_server.evaluation_store", "edge_server.app_http", "edge_server.app_views",
-    "edge_server.device_identity",
+    "edge_server.device_identity", "edge_server.tx_kind", "edge_server.tx_outbox",
 ]  # fmt: skip
 
 
