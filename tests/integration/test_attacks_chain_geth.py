@@ -22,7 +22,7 @@ from fednode.chain.constants import MAX_TX_SIZE
 from fednode.codec import encode_params
 from fednode.errors import ContractRevertError
 from fednode.types import TaskSpec
-from tests.chainkit import deploy_on_geth
+from tests.chainkit import deploy_on_geth, wait_for_height
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +62,13 @@ def _payload(fill: float = 0.1) -> bytes:
 
 
 def _task(consortium: Consortium) -> int:
+    """Publishes a task and waits until every validator the test talks to has its block."""
     spec = TaskSpec(name="attacks", data_schema="s", num_features=2, rounds=3, min_updates=2)
-    return consortium.publisher.publish_task(spec, _payload(0.0))
+    task_id = consortium.publisher.publish_task(spec, _payload(0.0))
+    height = consortium.publisher.w3.eth.block_number
+    for ledger in (*consortium.edges, consortium.outsider, consortium.aggregator):
+        wait_for_height(ledger.w3.provider.endpoint_uri, height)
+    return task_id
 
 
 def _raw_tx(ledger: Web3Ledger, account: LocalAccount, data: bytes, *, chain_id: int | None = None,
