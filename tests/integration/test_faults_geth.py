@@ -63,8 +63,13 @@ def _delta(edge_index: int, version: int) -> dict:
 
 
 def _publish(directory: Path) -> int:
+    """Publishes the task and waits until every validator holds it (edges estimate their
+    submissions on their own validators)."""
     publisher = open_ledger(directory, "publisher", node=0)
-    return publisher.publish_task(SPEC, initial_payload(SPEC, key=jax.random.key(0)))
+    task_id = publisher.publish_task(SPEC, initial_payload(SPEC, key=jax.random.key(0)))
+    info = load_network(directory)
+    _catch_up(info, block_height(info.http_urls[0]), nodes=len(info.http_urls))
+    return task_id
 
 
 def _submit_all(edges, task_id: int, version: int) -> list[int]:
@@ -92,7 +97,6 @@ def test_one_of_four_validators_killed_mid_task_loses_nothing(network: Path):
     aggregator = open_ledger(network, "aggregator", node=0)
     accepted: list[int] = []
     # Act
-    _catch_up(info, block_height(info.http_urls[0]))
     accepted += _submit_all(edges, task_id, 0)
     run_round(aggregator, task_id, timeout=180)
     _catch_up(info, block_height(info.http_urls[0]))
