@@ -152,6 +152,7 @@ def test_killed_and_restarted_aggregator_commits_every_version_once(network, sit
     task_id = publisher.publish_task(SPEC, initial_payload(SPEC, key=jax.random.key(0)))
     edges = [open_ledger(network, f"edge-{i + 1}", node=i % 2) for i in range(4)]
     auditor = open_ledger(network, "auditor", node=1)
+    wait_for_height(info.http_urls[1], block_height(url))  # node 1's edges estimate on it
 
     def latest() -> int:
         return auditor.latest_version(task_id)

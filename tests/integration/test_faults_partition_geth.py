@@ -55,6 +55,7 @@ from tests.chainkit import (
     partition_validator,
     peer_keys,
     start_edge_with_device,
+    wait_for_height,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -112,7 +113,11 @@ def _hospitals(network: Path, work: Path, sites: list[SiteData]) -> Iterator[lis
 
 def _publish(network: Path, spec: TaskSpec) -> int:
     publisher = open_ledger(network, "publisher", node=0)
-    return publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(0)))
+    task_id = publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(0)))
+    urls = load_network(network).http_urls  # every edge reads the task on its own validator
+    for url in urls[1:]:
+        wait_for_height(url, block_height(urls[0]))
+    return task_id
 
 
 def _post(
