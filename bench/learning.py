@@ -26,7 +26,8 @@ import numpy as np
 
 from fednode.device import SiteData, evaluate, load_heart_disease, train_local
 from fednode.codec import decode_params
-from fednode.tasks import heart_task_spec, initial_payload
+from fednode.privacy import dp_steps_per_round, epsilon_spent, site_privacy_spec
+from fednode.tasks import heart_task_spec, initial_payload, with_private_training
 from dp_select import dp_site_specs, median_example_grad_norm, select_config
 from learning_common import federate, scores, sign_flip, summarize, with_extra
 from sim_heart import normalize_sites, run_seed
@@ -111,6 +112,33 @@ def experiment_dp(sites, seeds, epsilon: float = 1.0) -> dict:
                 "initial model": median_example_grad_norm(
                     decode_params(initial_payload(BASE, key=jax.random.key(0))), sites),
                 "final fedavg model (seed 0)": median_example_grad_norm(final, sites)}}
+
+
+def experiment_dp_accountants(sites, seeds, epsilon: float = 1.0) -> dict:
+    """DP-SGD at the selected configuration, noise calibrated per site exactly as the devices do
+    on chain (``with_private_training`` + ``site_privacy_spec``), under the RDP and the PLD
+    accountant: PLD proves the same epsilon with less noise."""
+    out = {"no dp": _run(sites, BASE, seeds)}
+    for accountant in ("rdp", "pld"):
+        spec = with_private_training(BASE, epsilon=epsilon, accountant=accountant)
+        out[f"dp-sgd epsilon={epsilon} per site, noise calibrated with {accountant}"] = _run(
+            sites, spec, seeds)
+        out[f"accounting_{accountant}"] = _site_accounting(sites, spec)
+    return out
+
+
+def _site_accounting(sites, spec) -> dict:
+    accounting = {}
+    for site in sites:
+        site_spec = site_privacy_spec(spec, len(site.y_train))
+        q, steps = dp_steps_per_round(spec, len(site.y_train))
+        eps = {name: round(epsilon_spent(site_spec.noise_multiplier, q, steps * spec.rounds,
+                                         delta=spec.delta, accountant=name), 4)
+               for name in ("rdp", "pld")}
+        accounting[site.name] = {"noise_multiplier": round(site_spec.noise_multiplier, 3),
+                                 "q": round(q, 3), "steps": steps * spec.rounds,
+                                 **{f"epsilon_{k}": v for k, v in eps.items()}}
+    return accounting
 
 
 def experiment_compression(sites, seeds) -> dict:
@@ -203,7 +231,8 @@ def _ratio(v: dict, dense: str, sent: str) -> str:
 
 
 EXPERIMENTS = {"strategies": experiment_strategies, "single_site": experiment_single_site,
-               "robust": experiment_robust, "dp": experiment_dp, "compression": experiment_compression}
+               "robust": experiment_robust, "dp": experiment_dp,
+               "dp_accountants": experiment_dp_accountants, "compression": experiment_compression}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from fednode.aggregator.build import build_global_model
 from fednode.codec import decode_params, digest_bytes, encode_params
 from fednode.device import evaluate, pool_test_sets, train_local
 from fednode.device.transforms import apply_transforms
+from fednode.privacy import site_privacy_spec
 from fednode.tasks import initial_payload
 from fednode.types import LedgerUpdate, TaskSpec
 
@@ -76,7 +77,8 @@ def federate(
         key, *keys = jax.random.split(key, 2 * len(sites) + 1)
         updates = []
         for index, site in enumerate(sites):
-            local_spec = site_specs[index] if site_specs else spec
+            local_spec = (site_specs[index] if site_specs
+                          else site_privacy_spec(spec, len(site.y_train)))
             update = train_local(params, site.train, key=keys[2 * index], spec=local_spec)
             delta = attack(index, update.delta) if attack else update.delta
             encoded, transform_states[index] = apply_transforms(

@@ -28,6 +28,7 @@ from fednode.errors import TaskSpecError
 from fednode.types import TaskSpec
 
 __all__ = [
+    "HEART_DP_SGD",
     "HEART_METRIC_FLOOR",
     "HEART_SCHEMA",
     "WEARABLE_SCHEMA",
@@ -37,6 +38,8 @@ __all__ = [
     "initial_payload",
     "stats_from_params",
     "wearable_task_spec",
+    "with_private_training",
+    "with_site_weighting",
 ]
 
 HEART_SCHEMA = "uci-heart-disease/flamby-v1:" + ",".join(HEART_FEATURES)
@@ -71,6 +74,53 @@ def heart_task_spec(
         extra={"normalization_task": int(normalization_task), "local_optimizer": "sgd"},
     )
     return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+HEART_DP_SGD = {"batch_size": 128, "local_epochs": 2, "learning_rate": 0.3, "clip_norm": 1.0}
+"""Local training of the heart task under DP-SGD at epsilon 1: chosen on held-out *train* rows
+by ``bench/dp_select.py`` (docs/benchmarks/learning.md, "dp"); fewer, larger steps need less
+noise per step for the same epsilon."""
+
+
+def with_private_training(
+    spec: TaskSpec, *, epsilon: float, accountant: str = "rdp", delta: float = 1e-5,
+    local: dict[str, Any] | None = None,
+) -> TaskSpec:
+    """The task trained with DP-SGD, every site calibrating its noise to ``epsilon``.
+
+    Per-example clipping inside local training (``dp_unit="example"``), noise solved per site
+    for its own sampling rate (``noise_calibration="per_site"``), ``epsilon`` as the on-chain
+    budget per site, so the contract refuses any update that would push a site past it.
+
+    Args:
+      spec: the task without DP.
+      epsilon: the per-site budget over the whole task (> 0).
+      accountant: ``"rdp"`` or ``"pld"``, used by the sites and declared in the spec.
+      delta: target delta.
+      local: local-training overrides; defaults to :data:`HEART_DP_SGD`.
+
+    Example:
+      >>> spec = with_private_training(heart_task_spec(normalization_task=1), epsilon=1.0)
+      >>> spec.epsilon_budget, spec.batch_size, spec.extra["noise_calibration"]
+      (1.0, 128, 'per_site')
+    """
+    settings = dict(HEART_DP_SGD if local is None else local)
+    extra = {**spec.extra, "dp_unit": "example", "noise_calibration": "per_site"}
+    return dataclasses.replace(spec, **settings, epsilon_budget=float(epsilon), delta=delta,
+                               accountant=accountant, noise_multiplier=0.0, extra=extra)
+
+
+def with_site_weighting(spec: TaskSpec, *, example_power: float) -> TaskSpec:
+    """The task's FedAvg weighting ``n_i ** example_power`` (1 = by examples; 0 = every site
+    the same, the bias correction that serves the worst hospital; docs/benchmarks/learning.md).
+
+    Example:
+      >>> spec = with_site_weighting(heart_task_spec(normalization_task=1), example_power=0.0)
+      >>> spec.extra["aggregation_params"]
+      {'example_power': 0.0}
+    """
+    params = {**spec.extra.get("aggregation_params", {}), "example_power": float(example_power)}
+    return dataclasses.replace(spec, extra={**spec.extra, "aggregation_params": params})
 
 
 def wearable_task_spec(

@@ -14,6 +14,7 @@ __all__ = [
     "AGGREGATION_RULES",
     "METRIC_SCALE",
     "MODEL_KINDS",
+    "NOISE_CALIBRATIONS",
     "NO_METRIC_MICRO",
     "EvaluationRecord",
     "GlobalModelRecord",
@@ -25,6 +26,11 @@ __all__ = [
 
 MODEL_KINDS = ("logreg", "mlp", "cnn1d", "feature_stats")
 AGGREGATION_RULES = ("fedavg", "krum", "median", "norm_clip", "sum", "trimmed_mean")
+ACCOUNTANT_KINDS = ("pld", "rdp")
+NOISE_CALIBRATIONS = ("fixed", "per_site")
+"""``extra["noise_calibration"]``: one ``noise_multiplier`` for every site ("fixed", the default)
+or each site's own, solved for ``epsilon_budget`` on its data ("per_site",
+``fednode.privacy.site_privacy_spec``)."""
 EPSILON_SCALE = 1_000_000
 """On-chain privacy spend is an integer number of micro-epsilons."""
 METRIC_SCALE = 1_000_000
@@ -55,7 +61,8 @@ class TaskSpec:
     (local_epochs, batch_size, learning_rate, proximal_mu); aggregation (aggregation, mode
     "sync"/"async", min_updates = buffer size K, max_staleness, aggregator_quorum,
     server_optimizer, server_learning_rate); privacy (clip_norm, noise_multiplier,
-    epsilon_budget per site, 0 = none, delta, accountant "rdp"/"pld"); compression (chain of
+    epsilon_budget per site, 0 = none, delta, accountant "rdp"/"pld", and
+    ``extra["noise_calibration"]``: "fixed" or "per_site"); compression (chain of
     update transforms, e.g. ("int8",)); acceptance (metric_floor per site); deadline (unix s).
     """
 
@@ -114,6 +121,19 @@ class TaskSpec:
             raise TaskSpecError(f"task spec JSON is malformed: {exc}") from exc
 
     @property
+    def per_site_noise(self) -> bool:
+        """True if every site solves for its own noise multiplier (``noise_calibration``)."""
+        return self.extra.get("noise_calibration", "fixed") == "per_site"
+
+    def require_fixed_noise(self) -> None:
+        """Raises unless the noise multiplier is fixed: a device trains only with its own
+        calibrated spec (``fednode.privacy.site_privacy_spec``), never with a per-site one,
+        whose ``noise_multiplier`` of 0 would silently train without noise."""
+        if self.per_site_noise:
+            raise TaskSpecError("this task calibrates DP noise per site: train with "
+                                "fednode.privacy.site_privacy_spec(spec, num_examples)")
+
+    @property
     def digest(self) -> bytes:
         """keccak-256 of :meth:`to_json`, the spec digest stored on chain."""
         return digest_bytes(self.to_json())
@@ -134,12 +154,28 @@ def _check_spec(spec: TaskSpec) -> None:
         problems.append("aggregator_quorum must be >= 1")
     if min(spec.clip_norm, spec.noise_multiplier, spec.epsilon_budget) < 0 or not 0 < spec.delta < 1:
         problems.append("clip_norm, noise_multiplier, epsilon_budget must be >= 0, delta in (0, 1)")
+    problems += _privacy_problems(spec)
     if spec.max_staleness < 0 or spec.deadline < 0:
         problems.append("max_staleness and deadline must be >= 0")
     if not spec.learning_rate > 0 or not spec.max_update_norm > 0:
         problems.append("learning_rate and max_update_norm must be > 0")
     if problems:
         raise TaskSpecError("; ".join(problems))
+
+
+def _privacy_problems(spec: TaskSpec) -> list[str]:
+    problems = []
+    if spec.accountant not in ACCOUNTANT_KINDS:
+        problems.append(f"accountant must be one of {ACCOUNTANT_KINDS}, got {spec.accountant!r}")
+    calibration = spec.extra.get("noise_calibration", "fixed")
+    if calibration not in NOISE_CALIBRATIONS:
+        problems.append(f"extra.noise_calibration must be one of {NOISE_CALIBRATIONS}, "
+                        f"got {calibration!r}")
+    elif calibration == "per_site" and not (spec.clip_norm > 0 and spec.epsilon_budget > 0
+                                            and spec.noise_multiplier == 0):
+        problems.append("per_site noise calibration needs clip_norm > 0, epsilon_budget > 0 and "
+                        "noise_multiplier 0 (each site solves for its own)")
+    return problems
 
 
 @dataclass(frozen=True)

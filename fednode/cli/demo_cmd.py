@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict
@@ -17,8 +16,8 @@ from pathlib import Path
 import jax
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from fednode.cli.demo_summary import finish_report
 from fednode.errors import FednodeError
 
 __all__ = ["add_demo_parser", "run_demo"]
@@ -42,6 +41,16 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
                       choices=("none", "sgd", "adam", "yogi", "adagrad"))
     demo.add_argument("--compression", action="append", default=[], metavar="STEP",
                       help="device update compression step, repeatable: int8, topk[:fraction]")
+    demo.add_argument("--proximal-mu", type=float, default=0.0,
+                      help="FedProx: proximal term on the devices (0 = FedAvg's local training)")
+    demo.add_argument("--example-power", type=float, default=1.0, choices=(0.0, 0.25, 0.5, 1.0),
+                      help="FedAvg weighs site i by n_i ** power; 0 = bias correction (every "
+                           "site alike)")
+    demo.add_argument("--dp-epsilon", type=float, default=0.0,
+                      help="DP-SGD: per-site epsilon budget, enforced on chain; each site "
+                           "calibrates its own noise to it (0 = no DP)")
+    demo.add_argument("--accountant", choices=("rdp", "pld"), default="rdp",
+                      help="privacy accountant of --dp-epsilon")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--validators", type=int, default=4)
     demo.add_argument("--confirmations", type=int, default=1,
@@ -93,7 +102,7 @@ def run_demo(args: argparse.Namespace) -> dict:
             network_down(network_dir)
             console.print("[green]✓[/] validators stopped")
     report["wall_seconds"] = round(time.monotonic() - started, 1)
-    _finish(report, args, console)
+    finish_report(report, console, report_json=args.report_json)
     return report
 
 
@@ -101,7 +110,7 @@ def _federate(args: argparse.Namespace, network_dir: Path, console: Console) -> 
     from fednode.auditor.replay import verify_task
     from fednode.chain.connect import open_ledger
     from fednode.cli.audit_cmd import render_report
-    from fednode.cli.demo_facts import chain_facts, evaluation_facts
+    from fednode.cli.demo_facts import chain_facts, evaluation_facts, privacy_facts
     from fednode.cli.demo_flow import hospitals_online
     sites = _load_sites(args.task)
     publisher = open_ledger(network_dir, "publisher", confirmations=args.confirmations)
@@ -116,14 +125,17 @@ def _federate(args: argparse.Namespace, network_dir: Path, console: Console) -> 
         final = _final_params(aggregator, task_id)
         metrics = _metrics(spec, final, hospitals, sites)
     auditor = open_ledger(network_dir, "auditor")
-    evaluations = evaluation_facts(auditor, task_id, {h.edge_address: h.site.name for h in hospitals})
+    site_of = {h.edge_address: h.site.name for h in hospitals}
+    evaluations = evaluation_facts(auditor, task_id, site_of)
+    privacy = privacy_facts(auditor, task_id, site_of,
+                            {h.site.name: h.noise_multiplier for h in hospitals})
     audits = [verify_task(auditor, t) for t in (stats_task, task_id) if t]
     for audit in audits:
         render_report(audit, console)
     facts = chain_facts(auditor, network_dir, [t for t in (stats_task, task_id) if t])
     return {"task": args.task, "task_id": task_id, "feature_stats_task_id": stats_task or None,
             "spec": json.loads(spec.to_json()), "rounds": curve, **metrics,
-            "evaluations": evaluations,
+            "evaluations": evaluations, "privacy": privacy,
             "audit": {"ok": all(a.ok for a in audits), "tasks": [a.to_dict() for a in audits]},
             "chain": facts}
 
@@ -155,16 +167,30 @@ def _load_sites(task: str):
 
 
 def _task_spec(args: argparse.Namespace, stats_task: int, sites: int):
-    """The spec the publisher posts, with the aggregation policy chosen on the command line."""
-    from fednode.tasks import heart_task_spec, wearable_task_spec
+    """The spec the publisher posts, with the learning policy chosen on the command line."""
+    from fednode.tasks import (
+        heart_task_spec,
+        wearable_task_spec,
+        with_private_training,
+        with_site_weighting,
+    )
 
     policy = {"aggregation": args.aggregation, "server_optimizer": args.server_optimizer,
-              "compression": tuple(getattr(args, "compression", ()))}
+              "compression": tuple(getattr(args, "compression", ())),
+              "proximal_mu": float(getattr(args, "proximal_mu", 0.0))}
     if args.task == "wearable":
-        return wearable_task_spec(rounds=args.rounds, min_updates=sites, seed=args.seed, **policy)
-    return heart_task_spec(normalization_task=stats_task, rounds=args.rounds, model=args.model,
-                           hidden_sizes=(16,) if args.model == "mlp" else (), seed=args.seed,
-                           min_updates=sites, **policy)
+        spec = wearable_task_spec(rounds=args.rounds, min_updates=sites, seed=args.seed, **policy)
+    else:
+        spec = heart_task_spec(normalization_task=stats_task, rounds=args.rounds,
+                               model=args.model, hidden_sizes=(16,) if args.model == "mlp" else (),
+                               seed=args.seed, min_updates=sites, **policy)
+    if getattr(args, "example_power", 1.0) != 1.0:
+        spec = with_site_weighting(spec, example_power=args.example_power)
+    if getattr(args, "dp_epsilon", 0.0) > 0:
+        local = None if args.task == "heart" else {"clip_norm": 1.0}  # wearable: its own Adam
+        spec = with_private_training(spec, epsilon=args.dp_epsilon, local=local,
+                                     accountant=getattr(args, "accountant", "rdp"))
+    return spec
 
 
 def _train(spec, publisher, aggregator, hospitals, console: Console):
@@ -221,53 +247,3 @@ def _metrics(spec, params, hospitals, sites) -> dict:
         result = train_single_site(spec, site, sites, key=jax.random.key(1000 + index))
         baselines[site.name] = {k: asdict(v) for k, v in result.items()}
     return {"federated": federated, "personalized": personalized, "single_site": baselines}
-
-
-TARGETS = {"heart": ("FLamby FedAvg", 0.685), "wearable": ("wearable floor", 0.8)}
-"""Pooled test accuracy the demo must beat: FLamby's published FedAvg accuracy for the heart
-task; for BasicMotions (where FedAvg measures 1.0 in bench/wearable.py) a floor of 0.8."""
-
-
-def _finish(report: dict, args: argparse.Namespace, console: Console) -> None:
-    pooled = report["federated"]["pooled"]["accuracy"]
-    target_name, target = TARGETS[report["task"]]
-    report["target"] = {"name": target_name, "pooled_accuracy": target, "met": pooled > target}
-    table = Table(title="test metrics: federated model vs single-site models")
-    for column in ("site", "federated acc", "federated AUC", "personalized acc",
-                   "single-site acc (own test)", "single-site acc (pooled)"):
-        table.add_column(column)
-    for name, fed in report["federated"].items():
-        single = report["single_site"].get(name)
-        mine = report["personalized"].get(name)
-        own = f"{single['own']['accuracy']:.3f}" if single else "-"
-        pool = f"{single['pooled']['accuracy']:.3f}" if single else "-"
-        tuned = f"{mine['accuracy']:.3f}" + (" (shifted)" if mine["adopted"] else "") if mine else "-"
-        table.add_row(name, f"{fed['accuracy']:.3f}", f"{fed['auc']:.3f}", tuned, own, pool)
-    console.print(table)
-    chain = report["chain"]
-    console.print(f"chain: {chain['validators']} validators, {chain['blocks']} blocks, "
-                  f"{chain['transactions']} transactions, {chain['gas_used']} gas, "
-                  f"{chain['payload_bytes']} payload bytes")
-    final = report["evaluations"]["final"]
-    if final is not None:
-        failing = ", ".join(final["failing_sites"]) or "none"
-        console.print(f"per-site gate (floor {report['evaluations']['metric_floor']}) on version "
-                      f"{final['version']}: [bold]{final['state']}[/] (below floor: {failing})")
-    verdict = "[green]beats[/]" if report["target"]["met"] else "[red]does NOT beat[/]"
-    console.print(f"pooled accuracy {pooled:.3f} {verdict} {target_name} {target}")
-    if args.report_json:
-        args.report_json.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps(_without_nan(report), indent=2, allow_nan=False)
-        args.report_json.write_text(body + "\n")
-        console.print(f"report written to {args.report_json}")
-
-
-def _without_nan(value):
-    """JSON has no NaN: an undefined metric (AUC on a one-class test set) becomes null."""
-    if isinstance(value, dict):
-        return {k: _without_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_nan(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -1,7 +1,8 @@
 """Auditor: chain facts for the demo report, read from the validators (blocks, txs, gas, bytes).
 
 ``evaluation_facts`` reads the per-site evaluations of every version back from
-``EvaluationLedger`` and applies the task's per-site acceptance gate to each version.
+``EvaluationLedger`` and applies the task's per-site acceptance gate to each version;
+``privacy_facts`` reads each site's privacy spend back from the contract that enforces it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from fednode.aggregator.acceptance import version_acceptance
 from fednode.chain.ledger import Ledger
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.network.info import load_network
+from fednode.types import EPSILON_SCALE
 
-__all__ = ["chain_facts", "evaluation_facts"]
+__all__ = ["chain_facts", "evaluation_facts", "privacy_facts"]
 
 
 def _block_totals(ledger: Web3Ledger, first: int, last: int) -> tuple[int, int, Counter]:
@@ -90,3 +92,29 @@ def evaluation_facts(ledger: Ledger, task_id: int, site_of: Mapping[str, str]) -
         "final": None if final is None
         else {k: final[k] for k in ("version", "state", "failing_sites")},
     }
+
+
+def privacy_facts(
+    ledger: Ledger, task_id: int, site_of: Mapping[str, str], noise_of: Mapping[str, float]
+) -> dict | None:
+    """Each site's epsilon as the contract holds it (the sum of its declared increments).
+
+    Args:
+      ledger: any ledger view (read only).
+      task_id: a task with a privacy budget (None is returned for one without).
+      site_of: edge address -> site name.
+      noise_of: site name -> the noise multiplier the site trained with (device-local).
+
+    Returns:
+      ``{"epsilon_budget", "delta", "accountant", "noise_calibration", "sites": {site: {"edge",
+      "epsilon_spent", "noise_multiplier"}}}``.
+    """
+    spec = ledger.get_task(task_id).spec
+    if not spec.epsilon_budget > 0:
+        return None
+    sites = {name: {"edge": edge, "noise_multiplier": noise_of.get(name),
+                    "epsilon_spent": ledger.epsilon_spent(task_id, edge) / EPSILON_SCALE}
+             for edge, name in site_of.items()}
+    return {"epsilon_budget": spec.epsilon_budget, "delta": spec.delta,
+            "accountant": spec.accountant,
+            "noise_calibration": spec.extra.get("noise_calibration", "fixed"), "sites": sites}

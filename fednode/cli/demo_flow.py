@@ -23,13 +23,19 @@ from edge_server.service import EdgeServer, enroll_device
 from fednode.chain.connect import open_ledger
 from fednode.codec import decode_params
 from fednode.device.data import (
-    Normalizer, SiteData, compute_feature_stats, normalize, normalizer_from_stats, pool_test_sets,
+    Normalizer,
+    SiteData,
+    compute_feature_stats,
+    normalize,
+    normalizer_from_stats,
+    pool_test_sets,
 )
 from fednode.device.metrics import Evaluation, evaluate
 from fednode.device.personalize import calibrate_site, personalize
 from fednode.device.train import train_local
 from fednode.device.transforms import apply_transforms
 from fednode.privacy.accountant import dp_steps_per_round, epsilon_micro_increment
+from fednode.privacy.calibration import site_privacy_spec
 from fednode.tasks import feature_stats_params, initial_payload, stats_from_params
 from fednode.types import TaskSpec
 
@@ -47,6 +53,7 @@ class Hospital:
     normalizer: Normalizer | None = None
     transform_state: Any = None
     dp_steps: int = 0
+    noise_multiplier: float = 0.0
 
     def post_feature_stats(self, task_id: int) -> str:
         """Sends only count / sums / sums of squares of the local training features."""
@@ -62,6 +69,8 @@ class Hospital:
     def train_round(self, task_id: int, spec: TaskSpec, *, key: jax.Array) -> tuple[int, str]:
         """Pulls the global model, trains locally, posts the delta; returns (base, update ref)."""
         train_key, transform_key = jax.random.split(key)
+        spec = site_privacy_spec(spec, len(self.site.y_train))  # this site's own DP noise
+        self.noise_multiplier = spec.noise_multiplier
         version, params = self.client.fetch_global(task_id)
         update = train_local(params, self.train_data(), key=train_key, spec=spec)
         delta, self.transform_state = apply_transforms(
@@ -158,12 +167,14 @@ def train_single_site(
     """The single-site baseline: the same model trained on one site's data alone.
 
     The site normalizes with its own statistics (it has no one else's) and trains for as many
-    epochs as the federation ran (rounds x local epochs). Evaluated on its own and the pooled test set.
+    epochs as the federation ran (rounds x local epochs), under DP with the same epsilon. Evaluated on its own and the pooled test set.
     """
     tabular = site.x_train.ndim == 2  # sensor sequences (wearables) are used as recorded
     normalizer = normalizer_from_stats(compute_feature_stats(site.x_train)) if tabular else None
     params = initial_params(spec, key=jax.random.key(spec.seed))
-    local_spec = replace(spec, local_epochs=spec.rounds * spec.local_epochs)
+    # under DP the site alone gets the same budget over the same number of steps
+    local_spec = replace(site_privacy_spec(spec, len(site.y_train)),
+                         local_epochs=spec.rounds * spec.local_epochs)
     x_train = normalize(site.x_train, normalizer)
     delta = train_local(params, (x_train, site.y_train), key=key, spec=local_spec).delta
     trained = jax.tree_util.tree_map(np.add, params, delta)

@@ -162,6 +162,7 @@ def train_local(
 
 
 def _config(spec: TaskSpec) -> _Config:
+    spec.require_fixed_noise()
     optimizer = str(spec.extra.get("local_optimizer", DEFAULT_LOCAL_OPTIMIZER))
     if optimizer not in LOCAL_OPTIMIZERS:
         raise FednodeValueError(

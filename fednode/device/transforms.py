@@ -132,6 +132,7 @@ def transforms_for_spec(spec: TaskSpec) -> UpdateTransform:
       >>> t.update(d, t.init(d), key=jax.random.key(0))[0]["q"].tolist()
       [127]
     """
+    spec.require_fixed_noise()
     steps: list[UpdateTransform] = []
     if spec.extra.get("dp_unit", "update") == "update":
         if spec.noise_multiplier > 0 and not spec.clip_norm > 0:

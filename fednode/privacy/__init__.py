@@ -8,12 +8,20 @@ from fednode.privacy.accountant import (
     epsilon_spent,
     noise_for_epsilon,
 )
+from fednode.privacy.calibration import (
+    NOISE_CALIBRATIONS,
+    calibrated_epsilon_target,
+    site_privacy_spec,
+)
 
 __all__ = [
     "ACCOUNTANTS",
     "EPSILON_SCALE",
+    "NOISE_CALIBRATIONS",
+    "calibrated_epsilon_target",
     "dp_steps_per_round",
     "epsilon_micro_increment",
     "epsilon_spent",
     "noise_for_epsilon",
+    "site_privacy_spec",
 ]

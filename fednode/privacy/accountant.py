@@ -21,7 +21,7 @@ import dp_accounting
 
 from fednode.device.data import batch_shape
 from fednode.errors import FednodeValueError
-from fednode.types import TaskSpec
+from fednode.types import ACCOUNTANT_KINDS, TaskSpec
 
 __all__ = [
     "ACCOUNTANTS",
@@ -32,7 +32,7 @@ __all__ = [
     "noise_for_epsilon",
 ]
 
-ACCOUNTANTS = ("pld", "rdp")
+ACCOUNTANTS = ACCOUNTANT_KINDS
 EPSILON_SCALE = 1_000_000
 """On-chain privacy spend is an integer number of micro-epsilons (``fednode.types``)."""
 

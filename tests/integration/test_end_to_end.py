@@ -154,3 +154,35 @@ def test_network_status_reports_no_signer_drift_after_the_demo(demo_run, capsys)
     # Assert
     assert code == 0
     assert status["signer_drift"] == {"missing": [], "extra": [], "clean": True}
+
+
+@pytest.mark.slow
+def test_private_fedprox_task_spends_each_sites_budget_on_chain_and_no_more(geth_binary, tmp_path):
+    # Arrange: DP-SGD at epsilon 1 per site (each device calibrates its own noise), FedProx on
+    # the devices and equal site weights (bias correction) on the aggregator, all from the spec.
+    del geth_binary
+    args = _demo_args(tmp_path, rounds=2, dp_epsilon=1.0, accountant="pld", proximal_mu=0.1,
+                      example_power=0.0, keep_network=True)
+    try:
+        # Act
+        report = run_demo(args)
+        auditor = open_ledger(args.dir / "network", "auditor")
+        updates = auditor.read_updates(report["task_id"])
+    finally:
+        network_down(args.dir / "network")
+    # Assert: the published spec says it all, and the contract's per-site sums fit the budget
+    spec = report["spec"]
+    assert spec["epsilon_budget"] == 1.0 and spec["accountant"] == "pld"
+    assert spec["extra"]["noise_calibration"] == "per_site" and spec["proximal_mu"] == 0.1
+    assert spec["extra"]["aggregation_params"] == {"example_power": 0.0}
+    sites = report["privacy"]["sites"]
+    assert set(sites) == {"Cleveland", "Hungary", "Switzerland", "VA Long Beach"}
+    for site in sites.values():
+        assert 0.99 <= site["epsilon_spent"] <= 1.0
+        declared = sum(u.epsilon_micro for u in updates if u.edge == site["edge"])
+        assert declared == round(site["epsilon_spent"] * 1e6)
+        assert site["noise_multiplier"] > 5.0  # epsilon 1 over 2 rounds needs heavy noise
+    noise = {name: s["noise_multiplier"] for name, s in sites.items()}
+    assert noise["Switzerland"] > noise["Cleveland"]  # 30 rows: every step sees every row
+    assert all(u.epsilon_micro > 0 for u in updates) and len(updates) == 4 * 2
+    assert report["audit"]["ok"]
