@@ -24,6 +24,7 @@ __all__ = [
     "Authority",
     "CommitRecord",
     "Finding",
+    "aggregated_in",
     "check_budgets",
     "check_quorum",
     "check_signers",
@@ -32,7 +33,7 @@ __all__ = [
 
 FINDING_KINDS = (
     "tampered_payload", "wrong_update_list", "forged_signer", "budget_overrun",
-    "quorum_violation", "digest_mismatch",
+    "privacy_underdeclared", "quorum_violation", "digest_mismatch",
 )
 """Every kind of problem the auditor reports."""
 
@@ -138,7 +139,8 @@ def check_update_lists(
     return findings
 
 
-def _aggregated_in(records: Sequence[GlobalModelRecord]) -> dict[int, int]:
+def aggregated_in(records: Sequence[GlobalModelRecord]) -> dict[int, int]:
+    """update id -> the first version that aggregated it."""
     found: dict[int, int] = {}
     for record in sorted(records, key=lambda r: r.version):
         for update_id in record.update_ids:
@@ -159,7 +161,7 @@ def check_signers(
       >>> [f.at_fault for f in check_signers([], [u], Authority(edges=frozenset()))]
       ['update 1 from 0xE']
     """
-    version_of = _aggregated_in(records)
+    version_of = aggregated_in(records)
     findings = []
     for update in updates:
         problem = _signer_problem(authority, (REGISTERED_EDGE, EDGE_ROLE), update.edge,
@@ -215,7 +217,7 @@ def check_budgets(
     if spec.epsilon_budget <= 0:
         return []
     budget = round(spec.epsilon_budget * EPSILON_SCALE)
-    version_of = _aggregated_in(records)
+    version_of = aggregated_in(records)
     spent: Counter[str] = Counter()
     findings = []
     for update in sorted(updates, key=lambda u: u.update_id):

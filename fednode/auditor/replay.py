@@ -25,6 +25,7 @@ from fednode.auditor.checks import (
     check_signers,
     check_update_lists,
 )
+from fednode.auditor.privacy_checks import check_privacy_declarations
 from fednode.auditor.roles import RoleHistory, role_history
 from fednode.chain.constants import AGGREGATOR_ROLE, EDGE_ROLE
 from fednode.chain.ledger import Ledger
@@ -199,6 +200,7 @@ def audit_records(
         commits = [CommitRecord(r.version, r.aggregator, r.digest, r.block_number, r.tx_hash)
                    for r in records if r.version]
     findings = [*check_update_lists(spec, records, updates), *check_budgets(spec, records, updates),
+                *check_privacy_declarations(spec, records, updates),
                 *check_quorum(spec, records, commits, authority)]
     if authority is not None:
         findings += check_signers(records, updates, authority)

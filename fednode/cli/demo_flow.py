@@ -75,8 +75,10 @@ class Hospital:
         update = train_local(params, self.train_data(), key=train_key, spec=spec)
         delta, self.transform_state = apply_transforms(
             update.delta, spec, key=transform_key, state=self.transform_state)
+        spend, steps = self._privacy_spend(spec, update.num_examples)
         ref = self.client.post_update(task_id, version, delta, num_examples=update.num_examples,
-                                      epsilon_micro=self._privacy_spend(spec, update.num_examples))
+                                      epsilon_micro=spend)
+        self.dp_steps += steps  # only an update the edge accepted goes on chain and counts
         return version, ref
 
     def evaluate_version(self, task_id: int, version: int) -> str:
@@ -91,16 +93,20 @@ class Hospital:
         return self.client.post_evaluation(task_id, version, metric=result.accuracy,
                                            num_examples=result.num_examples, secondary=auc)
 
-    def _privacy_spend(self, spec: TaskSpec, num_examples: int) -> int:
-        """Micro-epsilon this round adds to the site's on-chain privacy ledger (0 without DP)."""
+    def _privacy_spend(self, spec: TaskSpec, num_examples: int) -> tuple[int, int]:
+        """``(micro-epsilon, DP steps)`` this round adds to the site's on-chain privacy ledger.
+
+        The increment is taken over the steps of the updates already accepted, so the on-chain
+        sum of an edge's declarations is the composed epsilon of what it published (rounded
+        up), as the auditor recomputes it (``check_privacy_declarations``).
+        """
         if not spec.noise_multiplier > 0:
-            return 0
+            return 0, 0
         sampling, steps = dp_steps_per_round(spec, num_examples)
         spend = epsilon_micro_increment(spec.noise_multiplier, sampling, steps_before=self.dp_steps,
                                         steps_now=steps, delta=spec.delta,
                                         accountant=spec.accountant)
-        self.dp_steps += steps
-        return spend
+        return spend, steps
 
     def train_data(self) -> tuple[np.ndarray, np.ndarray]:
         return normalize(self.site.x_train, self.normalizer), self.site.y_train

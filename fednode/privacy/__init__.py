@@ -3,6 +3,7 @@
 from fednode.privacy.accountant import (
     ACCOUNTANTS,
     EPSILON_SCALE,
+    composed_epsilon,
     dp_steps_per_round,
     epsilon_micro_increment,
     epsilon_spent,
@@ -19,6 +20,7 @@ __all__ = [
     "EPSILON_SCALE",
     "NOISE_CALIBRATIONS",
     "calibrated_epsilon_target",
+    "composed_epsilon",
     "dp_steps_per_round",
     "epsilon_micro_increment",
     "epsilon_spent",

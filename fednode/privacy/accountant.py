@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Sequence
 
 import dp_accounting
 
@@ -26,6 +27,7 @@ from fednode.types import ACCOUNTANT_KINDS, TaskSpec
 __all__ = [
     "ACCOUNTANTS",
     "EPSILON_SCALE",
+    "composed_epsilon",
     "dp_steps_per_round",
     "epsilon_micro_increment",
     "epsilon_spent",
@@ -71,12 +73,46 @@ def epsilon_spent(
         ),
         steps,
     )
-    if accountant == "rdp":
-        tracker = dp_accounting.rdp.RdpAccountant()
-    else:
-        tracker = dp_accounting.pld.PLDAccountant(value_discretization_interval=_PLD_DISCRETIZATION)
+    tracker = _tracker(accountant)
     tracker.compose(event)
     return float(tracker.get_epsilon(delta))
+
+
+def composed_epsilon(
+    mechanisms: Sequence[tuple[float, float, int]], *, delta: float, accountant: str = "rdp"
+) -> float:
+    """Epsilon of a sequence of ``(noise_multiplier, sampling_probability, steps)`` mechanisms.
+
+    Equal mechanisms are merged into one self-composition first, so a site whose rounds all
+    ran the same mechanism gets exactly :func:`epsilon_spent` of the summed steps.
+
+    Example:
+      >>> composed_epsilon([(1.0, 0.1, 40), (1.0, 0.1, 60)], delta=1e-5) == epsilon_spent(
+      ...     1.0, 0.1, 100, delta=1e-5)
+      True
+    """
+    steps_of: dict[tuple[float, float], int] = {}
+    for noise, sampling, steps in mechanisms:
+        steps_of[(noise, sampling)] = steps_of.get((noise, sampling), 0) + steps
+    if not steps_of:
+        return 0.0
+    if len(steps_of) == 1:
+        (noise, sampling), steps = next(iter(steps_of.items()))
+        return epsilon_spent(noise, sampling, steps, delta=delta, accountant=accountant)
+    for (noise, sampling), steps in steps_of.items():
+        _check(noise, sampling, steps, delta, accountant)
+    events = [dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+        sampling, dp_accounting.GaussianDpEvent(noise)), steps)
+        for (noise, sampling), steps in steps_of.items()]
+    tracker = _tracker(accountant)
+    tracker.compose(dp_accounting.ComposedDpEvent(events))
+    return float(tracker.get_epsilon(delta))
+
+
+def _tracker(accountant: str) -> dp_accounting.PrivacyAccountant:
+    if accountant == "rdp":
+        return dp_accounting.rdp.RdpAccountant()
+    return dp_accounting.pld.PLDAccountant(value_discretization_interval=_PLD_DISCRETIZATION)
 
 
 def epsilon_micro_increment(
