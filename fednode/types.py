@@ -157,6 +157,8 @@ def _check_spec(spec: TaskSpec) -> None:
     problems += _privacy_problems(spec)
     if spec.max_staleness < 0 or spec.deadline < 0:
         problems.append("max_staleness and deadline must be >= 0")
+    if spec.proximal_mu < 0:
+        problems.append(f"proximal_mu must be >= 0, got {spec.proximal_mu}")
     if not spec.learning_rate > 0 or not spec.max_update_norm > 0:
         problems.append("learning_rate and max_update_norm must be > 0")
     if problems:

@@ -41,12 +41,12 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
                       choices=("none", "sgd", "adam", "yogi", "adagrad"))
     demo.add_argument("--compression", action="append", default=[], metavar="STEP",
                       help="device update compression step, repeatable: int8, topk[:fraction]")
-    demo.add_argument("--proximal-mu", type=float, default=0.0,
+    demo.add_argument("--proximal-mu", type=_non_negative, default=0.0,
                       help="FedProx: proximal term on the devices (0 = FedAvg's local training)")
     demo.add_argument("--example-power", type=float, default=1.0, choices=(0.0, 0.25, 0.5, 1.0),
                       help="FedAvg weighs site i by n_i ** power; 0 = bias correction (every "
                            "site alike)")
-    demo.add_argument("--dp-epsilon", type=float, default=0.0,
+    demo.add_argument("--dp-epsilon", type=_non_negative, default=0.0,
                       help="DP-SGD: per-site epsilon budget, enforced on chain; each site "
                            "calibrates its own noise to it (0 = no DP)")
     demo.add_argument("--accountant", choices=("rdp", "pld"), default="rdp",
@@ -58,6 +58,17 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--report-json", type=Path, help="where to write the JSON summary")
     demo.add_argument("--keep-network", action="store_true", help="leave the validators running")
     demo.set_defaults(handler=_run)
+
+
+def _non_negative(text: str) -> float:
+    """argparse type: a finite float >= 0 (refused before any validator starts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _prepare_dir(path: Path) -> None:
@@ -208,9 +219,10 @@ def _train(spec, publisher, aggregator, hospitals, console: Console):
     evaluations = [(h, h.evaluate_version(task_id, 0)) for h in hospitals]
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("rounds", total=spec.rounds, status="")
-        for round_index in range(spec.rounds):
+        for _ in range(spec.rounds):
             key, *site_keys = jax.random.split(key, len(hospitals) + 1)
-            refs = [h.train_round(task_id, spec, key=k)[1] for h, k in zip(hospitals, site_keys, strict=True)]
+            refs = [h.train_round(task_id, spec, key=k)[1]
+                    for h, k in zip(hospitals, site_keys, strict=True)]
             for hospital, ref in zip(hospitals, refs, strict=True):
                 hospital.client.wait_submitted(ref, timeout=120)
             result = run_round(aggregator, task_id, timeout=120)

@@ -26,7 +26,7 @@ def test_spec_json_roundtrips_and_is_canonical():
 @pytest.mark.parametrize("overrides", [
     {"model": "resnet"}, {"aggregation": "magic"}, {"rounds": 0}, {"min_updates": 0},
     {"learning_rate": 0.0}, {"mode": "eventually"}, {"aggregator_quorum": 0},
-    {"delta": 1.5}, {"epsilon_budget": -1.0}, {"max_staleness": -1},
+    {"delta": 1.5}, {"epsilon_budget": -1.0}, {"max_staleness": -1}, {"proximal_mu": -0.1},
 ])
 def test_inconsistent_specs_are_refused_with_a_reason(overrides):
     with pytest.raises(TaskSpecError):
