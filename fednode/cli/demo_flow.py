@@ -39,7 +39,21 @@ from fednode.privacy.calibration import site_privacy_spec
 from fednode.tasks import feature_stats_params, initial_payload, stats_from_params
 from fednode.types import TaskSpec
 
-__all__ = ["Hospital", "evaluate_sites", "hospitals_online", "train_single_site"]
+__all__ = [
+    "Hospital", "PreparedUpdate", "evaluate_sites", "hospitals_online", "train_single_site",
+]
+
+
+@dataclass(frozen=True)
+class PreparedUpdate:
+    """A trained, transformed delta on ``base_version``, not yet posted (its privacy cost is
+    counted only once its edge accepts it)."""
+
+    base_version: int
+    delta: dict[str, Any]
+    num_examples: int
+    epsilon_micro: int
+    dp_steps: int
 
 
 @dataclass
@@ -68,6 +82,10 @@ class Hospital:
 
     def train_round(self, task_id: int, spec: TaskSpec, *, key: jax.Array) -> tuple[int, str]:
         """Pulls the global model, trains locally, posts the delta; returns (base, update ref)."""
+        return self.post_prepared(task_id, self.prepare_update(task_id, spec, key=key))
+
+    def prepare_update(self, task_id: int, spec: TaskSpec, *, key: jax.Array) -> PreparedUpdate:
+        """Pulls the latest global model and trains on it (nothing is sent yet)."""
         train_key, transform_key = jax.random.split(key)
         spec = site_privacy_spec(spec, len(self.site.y_train))  # this site's own DP noise
         self.noise_multiplier = spec.noise_multiplier
@@ -76,10 +94,15 @@ class Hospital:
         delta, self.transform_state = apply_transforms(
             update.delta, spec, key=transform_key, state=self.transform_state)
         spend, steps = self._privacy_spend(spec, update.num_examples)
-        ref = self.client.post_update(task_id, version, delta, num_examples=update.num_examples,
-                                      epsilon_micro=spend)
-        self.dp_steps += steps  # only an update the edge accepted goes on chain and counts
-        return version, ref
+        return PreparedUpdate(version, delta, update.num_examples, spend, steps)
+
+    def post_prepared(self, task_id: int, prepared: PreparedUpdate) -> tuple[int, str]:
+        """Posts a prepared delta to the edge; returns (base version, update ref)."""
+        ref = self.client.post_update(task_id, prepared.base_version, prepared.delta,
+                                      num_examples=prepared.num_examples,
+                                      epsilon_micro=prepared.epsilon_micro)
+        self.dp_steps += prepared.dp_steps  # only an update the edge accepted counts
+        return prepared.base_version, ref
 
     def evaluate_version(self, task_id: int, version: int) -> str:
         """Evaluates final global ``version`` on the local test split; posts it signed.
