@@ -1,12 +1,15 @@
 """Auditor: re-derives each edge's privacy spend from the task's mechanism and its updates (pure).
 
-The contract only sums what edges declare. For a task whose sites calibrate their noise from
-the spec (``noise_calibration="per_site"``), the mechanism behind every update is fixed by the
-spec and the update's ``num_examples``: its noise multiplier (``site_privacy_spec``), sampling
-rate and steps (``dp_steps_per_round``). So the auditor can recompute, after each of an
-edge's updates in ledger order, the epsilon its updates so far cost under the task's
-accountant, and flag an edge whose declared sum is lower (``privacy_underdeclared``). What it
-cannot see is whether a device really added the noise; that stays the device's word.
+The contract only sums what edges declare. For a task with DP noise (one fixed
+``noise_multiplier``, or sites that calibrate their own, ``noise_calibration="per_site"``), the
+mechanism behind every update is fixed by the spec and the update's ``num_examples``: its noise
+multiplier (``site_privacy_spec``), sampling rate and steps (``dp_steps_per_round``). So the
+auditor can recompute, after each of an edge's updates in ledger order, the epsilon its updates
+so far cost under the task's accountant, and flag an edge whose declared sum is lower
+(``privacy_underdeclared``). What it cannot see is whether a device really added the noise;
+that stays the device's word. Edge-cohort tasks (``extra["edge_cohort"]``) are not re-derived:
+a cohort update carries the members' summed ``num_examples``, while each member ran its own
+mechanism on its own rows.
 
 Tolerance: the declared sum may be below the recomputed epsilon by at most
 ``max(k, UNDERDECLARE_REL * epsilon)`` micro-epsilons after ``k`` updates: one micro-epsilon per
@@ -35,9 +38,9 @@ def check_privacy_declarations(
 ) -> list[Finding]:
     """Each edge declared at least the epsilon its updates cost under the task's mechanism.
 
-    Only tasks with per-site noise calibration are checked (otherwise the mechanism is not
-    fully on chain). The first update after which an edge's declared sum falls short is at
-    fault; the finding taints the version that aggregated it.
+    Tasks without DP noise and edge-cohort tasks are not checked. The first update after
+    which an edge's declared sum falls short is at fault; the finding taints the version that
+    aggregated it.
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, rounds=2, clip_norm=1.0,
@@ -46,7 +49,7 @@ def check_privacy_declarations(
       >>> [f.kind for f in check_privacy_declarations(spec, [], [u])]
       ['privacy_underdeclared']
     """
-    if not spec.per_site_noise:
+    if not (spec.per_site_noise or spec.noise_multiplier > 0) or "edge_cohort" in spec.extra:
         return []
     version_of = aggregated_in(records)
     mechanisms: dict[str, list[tuple[float, float, int]]] = defaultdict(list)

@@ -71,8 +71,22 @@ def test_declaring_for_fewer_examples_than_the_mechanism_used_is_flagged() -> No
     assert [f.at_fault.split()[-1] for f in findings] == ["0xC1"]
 
 
-def test_tasks_with_one_fixed_noise_multiplier_are_not_rederived() -> None:
-    spec = heart_task_spec(normalization_task=1, clip_norm=1.0, noise_multiplier=1.1,
+def test_a_fixed_noise_task_is_rederived_too() -> None:
+    # Arrange: one noise multiplier for everyone, update-level DP (one mechanism per round)
+    spec = heart_task_spec(normalization_task=1, rounds=3, clip_norm=1.0, noise_multiplier=2.0,
                            epsilon_budget=5.0)
+    honest = _honest_updates(spec)
+    silent = [dataclasses.replace(u, epsilon_micro=0) for u in honest]
+    # Act / Assert
+    assert check_privacy_declarations(spec, _versions(honest), honest) == []
+    assert [f.version for f in check_privacy_declarations(spec, _versions(silent), silent)] == [1, 1]
+
+
+@pytest.mark.parametrize("extra", [{}, {"edge_cohort": {"size": 3, "secure": True}}])
+def test_tasks_without_noise_or_with_edge_cohorts_are_not_rederived(extra) -> None:
+    noise = 0.0 if not extra else 1.1
+    spec = heart_task_spec(normalization_task=1, clip_norm=1.0, noise_multiplier=noise,
+                           epsilon_budget=5.0)
+    spec = dataclasses.replace(spec, extra={**spec.extra, **extra})
     update = LedgerUpdate(1, 1, 0, "0xE", b"", 40, 0, b"", 1, b"")
     assert check_privacy_declarations(spec, [], [update]) == []
