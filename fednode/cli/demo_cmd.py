@@ -139,7 +139,7 @@ def _federate(args: argparse.Namespace, network_dir: Path, console: Console) -> 
     site_of = {h.edge_address: h.site.name for h in hospitals}
     evaluations = evaluation_facts(auditor, task_id, site_of)
     privacy = privacy_facts(auditor, task_id, site_of,
-                            {h.site.name: h.noise_multiplier for h in hospitals})
+                            {h.site.name: h.privacy_spec(spec).noise_multiplier for h in hospitals})
     audits = [verify_task(auditor, t) for t in (stats_task, task_id) if t]
     for audit in audits:
         render_report(audit, console)

@@ -67,7 +67,6 @@ class Hospital:
     normalizer: Normalizer | None = None
     transform_state: Any = None
     dp_steps: int = 0
-    noise_multiplier: float = 0.0
 
     def post_feature_stats(self, task_id: int) -> str:
         """Sends only count / sums / sums of squares of the local training features."""
@@ -87,14 +86,17 @@ class Hospital:
     def prepare_update(self, task_id: int, spec: TaskSpec, *, key: jax.Array) -> PreparedUpdate:
         """Pulls the latest global model and trains on it (nothing is sent yet)."""
         train_key, transform_key = jax.random.split(key)
-        spec = site_privacy_spec(spec, len(self.site.y_train))  # this site's own DP noise
-        self.noise_multiplier = spec.noise_multiplier
+        spec = self.privacy_spec(spec)
         version, params = self.client.fetch_global(task_id)
         update = train_local(params, self.train_data(), key=train_key, spec=spec)
         delta, self.transform_state = apply_transforms(
             update.delta, spec, key=transform_key, state=self.transform_state)
         spend, steps = self._privacy_spend(spec, update.num_examples)
         return PreparedUpdate(version, delta, update.num_examples, spend, steps)
+
+    def privacy_spec(self, spec: TaskSpec) -> TaskSpec:
+        """The task as this site trains it: its own DP noise where the task calibrates per site."""
+        return site_privacy_spec(spec, len(self.site.y_train))
 
     def post_prepared(self, task_id: int, prepared: PreparedUpdate) -> tuple[int, str]:
         """Posts a prepared delta to the edge; returns (base version, update ref)."""
