@@ -8,8 +8,9 @@ under CPU load with 4 validators and a 1 s period). Nothing is sealed again by i
 The healer finds the highest block every live validator agrees on and rewinds the diverged ones
 to it with ``debug_setHead``; sealing resumes from the common ancestor and the transactions of
 the dropped blocks go back to the pools (writers re-broadcast what is missing: the edge outbox
-by design, ``TransactionSender`` while it waits). It acts only when heads differ, so a chain
-that halted because too few validators are alive (a fault test) is left alone.
+by design, ``TransactionSender`` while it waits). It rewinds only when heads differ, so a chain
+that halted because too few validators are alive (a fault test) is left alone; after a rewind
+(and on a stall with equal heads while every validator is up) it restarts the miners.
 """
 
 from __future__ import annotations
@@ -73,9 +74,22 @@ def common_ancestor(heads: Sequence[Head]) -> int:
 
 
 def heal_forks(urls: Sequence[str]) -> int | None:
-    """Rewinds diverged validators to their common ancestor; returns it (None: no fork)."""
+    """Rewinds diverged validators to their common ancestor; returns it (None: no fork).
+
+    Every connected validator's miner is then restarted: ``debug_setHead`` emits no new-head
+    event, so a sealer keeps retrying the work it built on its old head, where it "signed
+    recently", and never seals on the rewound one (seen here: four validators rewound to one
+    block, every one of them waiting for the others, for minutes). A stall with equal heads
+    and every validator up and peered is the same stale work, so it only restarts the miners.
+    """
     heads = [head for head in live_heads(urls) if _connected(head)]
-    if len(heads) < 2 or len({(h.number, h.hash) for h in heads}) == 1:
+    if len(heads) < 2:
+        return None
+    if len({(h.number, h.hash) for h in heads}) == 1:
+        if len(heads) == len(urls):  # all up, peered, agreed, and still nothing sealed
+            _restart_miners(heads)
+            log.warning("clique stall with equal heads at block %d: restarted the miners",
+                        heads[0].number)
         return None
     lowest = min(h.number for h in heads)
     if len({_hash_at(h.url, lowest) for h in heads}) == 1:
@@ -84,8 +98,19 @@ def heal_forks(urls: Sequence[str]) -> int | None:
     for head in heads:
         if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:
             rpc_call(head.url, "debug_setHead", [hex(ancestor)])
+    _restart_miners(heads)
     log.warning("clique fork deadlock healed: rewound validators to block %d", ancestor)
     return ancestor
+
+
+def _restart_miners(heads: Sequence[Head]) -> None:
+    """``miner_stop`` + ``miner_start``: the sealer builds fresh work on its current head."""
+    for head in heads:
+        try:
+            rpc_call(head.url, "miner_stop", [])
+            rpc_call(head.url, "miner_start", [])
+        except FednodeError as exc:  # a validator without the miner API keeps its old work
+            log.warning("could not restart the miner of %s: %s", head.url, exc)
 
 
 class StallWatchdog:

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 GETH_VERSION = "1.13.15"
-_HTTP_APIS = "eth,net,web3,clique,admin,txpool,debug"
+_HTTP_APIS = "eth,net,web3,clique,admin,txpool,debug,miner"
 _CACHE_MB = 128  # per node; 4 validators share a small machine
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 

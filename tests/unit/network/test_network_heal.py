@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from fednode.errors import FednodeError
 from fednode.network import heal as heal_module
 from fednode.network.heal import StallWatchdog, heal_forks
 
@@ -17,14 +18,17 @@ class FakeValidators:
         self.calls: list[tuple[str, str, list]] = []
         self.split = split
         self.isolated: set[str] = set()
+        self.dead: set[str] = set()
 
     def chain_of(self, url: str) -> str:
         return "X" if not self.split or url in ("a", "b") else "Y"
 
     def rpc(self, url, method, params=None, *, timeout=5.0):
         self.calls.append((url, method, params))
-        if method == "debug_setHead":
+        if method == "debug_setHead" or method.startswith("miner_"):
             return None
+        if url in self.dead:
+            raise FednodeError(f"{url} is down")
         if method == "net_peerCount":
             return "0x0" if url in self.isolated else "0x3"
         tag = params[0]
@@ -47,6 +51,33 @@ def test_diverged_validators_are_rewound_to_their_common_ancestor(validators):
     assert ancestor == 5
     rewound = [(url, p) for url, method, p in validators.calls if method == "debug_setHead"]
     assert rewound == [(u, ["0x5"]) for u in "abcd"]
+    assert _miner_calls(validators) == [(u, m) for u in "abcd" for m in ("miner_stop",
+                                                                       "miner_start")]
+
+
+def _miner_calls(validators) -> list[tuple[str, str]]:
+    return [(url, method) for url, method, _ in validators.calls if method.startswith("miner_")]
+
+
+def test_a_stall_with_equal_heads_and_every_validator_up_restarts_the_miners(validators):
+    # Arrange: all four agree on block 7 and are peered, yet nothing is sealed (stale work)
+    validators.split = False
+    # Act
+    result = heal_forks(["a", "b", "c", "d"])
+    # Assert: nothing rewound, every sealer rebuilds its work on the current head
+    assert result is None
+    assert not [c for c in validators.calls if c[1] == "debug_setHead"]
+    assert {url for url, _ in _miner_calls(validators)} == set("abcd")
+
+
+def test_a_chain_halted_by_dead_validators_is_left_alone_entirely(validators):
+    # Arrange: two of four are down, the live two agree (a fault, not a stall to fix)
+    validators.split = False
+    validators.dead = {"c", "d"}
+    # Act / Assert
+    assert heal_forks(["a", "b", "c", "d"]) is None
+    assert not [c for c in validators.calls if c[1] == "debug_setHead"]
+    assert _miner_calls(validators) == []
 
 
 def test_a_chain_that_agrees_is_left_alone(validators):
