@@ -9,8 +9,10 @@ The healer finds the highest block every live validator agrees on and rewinds th
 to it with ``debug_setHead``; sealing resumes from the common ancestor and the transactions of
 the dropped blocks go back to the pools (writers re-broadcast what is missing: the edge outbox
 by design, ``TransactionSender`` while it waits). It rewinds only when heads differ, so a chain
-that halted because too few validators are alive (a fault test) is left alone; after a rewind
-(and on a stall with equal heads while every validator is up) it restarts the miners.
+that halted because too few validators are alive (a fault test) is left alone. The miners are
+stopped before a rewind and started again one at a time, in Clique's turn order
+(``sealing.start_miners_in_turn``): started together they would race for the same blocks and
+fork again. A stall with equal heads while every validator is up gets the same miner restart.
 """
 
 from __future__ import annotations
@@ -19,35 +21,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from fednode.errors import FednodeError
 from fednode.network.node import rpc_call
+from fednode.network.sealing import Head, live_heads, start_miners_in_turn, stop_miners
 
-__all__ = ["StallWatchdog", "common_ancestor", "heal_forks", "live_heads"]
+__all__ = ["SEAL_SETTLE_S", "StallWatchdog", "common_ancestor", "heal_forks", "live_heads",
+           "reseal_in_turn"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Head:
-    """One validator's view of the chain head."""
-
-    url: str
-    number: int
-    hash: str
-
-
-def live_heads(urls: Sequence[str]) -> list[Head]:
-    """Heads of the validators that answer (dead ones are skipped)."""
-    heads = []
-    for url in urls:
-        try:
-            block = rpc_call(url, "eth_getBlockByNumber", ["latest", False])
-        except FednodeError:
-            continue
-        heads.append(Head(url, int(block["number"], 16), block["hash"]))
-    return heads
+SEAL_SETTLE_S = 3.0
+"""Seconds a stopped miner may still take to finish its pending seal (1 s period + 1.5 s wiggle)."""
 
 
 def _connected(head: Head) -> bool:
@@ -73,44 +58,60 @@ def common_ancestor(heads: Sequence[Head]) -> int:
     return number
 
 
-def heal_forks(urls: Sequence[str]) -> int | None:
-    """Rewinds diverged validators to their common ancestor; returns it (None: no fork).
-
-    Every connected validator's miner is then restarted: ``debug_setHead`` emits no new-head
-    event, so a sealer keeps retrying the work it built on its old head, where it "signed
-    recently", and never seals on the rewound one (seen here: four validators rewound to one
-    block, every one of them waiting for the others, for minutes). A stall with equal heads
-    and every validator up and peered is the same stale work, so it only restarts the miners.
-    """
-    heads = [head for head in live_heads(urls) if _connected(head)]
-    if len(heads) < 2:
-        return None
+def _fork_point(heads: Sequence[Head]) -> int | None:
+    """The common ancestor of diverged heads; None when they are on one chain."""
     if len({(h.number, h.hash) for h in heads}) == 1:
-        if len(heads) == len(urls):  # all up, peered, agreed, and still nothing sealed
-            _restart_miners(heads)
-            log.warning("clique stall with equal heads at block %d: restarted the miners",
-                        heads[0].number)
         return None
     lowest = min(h.number for h in heads)
     if len({_hash_at(h.url, lowest) for h in heads}) == 1:
         return None  # one chain, some validators merely behind (syncing): not a fork
-    ancestor = common_ancestor(heads)
-    for head in heads:
-        if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:
-            rpc_call(head.url, "debug_setHead", [hex(ancestor)])
-    _restart_miners(heads)
-    log.warning("clique fork deadlock healed: rewound validators to block %d", ancestor)
+    return common_ancestor(heads)
+
+
+def reseal_in_turn(urls: Sequence[str]) -> int | None:
+    """Stops every miner, rewinds diverged validators, starts the miners again in turn order.
+
+    A stopped geth miner still finishes the seal it is waiting on (in-turn: up to one period,
+    out-of-turn: plus the wiggle), so the heads are read only ``SEAL_SETTLE_S`` after the stop.
+    Restarting matters beyond the order: ``debug_setHead`` emits no new-head event, so a running
+    sealer keeps retrying the work it built on its old head, where it "signed recently", and
+    never seals on the rewound one (seen here: four validators rewound to one block, every one
+    waiting for the others, for minutes).
+
+    Returns:
+        The block the validators were rewound to, or None when they were on one chain.
+    """
+    stop_miners(urls)
+    time.sleep(SEAL_SETTLE_S)
+    heads = live_heads(urls)
+    ancestor = _fork_point(heads) if len(heads) > 1 else None
+    if ancestor is not None:
+        for head in heads:
+            if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:
+                rpc_call(head.url, "debug_setHead", [hex(ancestor)])
+    start_miners_in_turn(urls)
     return ancestor
 
 
-def _restart_miners(heads: Sequence[Head]) -> None:
-    """``miner_stop`` + ``miner_start``: the sealer builds fresh work on its current head."""
-    for head in heads:
-        try:
-            rpc_call(head.url, "miner_stop", [])
-            rpc_call(head.url, "miner_start", [])
-        except FednodeError as exc:  # a validator without the miner API keeps its old work
-            log.warning("could not restart the miner of %s: %s", head.url, exc)
+def heal_forks(urls: Sequence[str]) -> int | None:
+    """Heals a fork deadlock among the connected validators; returns the block rewound to.
+
+    A fork is healed with :func:`reseal_in_turn`; so is a stall with equal heads while every
+    validator is up and peered (stale work, see there). Returns None when nothing was rewound.
+    """
+    heads = [head for head in live_heads(urls) if _connected(head)]
+    if len(heads) < 2:
+        return None
+    stalled_together = len({(h.number, h.hash) for h in heads}) == 1 and len(heads) == len(urls)
+    if not stalled_together and _fork_point(heads) is None:
+        return None
+    ancestor = reseal_in_turn([h.url for h in heads])
+    if ancestor is None:
+        log.warning("clique stall at block %d: restarted the miners in turn",
+                    max(h.number for h in heads))
+    else:
+        log.warning("clique fork deadlock healed: rewound validators to block %d", ancestor)
+    return ancestor
 
 
 class StallWatchdog:
@@ -136,8 +137,10 @@ class StallWatchdog:
         return self
 
     def stop(self) -> None:
+        """Stops polling (also safe on a watchdog that was never started)."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
 
     def _run(self) -> None:
         best, since = -1, time.monotonic()

@@ -18,13 +18,14 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from fednode.errors import FednodeValueError, NetworkError
 from fednode.network.genesis import DEFAULT_GAS_LIMIT
-from fednode.network.heal import StallWatchdog
+from fednode.network.heal import StallWatchdog, reseal_in_turn
 from fednode.network.info import NetworkInfo, ValidatorInfo, load_network, save_network
 from fednode.network.layout import (
     checked_geth_version,
@@ -42,7 +43,7 @@ from fednode.network.node import (
     write_node_config,
 )
 from fednode.network.ports import assign_ports
-from fednode.network.probe import NodeStatus, probe_network, wait_until_live
+from fednode.network.probe import NodeStatus, probe_network, wait_until_live, wait_until_peered
 
 __all__ = [
     "DEFAULT_CHAIN_ID",
@@ -157,10 +158,17 @@ def _start_network(
     }
     info = info.with_pids(pids)
     save_network(info)
-    # Start-up is when Clique forks most (all signers race for block 1): heal while waiting.
-    watchdog = StallWatchdog(info.http_urls).start()
+    deadline = time.monotonic() + timeout
+    # Start-up is when Clique forks most: every node seals from launch (geth accepts propagated
+    # blocks only once it has mined or synced), before it has peered. Once all are peered the
+    # miners are stopped, blocks sealed apart are rewound and the sealers restart in turn order.
+    watchdog = StallWatchdog(info.http_urls)
     try:
-        wait_until_live(info, timeout=timeout, progress=progress)
+        wait_until_peered(info, timeout=timeout, progress=progress)
+        progress("restarting the sealers one at a time, in turn order")
+        reseal_in_turn(info.http_urls)
+        watchdog.start()
+        wait_until_live(info, timeout=max(deadline - time.monotonic(), 10.0), progress=progress)
     except BaseException:
         _stop_all(info, timeout=30.0)
         raise

@@ -10,7 +10,7 @@ from fednode.errors import NetworkError
 from fednode.network.info import NetworkInfo, ValidatorInfo
 from fednode.network.node import is_running, log_tail, rpc_call
 
-__all__ = ["NodeStatus", "probe_network", "probe_node", "wait_until_live"]
+__all__ = ["NodeStatus", "probe_network", "probe_node", "wait_until_live", "wait_until_peered"]
 
 Progress = Callable[[str], None]
 
@@ -71,24 +71,18 @@ def _failure(info: NetworkInfo, headline: str, names: Sequence[str]) -> NetworkE
     return NetworkError("\n".join([headline, *tails]))
 
 
+def _is_peered(s: NodeStatus, want_peers: int) -> bool:
+    """A node is peered once it answers and is connected to all others."""
+    return s.height is not None and s.peers is not None and s.peers >= want_peers
+
+
 def _is_ready(s: NodeStatus, first_height: int | None, want_peers: int) -> bool:
     """A node is ready once it has peered with all others and its head moved since first seen."""
-    return (
-        s.height is not None
-        and first_height is not None
-        and s.height > first_height
-        and s.peers is not None
-        and s.peers >= want_peers
-    )
+    return _is_peered(s, want_peers) and first_height is not None and s.height > first_height
 
 
-def wait_until_live(info: NetworkInfo, *, timeout: float, progress: Progress) -> list[NodeStatus]:
-    """Waits until every validator is alive, connected to all others and sealing new blocks.
-
-    Raises:
-        NetworkError: A node died, or the network was not live within ``timeout`` seconds;
-            the message ends with the log tails of the nodes concerned.
-    """
+def _wait(info: NetworkInfo, *, timeout: float, progress: Progress, sealing: bool,
+          what: str) -> list[NodeStatus]:
     deadline, want_peers = time.monotonic() + timeout, len(info.validators) - 1
     first: dict[str, int] = {}
     while True:
@@ -99,11 +93,36 @@ def wait_until_live(info: NetworkInfo, *, timeout: float, progress: Progress) ->
         for s in snap:
             if s.height is not None:
                 first.setdefault(s.name, s.height)
-        late = [s.name for s in snap if not _is_ready(s, first.get(s.name), want_peers)]
+        late = [
+            s.name for s in snap
+            if not (_is_ready(s, first.get(s.name), want_peers) if sealing
+                    else _is_peered(s, want_peers))
+        ]  # fmt: skip
         progress(f"heights {[s.height for s in snap]}, peers {[s.peers for s in snap]}")
         if not late:
             return snap
         if time.monotonic() > deadline:
             states = "; ".join(f"{s.name} height={s.height} peers={s.peers}" for s in snap)
-            raise _failure(info, f"network not live after {timeout:.0f} s ({states})", late)
+            raise _failure(info, f"network not {what} after {timeout:.0f} s ({states})", late)
         time.sleep(0.5)
+
+
+def wait_until_peered(info: NetworkInfo, *, timeout: float,
+                      progress: Progress) -> list[NodeStatus]:
+    """Waits until every validator is alive and connected to all others (sealing or not).
+
+    Raises:
+        NetworkError: A node died, or the validators were not all peered within ``timeout``
+            seconds; the message ends with the log tails of the nodes concerned.
+    """
+    return _wait(info, timeout=timeout, progress=progress, sealing=False, what="peered")
+
+
+def wait_until_live(info: NetworkInfo, *, timeout: float, progress: Progress) -> list[NodeStatus]:
+    """Waits until every validator is alive, connected to all others and sealing new blocks.
+
+    Raises:
+        NetworkError: A node died, or the network was not live within ``timeout`` seconds;
+            the message ends with the log tails of the nodes concerned.
+    """
+    return _wait(info, timeout=timeout, progress=progress, sealing=True, what="live")

@@ -8,6 +8,7 @@ import pytest
 
 from fednode.errors import FednodeError
 from fednode.network import heal as heal_module
+from fednode.network import sealing
 from fednode.network.heal import StallWatchdog, heal_forks
 
 
@@ -41,6 +42,12 @@ class FakeValidators:
 def validators(monkeypatch):
     fake = FakeValidators()
     monkeypatch.setattr(heal_module, "rpc_call", fake.rpc)
+    monkeypatch.setattr(sealing, "rpc_call", fake.rpc)
+    monkeypatch.setattr(heal_module, "SEAL_SETTLE_S", 0.0)
+    monkeypatch.setattr(heal_module, "stop_miners",
+                        lambda urls: fake.calls.extend((u, "miner_stop", []) for u in urls))
+    monkeypatch.setattr(heal_module, "start_miners_in_turn",
+                        lambda urls: fake.calls.append((tuple(urls), "miners_started_in_turn", [])))
     return fake
 
 
@@ -51,12 +58,17 @@ def test_diverged_validators_are_rewound_to_their_common_ancestor(validators):
     assert ancestor == 5
     rewound = [(url, p) for url, method, p in validators.calls if method == "debug_setHead"]
     assert rewound == [(u, ["0x5"]) for u in "abcd"]
-    assert _miner_calls(validators) == [(u, m) for u in "abcd" for m in ("miner_stop",
-                                                                       "miner_start")]
+    # every miner stopped before the first rewind, all started again (in turn) after the last
+    steps = [m for _, m, _ in validators.calls if m in _MINER_STEPS]
+    assert steps == ["miner_stop"] * 4 + ["debug_setHead"] * 4 + ["miners_started_in_turn"]
+    assert _miner_calls(validators)[-1] == (tuple("abcd"), "miners_started_in_turn")
 
 
-def _miner_calls(validators) -> list[tuple[str, str]]:
-    return [(url, method) for url, method, _ in validators.calls if method.startswith("miner_")]
+_MINER_STEPS = ("miner_stop", "debug_setHead", "miners_started_in_turn")
+
+
+def _miner_calls(validators) -> list[tuple]:
+    return [(url, method) for url, method, _ in validators.calls if method.startswith("miner")]
 
 
 def test_a_stall_with_equal_heads_and_every_validator_up_restarts_the_miners(validators):
@@ -67,7 +79,8 @@ def test_a_stall_with_equal_heads_and_every_validator_up_restarts_the_miners(val
     # Assert: nothing rewound, every sealer rebuilds its work on the current head
     assert result is None
     assert not [c for c in validators.calls if c[1] == "debug_setHead"]
-    assert {url for url, _ in _miner_calls(validators)} == set("abcd")
+    assert _miner_calls(validators) == [*((u, "miner_stop") for u in "abcd"),
+                                        (tuple("abcd"), "miners_started_in_turn")]
 
 
 def test_a_chain_halted_by_dead_validators_is_left_alone_entirely(validators):
