@@ -82,14 +82,16 @@ def reseal_in_turn(urls: Sequence[str]) -> int | None:
         The block the validators were rewound to, or None when they were on one chain.
     """
     stop_miners(urls)
-    time.sleep(SEAL_SETTLE_S)
-    heads = live_heads(urls)
-    ancestor = _fork_point(heads) if len(heads) > 1 else None
-    if ancestor is not None:
-        for head in heads:
-            if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:
-                rpc_call(head.url, "debug_setHead", [hex(ancestor)])
-    start_miners_in_turn(urls)
+    try:  # whatever fails while rewinding, the miners run again afterwards
+        time.sleep(SEAL_SETTLE_S)
+        heads = live_heads(urls)
+        ancestor = _fork_point(heads) if len(heads) > 1 else None
+        if ancestor is not None:
+            for head in heads:
+                if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:
+                    rpc_call(head.url, "debug_setHead", [hex(ancestor)])
+    finally:
+        start_miners_in_turn(urls)
     return ancestor
 
 

@@ -138,3 +138,19 @@ def test_an_isolated_validator_is_a_partition_not_a_fork(validators):
     # Act / Assert: the connected majority is not rewound to the isolated node's view
     assert heal_forks(["a", "b", "c", "d"]) is None
     assert not [c for c in validators.calls if c[1] == "debug_setHead"]
+
+
+def test_the_miners_run_again_when_a_rewind_fails(validators, monkeypatch):
+    # Arrange: "c" dies after the fork was seen, so its rewind fails
+    rpc = validators.rpc
+
+    def dies_on_rewind(url, method, params=None, *, timeout=5.0):
+        if url == "c" and method == "debug_setHead":
+            raise FednodeError("c is down")
+        return rpc(url, method, params, timeout=timeout)
+
+    monkeypatch.setattr(heal_module, "rpc_call", dies_on_rewind)
+    # Act / Assert
+    with pytest.raises(FednodeError, match="c is down"):
+        heal_forks(["a", "b", "c", "d"])
+    assert _miner_calls(validators)[-1] == (tuple("abcd"), "miners_started_in_turn")
