@@ -7,7 +7,7 @@ split over forks of equal difficulty and Clique can deadlock (see heal.py); rewi
 starting them together again replays the same race (seen here: six rewinds to block 0 in a row).
 Started one at a time, in the order Clique wants them to seal, with each start waiting until the
 block it allows has reached every validator, each block has exactly one sealer that can make it
-until all of them run; from then on the in-turn signer is always ahead of the wiggling ones.
+until all of them run, and they all build on one head when the race of the steady state begins.
 """
 
 from __future__ import annotations
@@ -68,7 +68,11 @@ def turn_order(signers: Sequence[str], next_block: int,
 
 
 def stop_miners(urls: Sequence[str]) -> None:
-    """``miner_stop`` on every validator that answers (a stopped sealer drops its pending work)."""
+    """``miner_stop`` on every validator that answers.
+
+    A stopped geth miner takes no new work, but a seal it is already waiting on still lands
+    (callers wait ``heal.SEAL_SETTLE_S`` before they read the heads).
+    """
     for url in urls:
         try:
             rpc_call(url, "miner_stop", [])
