@@ -10,6 +10,7 @@ from fednode.errors import FednodeError
 from fednode.network import heal as heal_module
 from fednode.network import sealing
 from fednode.network.heal import StallWatchdog, heal_forks
+from tests.unit.network.rpc_faults import failing_rpc
 
 
 class FakeValidators:
@@ -142,14 +143,8 @@ def test_an_isolated_validator_is_a_partition_not_a_fork(validators):
 
 def test_the_miners_run_again_when_a_rewind_fails(validators, monkeypatch):
     # Arrange: "c" dies after the fork was seen, so its rewind fails
-    rpc = validators.rpc
-
-    def dies_on_rewind(url, method, params=None, *, timeout=5.0):
-        if url == "c" and method == "debug_setHead":
-            raise FednodeError("c is down")
-        return rpc(url, method, params, timeout=timeout)
-
-    monkeypatch.setattr(heal_module, "rpc_call", dies_on_rewind)
+    monkeypatch.setattr(heal_module, "rpc_call",
+                        failing_rpc(validators.rpc, "debug_setHead", "c is down", url="c"))
     # Act / Assert
     with pytest.raises(FednodeError, match="c is down"):
         heal_forks(["a", "b", "c", "d"])

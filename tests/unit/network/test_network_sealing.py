@@ -7,6 +7,7 @@ import pytest
 from fednode.errors import FednodeError
 from fednode.network import sealing
 from fednode.network.sealing import start_miners_in_turn, stop_miners, turn_order
+from tests.unit.network.rpc_faults import failing_rpc
 
 SIGNERS = {"a": "0x0a", "b": "0x0b", "c": "0x0c", "d": "0x0d"}
 
@@ -87,14 +88,8 @@ def test_a_sealer_that_seals_nothing_delays_the_others_but_does_not_stop_them(ch
 
 def test_a_validator_that_cannot_start_its_miner_is_skipped(chain, monkeypatch):
     # Arrange: b answers everything but miner_start
-    rpc = chain.rpc
-
-    def no_miner_on_b(url, method, params=None, *, timeout=5.0):
-        if url == "b" and method == "miner_start":
-            raise FednodeError("the method miner_start does not exist")
-        return rpc(url, method, params, timeout=timeout)
-
-    monkeypatch.setattr(sealing, "rpc_call", no_miner_on_b)
+    monkeypatch.setattr(sealing, "rpc_call", failing_rpc(
+        chain.rpc, "miner_start", "the method miner_start does not exist", url="b"))
     # Act
     start_miners_in_turn(list("abcd"), step_s=0.2, poll_s=0.01)
     # Assert
@@ -103,14 +98,8 @@ def test_a_validator_that_cannot_start_its_miner_is_skipped(chain, monkeypatch):
 
 def test_without_a_snapshot_the_miners_start_in_the_given_order(chain, monkeypatch):
     # Arrange
-    rpc = chain.rpc
-
-    def no_snapshot(url, method, params=None, *, timeout=5.0):
-        if method == "clique_getSnapshot":
-            raise FednodeError("the method clique_getSnapshot does not exist")
-        return rpc(url, method, params, timeout=timeout)
-
-    monkeypatch.setattr(sealing, "rpc_call", no_snapshot)
+    monkeypatch.setattr(sealing, "rpc_call", failing_rpc(
+        chain.rpc, "clique_getSnapshot", "the method clique_getSnapshot does not exist"))
     # Act / Assert
     assert start_miners_in_turn(list("dcba"), step_s=0.2, poll_s=0.01) == list("dcba")
 
