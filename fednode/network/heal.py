@@ -87,8 +87,8 @@ def reseal_in_turn(urls: Sequence[str]) -> int | None:
         heads = live_heads(urls)
         ancestor = _fork_point(heads) if len(heads) > 1 else None
         if ancestor is not None:
-            for head in heads:
-                if head.number != ancestor or _hash_at(head.url, ancestor) != head.hash:
+            for head in heads:  # every head shares block ``ancestor``: rewind those above it
+                if head.number > ancestor:
                     rpc_call(head.url, "debug_setHead", [hex(ancestor)])
     finally:
         start_miners_in_turn(urls)
