@@ -109,6 +109,7 @@ class SecureCohortDevice:
         self._num_examples = 0
         self._peers: dict[str, Peer] = {}
         self._boxes: dict[str, bytes] = {}
+        self._sent = False
         self._signed: list[str] | None = None
         self.refusals: list[CohortRefusedError] = []
         self.revealed: dict[str, str] = {}
@@ -137,6 +138,8 @@ class SecureCohortDevice:
     def share(self) -> dict[str, Any]:
         """Round 2: checks every advertisement against the roster, then Shamir-shares the mask
         key and the self-mask seed; both shares ``x = position + 1`` go to each peer in a box."""
+        if self._peers:
+            raise self._refusal("cohort_mismatch", "this device shares its secrets once")
         peers = self._guarded(self._verify_cohort, self.cohort())
         threshold, count = self._config.threshold, max(p.position for p in peers.values()) + 1
         key_parts = split_secret(self._mask_secret, shares=count, threshold=threshold)
@@ -157,6 +160,8 @@ class SecureCohortDevice:
     def send_masked(self, delta: Params, *, epsilon_micro: int = 0) -> dict[str, Any]:
         """Round 3: sends ``quantize(n_i / N_total * delta)`` plus the self mask and pairwise
         masks towards every peer that sent this device its shares; never the delta itself."""
+        if self._sent:
+            raise self._refusal("cohort_mismatch", "this device sends one masked input")
         self._guarded(self._keep_boxes)
         cohort = self.cohort()
         _, params = self._client.fetch_global(self.task_id, self.base_version)
@@ -167,10 +172,13 @@ class SecureCohortDevice:
         position = self._peers[self.device_id].position
         masked = mask_update(position, fixed, self._mask_secret, keys, seed=self._seed)
         body = base64.b64encode(masked.astype("<u4").tobytes()).decode("ascii")
+        self._sent = True
         return self._post("masked", {"masked": body, "epsilon_micro": epsilon_micro})
 
     def check(self) -> dict[str, Any]:
         """Round 4 (consistency check): signs the survivor list, once, before any reveal."""
+        if not self._sent:
+            raise self._refusal("cohort_mismatch", "this device sent no masked input")
         survivors = self._guarded(
             check_survivors, self.cohort(), self._peers, self._config, self.device_id
         )

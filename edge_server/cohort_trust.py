@@ -111,17 +111,25 @@ def verified_peers(
 ) -> dict[str, Peer]:
     """Every member of the view, each advertisement checked against the roster.
 
+    At most ``size`` members: a device's shares then reach at most ``size - 1`` peers, each
+    revealing one kind per peer, so with ``threshold > size / 2`` nobody gathers ``threshold``
+    shares of both a device's mask key and its self-mask seed.
+
     Raises:
-      CohortRefusedError: ``unknown_peer``, ``bad_advertisement``, ``cohort_mismatch`` (repeated
-        positions) or ``cohort_too_small`` (fewer than ``min_size`` members).
+      CohortRefusedError: ``unknown_peer``, ``bad_advertisement``, ``cohort_mismatch``
+        (positions not ``0..n-1``, or more than ``size`` members) or ``cohort_too_small``
+        (fewer than ``min_size`` members).
     """
     peers = {}
     for member in cohort["members"]:
         peer = _verified_peer(cohort, member, roster)
         peers[peer.device_id] = peer
-    positions = {p.position for p in peers.values()}
-    if len(positions) != len(peers) or len(peers) != len(cohort["members"]):
-        raise CohortRefusedError("cohort_mismatch", "members repeat an id or a position")
+    positions = sorted(p.position for p in peers.values())
+    if positions != list(range(len(cohort["members"]))):
+        raise CohortRefusedError("cohort_mismatch", "members repeat an id or skip a position")
+    if len(peers) > config.size:  # a device's shares reach at most size - 1 peers
+        raise CohortRefusedError("cohort_mismatch", f"{len(peers)} members, the task's cohorts "
+                                 f"hold {config.size}")  # fmt: skip
     if len(peers) < config.min_size:
         raise CohortRefusedError("cohort_too_small", f"{len(peers)} members, the task needs at "
                                  f"least {config.min_size}")  # fmt: skip

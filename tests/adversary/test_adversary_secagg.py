@@ -283,6 +283,38 @@ def test_edge_starting_a_cohort_below_the_minimum_is_refused(cohorts: Cohorts) -
         assert _count(db, "SELECT COUNT(*) FROM cohort_shares") == 0
 
 
+def test_edge_packing_more_devices_than_the_cohort_size_is_refused(cohorts: Cohorts) -> None:
+    # Arrange: a fifth enrolled device (in everyone's roster) is let in by the edge reopening
+    # advertising: its shares would then reach more peers than the threshold was set for
+    fifth = DeviceIdentity.generate(device_id="clinic-4")
+    enroll_device(cohorts.store, fifth.device_id, fifth.public_key_hex)
+    roster = {**cohorts.roster, fifth.device_id: fifth.public_key_hex}
+    devices = [
+        SecureCohortDevice(client, cohorts.secure_task, 0, config=cohorts.secure_config,
+                           roster=roster, clock=lambda: cohorts.now[0])
+        for client in cohorts.clients
+    ]  # fmt: skip
+    for device, examples in zip(devices, SECURE_EXAMPLES, strict=True):
+        device.advertise(examples)
+    with cohorts.raw_db() as db:
+        db.execute("UPDATE cohorts SET state = 'advertising', size = 5")
+    fifth_client = EdgeClient("http://testserver", fifth, http=cohorts.http,
+                              clock=lambda: cohorts.now[0])  # fmt: skip
+    SecureCohortDevice(fifth_client, cohorts.secure_task, 0, config=cohorts.secure_config,
+                       roster=roster, clock=lambda: cohorts.now[0]).advertise(7)  # fmt: skip
+    with cohorts.raw_db() as db:
+        db.execute("UPDATE cohorts SET state = 'sharing', size = 4")
+
+    # Act
+    reasons = [_refusal(device.share) for device in devices]
+
+    # Assert
+    assert len(devices[0].cohort()["members"]) == 5
+    assert reasons == ["cohort_mismatch"] * 4
+    with cohorts.raw_db() as db:
+        assert _count(db, "SELECT COUNT(*) FROM cohort_shares") == 0
+
+
 def test_edge_summing_fewer_inputs_than_the_minimum_is_refused(cohorts: Cohorts) -> None:
     # Arrange: four share, two send masked input; the edge closes masking with those two
     devices = _to_masked(cohorts, deltas(seed=13), range(2))
