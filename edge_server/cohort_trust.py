@@ -33,9 +33,9 @@ from edge_server.cohort_protocol import advertisement_bytes, signature_verifies,
 from fednode.errors import FednodeError, FednodeValueError
 
 __all__ = [
-    "REFUSAL_REASONS",
     "CohortRefusedError",
     "Peer",
+    "REFUSAL_REASONS",
     "check_consistency",
     "check_settings",
     "check_survivors",
