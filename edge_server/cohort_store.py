@@ -10,7 +10,7 @@ the ``updates`` table (status ``accepted``) in that same transaction, so the dur
             masking --(N masked inputs)--> checking
             masking --(deadline, >= max(t, min_size) inputs: the rest are dropped)--> checking
             checking --(every survivor signed the survivor list)--> unmasking
-            checking --(deadline, >= t signatures)--> unmasking
+            checking --(deadline, >= max(t, min_size) signatures)--> unmasking
             unmasking --(t survivors revealed)--> sealed
             sharing / masking / checking / unmasking (too few) --(deadline)--> failed
 
