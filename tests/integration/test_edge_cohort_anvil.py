@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from edge_server.cohort import cohort_config, vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.config import EdgeConfig

@@ -15,7 +15,6 @@ from edge_server.protocol import UpdateEnvelope
 from edge_server.store import SCHEMA_VERSION, EdgeStore, UpdateStatus
 from fednode.errors import FednodeValueError, UpdateRejectedError
 
-
 SCHEMA_SHA256 = "5fe8571a670a675fc4479dfa83b5eb3cc9a634b33a3d7de611ca3e8e3f9b62d0"
 """sha256 of every table and index definition as schema version 3 first wrote them (version 3:
 secure cohorts keep signed advertisements, the signed survivor list and the kind of each
@@ -99,7 +98,9 @@ def test_failed_row_frees_its_base_version(store: EdgeStore) -> None:
     # Assert
     assert store.get_update(first.ref).error == "UpdateLedgerStaleBase"
     assert store.holds_update(1, 0) and second.status == UpdateStatus.ACCEPTED
-    assert store.count_by_status() == {"accepted": 1, "signed": 0, "sent": 0, "committed": 0, "failed": 1}
+    assert store.count_by_status() == {
+        "accepted": 1, "signed": 0, "sent": 0, "committed": 0, "failed": 1
+    }  # fmt: skip
 
 
 def test_mark_committed_records_chain_id_and_tx_hash(store: EdgeStore) -> None:
