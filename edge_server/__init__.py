@@ -4,12 +4,14 @@ Devices post signed deltas (``device_client.EdgeClient``); the edge checks the s
 the delta (``auth``, ``intake``), stores it durably (``store``), and a worker submits it with
 the operator's account through a Ledger (``submitter``). ``service.EdgeServer`` wires it all.
 A task may ask for edge cohorts (``cohort``): the edge folds N devices' deltas into one update,
-optionally under secure aggregation (``secagg``, devices run ``cohort_client``).
+optionally under secure aggregation (``secagg``; devices run ``cohort_client`` and check what
+the edge shows them with ``cohort_trust``).
 """
 
 from edge_server.app import create_app
 from edge_server.cohort import CohortConfig, cohort_config
 from edge_server.cohort_client import SecureCohortDevice
+from edge_server.cohort_trust import CohortRefusedError
 from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.intake import UpdateIntake
@@ -20,6 +22,7 @@ from edge_server.submitter import Submitter
 
 __all__ = [
     "CohortConfig",
+    "CohortRefusedError",
     "DeviceIdentity",
     "EdgeClient",
     "EdgeConfig",

@@ -1,10 +1,10 @@
 """Edge: cohort aggregation math: N devices' deltas become one weighted-mean update (pure).
 
 A task opts in with ``spec.extra["edge_cohort"] = {"size": N, "secure": bool}`` (optional
-``threshold``, ``timeout_s``). The edge then collects N devices' deltas for one (task, base
-version) and submits one update: the mean of the deltas weighted by ``num_examples``, with
-``num_examples`` the cohort total and ``epsilon_micro`` the largest of the members' (the
-members' data are disjoint, so their spends compose in parallel).
+``threshold`` and ``min_size``, secure only, and ``timeout_s``). The edge then collects N
+devices' deltas for one (task, base version) and submits one update: the mean of the deltas
+weighted by ``num_examples``, with ``num_examples`` the cohort total and ``epsilon_micro`` the
+largest of the members' (the members' data are disjoint, so their spends compose in parallel).
 
 With ``secure`` the devices send masked fixed-point vectors (edge_server.secagg): each device
 encodes ``n_i / N_total * delta_i`` at the cohort's ``scale``, so the survivors' sum decodes to
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from fednode.types import TaskSpec
 __all__ = [
     "COHORT_KEY",
     "CohortConfig",
+    "MIN_SECURE_INPUTS",
     "cohort_config",
     "payload_from_vector",
     "plain_mean_payload",
@@ -39,6 +40,10 @@ __all__ = [
 
 COHORT_KEY = "edge_cohort"
 _MAX_SIZE = 256
+MIN_SECURE_INPUTS = 3
+"""Fewest masked inputs a secure cohort's sum may hold: the sum goes on chain, and a sum of two
+tells each of the two the other's delta."""
+_KEYS = frozenset({"size", "secure", "threshold", "min_size", "timeout_s"})
 
 
 @dataclass(frozen=True)
@@ -47,48 +52,74 @@ class CohortConfig:
 
     Attributes:
       size: devices per cohort (N).
-      secure: whether devices mask their inputs (pairwise masks + Shamir dropout recovery).
-      threshold: Shamir threshold t (secure only): shares needed to rebuild a dropped key,
-        and the fewest masked inputs a cohort is finished with.
-      timeout_s: how long a secure cohort waits for masked inputs before it declares the
-        missing devices dropped.
+      secure: whether devices mask their inputs (double masking + Shamir dropout recovery).
+      threshold: Shamir threshold t (secure only): shares needed to rebuild a mask key or a
+        self-mask seed; more than half of ``size``, so the edge cannot gather t shares of both
+        secrets of one device from honest survivors (each reveals one kind per peer).
+      min_size: fewest devices a secure cohort may hold at any round, and fewest masked inputs
+        its sum may hold (at least :data:`MIN_SECURE_INPUTS`).
+      timeout_s: how long a secure cohort waits in each round before it declares the silent
+        devices dropped (or fails).
     """
 
     size: int
     secure: bool = False
     threshold: int = 1
+    min_size: int = 1
     timeout_s: float = 60.0
+
+    @property
+    def min_inputs(self) -> int:
+        """Fewest masked inputs (and consistency signatures, reveals) a secure cohort needs."""
+        return max(self.threshold, self.min_size)
 
 
 def cohort_config(spec: TaskSpec) -> CohortConfig | None:
     """The task's cohort settings, or None when devices' updates go on chain one by one.
+
+    A secure cohort needs ``size >= 3``, ``size // 2 < threshold <= size`` (default
+    ``size // 2 + 1``) and ``3 <= min_size <= size`` (default ``max(3, threshold)``).
 
     Raises:
       UpdateRejectedError: ``bad_cohort`` when ``extra["edge_cohort"]`` is malformed.
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2,
-      ...                 extra={"edge_cohort": {"size": 3, "secure": True}})
+      ...                 extra={"edge_cohort": {"size": 4, "secure": True}})
       >>> cohort_config(spec)
-      CohortConfig(size=3, secure=True, threshold=2, timeout_s=60.0)
+      CohortConfig(size=4, secure=True, threshold=3, min_size=3, timeout_s=60.0)
     """
     raw = spec.extra.get(COHORT_KEY)
     if raw is None:
         return None
-    if not isinstance(raw, Mapping) or set(raw) - {"size", "secure", "threshold", "timeout_s"}:
+    if not isinstance(raw, Mapping) or set(raw) - _KEYS:
         raise UpdateRejectedError("bad_cohort", f"{COHORT_KEY} must be an object of known keys")
     size, secure = raw.get("size"), raw.get("secure", False)
     if not _is_int(size) or not 1 <= size <= _MAX_SIZE or not isinstance(secure, bool):
         raise UpdateRejectedError("bad_cohort", f"size must be 1..{_MAX_SIZE}, secure a bool")
-    if secure and size < 3:
-        raise UpdateRejectedError("bad_cohort", "a secure cohort needs at least 3 devices")
-    threshold = raw.get("threshold", size // 2 + 1 if secure else size)
     timeout_s = raw.get("timeout_s", 60.0)
-    if not _is_int(threshold) or not 1 <= threshold <= size:
-        raise UpdateRejectedError("bad_cohort", "threshold must be in 1..size")
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
         raise UpdateRejectedError("bad_cohort", "timeout_s must be a number > 0")
-    return CohortConfig(size, secure, threshold, float(timeout_s))
+    if not secure:
+        if set(raw) & {"threshold", "min_size"}:
+            raise UpdateRejectedError("bad_cohort", "threshold and min_size are for secure cohorts")
+        return CohortConfig(size, False, size, size, float(timeout_s))
+    threshold, min_size = _secure_bounds(raw, size)
+    return CohortConfig(size, True, threshold, min_size, float(timeout_s))
+
+
+def _secure_bounds(raw: Mapping[str, Any], size: int) -> tuple[int, int]:
+    if size < MIN_SECURE_INPUTS:
+        raise UpdateRejectedError("bad_cohort", "a secure cohort needs at least 3 devices")
+    threshold = raw.get("threshold", size // 2 + 1)
+    if not _is_int(threshold) or not size // 2 < threshold <= size:
+        raise UpdateRejectedError(
+            "bad_cohort", f"threshold must be more than half of the cohort: {size // 2 + 1}..{size}"
+        )
+    min_size = raw.get("min_size", max(MIN_SECURE_INPUTS, threshold))
+    if not _is_int(min_size) or not MIN_SECURE_INPUTS <= min_size <= size:
+        raise UpdateRejectedError("bad_cohort", f"min_size must be in {MIN_SECURE_INPUTS}..{size}")
+    return threshold, min_size
 
 
 def secure_scale(spec: TaskSpec) -> float:
@@ -194,5 +225,5 @@ def secure_mean_payload(
     return payload_from_vector(weighted * (cohort_examples / survivor_examples), template)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)

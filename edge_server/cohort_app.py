@@ -5,9 +5,11 @@ A task with ``spec.extra["edge_cohort"]`` (edge_server.cohort) takes no single-d
 - plain (``secure`` false): devices post ordinary signed updates to ``POST /v1/updates``; each
   is validated like any update and stored as a cohort member (answer 202 ``collecting``); the
   N-th seals the cohort and stores its aggregate for the outbox.
-- secure: devices run the rounds ``advertise -> shares -> masked (-> reveal)`` through
+- secure: devices run the rounds ``advertise -> shares -> masked -> check -> reveal`` through
   ``POST /v1/cohorts/{round}`` (edge_server.cohort_protocol) and read the cohort with
   ``GET /v1/cohorts/{task}/{base}`` and their share boxes with ``.../boxes/{device_id}``.
+  The cohort view carries each member's signed advertisement and consistency signature, so
+  every device checks them against the keys it trusts (edge_server.cohort_trust).
 
 A member's reference resolves, through ``GET /v1/updates/{ref}``, to the cohort aggregate's
 status once the cohort is sealed, so ``EdgeClient.wait_committed`` works unchanged.
@@ -28,7 +30,14 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_server.auth import check_timestamp, public_key_from_hex
 from edge_server.cohort import CohortConfig, cohort_config, secure_scale
-from edge_server.cohort_protocol import CohortMessage, parse_cohort_message, verify_cohort_message
+from edge_server.cohort_protocol import (
+    CohortMessage,
+    advertisement_bytes,
+    parse_cohort_message,
+    signature_verifies,
+    survivors_bytes,
+    verify_cohort_message,
+)
 from edge_server.cohort_store import CohortStore, CohortTask, CohortView
 from edge_server.intake import UpdateIntake, check_num_examples, check_task_accepts
 from edge_server.protocol import MAX_INT, SIGNATURE_HEADER, UpdateEnvelope, decode_signature
@@ -41,6 +50,7 @@ __all__ = ["CohortService", "add_cohort_routes"]
 
 _Id = Annotated[int, Path(ge=0, le=MAX_INT)]
 _HEX32 = re.compile(r"[0-9a-f]{64}")
+_HEX64 = re.compile(r"[0-9a-f]{128}")
 
 
 class CohortService:
@@ -98,26 +108,51 @@ class CohortService:
         body, now, local_id = message.body, self._clock(), None
         device, nonce = message.device_id, message.nonce
         if message.round == "advertise":
-            examples = _int(body, "num_examples")
-            check_num_examples(examples)
-            self.cohorts.advertise(
-                task, device, nonce, num_examples=examples, now=now,
-                mask_public=_key(body, "mask_public"), enc_public=_key(body, "enc_public"),
-            )  # fmt: skip
+            self._advertise(task, message)
         elif message.round == "shares":
             self.cohorts.add_boxes(task, device, nonce, _boxes(body), now)
         elif message.round == "masked":
             masked = _b64(body.get("masked"))
-            local_id = self.cohorts.add_masked(
+            self.cohorts.add_masked(
                 task, device, nonce, masked, epsilon_micro=_int(body, "epsilon_micro"), now=now
             )
+        elif message.round == "check":
+            survivors, signature = _survivors(body), _signature(body)
+            self._require_signed(device, signature, survivors_bytes(
+                task.task_id, task.base_version, survivors))  # fmt: skip
+            self.cohorts.add_check(task, device, nonce, survivors, signature, now)
         else:
-            local_id = self.cohorts.add_reveal(task, device, nonce, _shares(body), now)
+            local_id = self.cohorts.add_reveal(
+                task, device, nonce, seed_shares=_shares(body, "seed_shares"),
+                key_shares=_shares(body, "key_shares"), now=now,
+            )  # fmt: skip
         answer = self.view_json(message.task_id, message.base_version)
         view = self.cohorts.view(message.task_id, message.base_version)
         assert view is not None
         answer["member_ref"] = view.member(device).ref
         return answer, local_id
+
+    def _advertise(self, task: CohortTask, message: CohortMessage) -> None:
+        body = message.body
+        examples = _int(body, "num_examples")
+        check_num_examples(examples)
+        mask_public, enc_public = _key(body, "mask_public"), _key(body, "enc_public")
+        signature = _signature(body)
+        self._require_signed(message.device_id, signature, advertisement_bytes(
+            task.task_id, task.base_version, message.device_id, num_examples=examples,
+            mask_public=mask_public, enc_public=enc_public,
+        ))  # fmt: skip
+        self.cohorts.advertise(
+            task, message.device_id, message.nonce, num_examples=examples,
+            mask_public=mask_public, enc_public=enc_public, signature=signature,
+            now=self._clock(),
+        )  # fmt: skip
+
+    def _require_signed(self, device_id: str, signature: bytes, signed: bytes) -> None:
+        key_hex = self.store.device_public_key(device_id)
+        if key_hex is None or not signature_verifies(public_key_from_hex(key_hex), signature,
+                                                     signed):  # fmt: skip
+            raise UpdateRejectedError("bad_signature", f"{device_id}'s inner signature")
 
     def view_json(self, task_id: int, base_version: int) -> dict[str, Any]:
         """The cohort as devices read it (deadlines applied first)."""
@@ -200,15 +235,18 @@ def add_cohort_routes(
 def _view_json(view: CohortView) -> dict[str, Any]:
     return {
         "task_id": view.task_id, "base_version": view.base_version, "size": view.size,
-        "secure": view.secure, "threshold": view.threshold, "scale": view.scale,
-        "state": view.state, "deadline": view.deadline, "update_ref": view.update_ref,
-        "error": view.error,
+        "secure": view.secure, "threshold": view.threshold, "min_size": view.min_size,
+        "scale": view.scale, "state": view.state, "deadline": view.deadline,
+        "update_ref": view.update_ref, "error": view.error,
+        "survivors": None if view.survivors is None else list(view.survivors),
         "total_examples": sum(m.num_examples for m in view.members),
         "members": [
             {
                 "device_id": m.device_id, "position": m.position, "num_examples": m.num_examples,
                 "mask_public": None if m.mask_public is None else m.mask_public.hex(),
                 "enc_public": None if m.enc_public is None else m.enc_public.hex(),
+                "advert_signature": None if m.advert_sig is None else m.advert_sig.hex(),
+                "check_signature": None if m.check_sig is None else m.check_sig.hex(),
                 "shared": m.shared, "masked": m.has_masked, "dropped": m.dropped,
             }  # fmt: skip
             for m in view.members
@@ -253,10 +291,26 @@ def _boxes(body: dict[str, Any]) -> dict[str, bytes]:
     return {peer: _b64(box) for peer, box in boxes.items()}
 
 
-def _shares(body: dict[str, Any]) -> dict[str, int]:
-    shares = body.get("shares")
+def _signature(body: dict[str, Any]) -> bytes:
+    value = body.get("signature")
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise _bad("signature must be 64 bytes of lowercase hex")
+    return bytes.fromhex(value)
+
+
+def _survivors(body: dict[str, Any]) -> list[str]:
+    value = body.get("survivors")
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        raise _bad("survivors must be a list of device ids")
+    if value != sorted(set(value)):
+        raise _bad("survivors must be sorted and distinct")
+    return value
+
+
+def _shares(body: dict[str, Any], name: str) -> dict[str, int]:
+    shares = body.get(name)
     if not isinstance(shares, dict):
-        raise _bad("shares must map dropped device ids to hex strings")
+        raise _bad(f"{name} must map device ids to hex strings")
     out = {}
     for device, value in shares.items():
         if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-f]{1,140}", value):

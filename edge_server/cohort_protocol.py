@@ -6,12 +6,19 @@ A device posts ``POST /v1/cohorts/{round}`` with one JSON object::
      "nonce": "<hex>", "timestamp": 1700000000, "body": {...}}
 
 and ``X-Fednode-Signature`` (Ed25519, the device's enrolled key) over ``COHORT_DOMAIN`` + the
-canonical JSON of that object (sorted keys, no spaces). Bodies per round:
+canonical JSON of that object (sorted keys, no spaces). Bodies per round (Bonawitz et al. 2017):
 
-- ``advertise``: ``{"num_examples": n, "mask_public": hex32, "enc_public": hex32}``
-- ``shares``: ``{"boxes": {peer_device_id: base64 encrypted Shamir share}}``
+- ``advertise``: ``{"num_examples": n, "mask_public": hex32, "enc_public": hex32,
+  "signature": hex64}``; ``signature`` is the device's Ed25519 signature over
+  :func:`advertisement_bytes`, which every peer checks against the key it has enrolled for that
+  device, so the edge cannot substitute a key.
+- ``shares``: ``{"boxes": {peer_device_id: base64 box of the two encrypted Shamir shares}}``
 - ``masked``: ``{"masked": base64 of little-endian uint32 values, "epsilon_micro": e}``
-- ``reveal``: ``{"shares": {dropped_device_id: hex of the decrypted share}}``
+- ``check``: ``{"survivors": [device ids that sent masked input, sorted], "signature": hex64}``;
+  the device's signature over :func:`survivors_bytes` (the consistency check: every survivor
+  signs the same list before anyone reveals).
+- ``reveal``: ``{"seed_shares": {survivor: "0x..."}, "key_shares": {dropped: "0x..."}}``: for
+  each peer the share of its self-mask seed (it is a survivor) or of its mask key (it dropped).
 """
 
 from __future__ import annotations
@@ -28,18 +35,25 @@ from edge_server.protocol import DEVICE_ID_PATTERN, _check_int, _check_text, _lo
 from fednode.errors import UpdateRejectedError
 
 __all__ = [
+    "ADVERTISEMENT_DOMAIN",
     "COHORT_DOMAIN",
     "CohortMessage",
     "ROUNDS",
+    "SURVIVORS_DOMAIN",
+    "advertisement_bytes",
     "cohort_message_to_json",
     "cohort_signing_message",
     "parse_cohort_message",
     "sign_cohort_message",
+    "signature_verifies",
+    "survivors_bytes",
     "verify_cohort_message",
 ]
 
-COHORT_DOMAIN = b"fednode-cohort-v1\n"
-ROUNDS = ("advertise", "shares", "masked", "reveal")
+COHORT_DOMAIN = b"fednode-cohort-v2\n"
+ADVERTISEMENT_DOMAIN = b"fednode-cohort-advertisement-v1\n"
+SURVIVORS_DOMAIN = b"fednode-cohort-survivors-v1\n"
+ROUNDS = ("advertise", "shares", "masked", "check", "reveal")
 _FIELDS = frozenset({"device_id", "task_id", "base_version", "round", "nonce", "timestamp", "body"})
 
 
@@ -104,6 +118,55 @@ def verify_cohort_message(
     except InvalidSignature as exc:
         detail = f"signature does not verify for {message.device_id}"
         raise UpdateRejectedError("bad_signature", detail) from exc
+
+
+def advertisement_bytes(
+    task_id: int, base_version: int, device_id: str, *, num_examples: int, mask_public: bytes,
+    enc_public: bytes,
+) -> bytes:  # fmt: skip
+    """What a device signs to advertise its two X25519 public keys to its peers.
+
+    Example:
+      >>> m = advertisement_bytes(1, 0, "d", num_examples=5, mask_public=b"m", enc_public=b"e")
+      >>> m.startswith(ADVERTISEMENT_DOMAIN), b'"mask_public":"6d"' in m
+      (True, True)
+    """
+    return ADVERTISEMENT_DOMAIN + _canonical({
+        "task_id": task_id, "base_version": base_version, "device_id": device_id,
+        "num_examples": num_examples, "mask_public": mask_public.hex(),
+        "enc_public": enc_public.hex(),
+    })  # fmt: skip
+
+
+def survivors_bytes(task_id: int, base_version: int, survivors: list[str]) -> bytes:
+    """What a survivor signs in the consistency check: the sorted ids that sent masked input.
+
+    Example:
+      >>> survivors_bytes(1, 0, ["b", "a"])
+      b'fednode-cohort-survivors-v1\\n{"base_version":0,"survivors":["a","b"],"task_id":1}'
+    """
+    body = {"task_id": task_id, "base_version": base_version, "survivors": sorted(survivors)}
+    return SURVIVORS_DOMAIN + _canonical(body)
+
+
+def signature_verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s Ed25519 signature over ``message``.
+
+    Example:
+      >>> k = Ed25519PrivateKey.generate()
+      >>> signature_verifies(k.public_key(), k.sign(b"m"), b"m"), signature_verifies(
+      ...     k.public_key(), k.sign(b"m"), b"n")
+      (True, False)
+    """
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _canonical(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def parse_cohort_message(raw: bytes) -> CohortMessage:

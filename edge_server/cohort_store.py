@@ -6,14 +6,18 @@ the ``updates`` table (status ``accepted``) in that same transaction, so the dur
 (edge_server.outbox) submits it exactly once. States::
 
     plain:  collecting --(N deltas)--> sealed
-    secure: advertising --(N keys)--> sharing --(N share sets)--> masking
-            masking --(N masked inputs)--> sealed
-            masking --(deadline, >= t inputs: the rest are dropped)--> unmasking
-            unmasking --(t reveals per dropped device)--> sealed
-            sharing / masking (< t inputs) / unmasking --(deadline)--> failed
+    secure: advertising --(N signed keys)--> sharing --(N share sets)--> masking
+            masking --(N masked inputs)--> checking
+            masking --(deadline, >= max(t, min_size) inputs: the rest are dropped)--> checking
+            checking --(every survivor signed the survivor list)--> unmasking
+            checking --(deadline, >= max(t, min_size) signatures)--> unmasking
+            unmasking --(t survivors revealed)--> sealed
+            sharing / masking / checking / unmasking (too few) --(deadline)--> failed
 
-In secure mode the edge stores only public keys, encrypted shares, masked vectors and the
-shares that survivors reveal for dropped devices: never an individual delta.
+The survivor list is fixed when masking closes and never changes; a survivor reveals, per
+peer, the share of the self-mask seed (peer in the list) or of the mask key (peer not in it).
+In secure mode the edge stores only public keys and the devices' signatures, encrypted shares,
+masked vectors, the revealed shares and the sum: never an individual delta.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from edge_server.cohort_store_sql import (
     insert_member,
     masked_vectors,
     open_cohort,
-    rebuild_mask_key,
+    rebuild_secret,
     require_state,
-    reveal_count,
+    revealer_count,
     set_member,
     set_state,
+    set_survivors,
 )
 from edge_server.intake import check_delta
 from edge_server.protocol import UpdateEnvelope
@@ -121,17 +126,18 @@ class CohortStore:
 
     def advertise(
         self, task: CohortTask, device_id: str, nonce: str, *, num_examples: int,
-        mask_public: bytes, enc_public: bytes, now: float,
+        mask_public: bytes, enc_public: bytes, signature: bytes, now: float,
     ) -> str:  # fmt: skip
-        """Registers a device's two X25519 public keys; the N-th moves the cohort to sharing."""
+        """Registers a device's two signed X25519 public keys; the N-th moves it to sharing."""
         with self._store.transaction() as db:
             self._store.add_nonce(device_id, nonce)
             view = open_cohort(db, task, "advertising")
             require_state(view, "advertising")
             ref = insert_member(db, task, view, device_id, num_examples)
             db.execute(
-                "UPDATE cohort_members SET mask_public = ?, enc_public = ? WHERE ref = ?",
-                (mask_public, enc_public, ref),
+                "UPDATE cohort_members SET mask_public = ?, enc_public = ?, advert_sig = ?"
+                " WHERE ref = ?",
+                (mask_public, enc_public, signature, ref),
             )
             if len(view.members) + 1 == task.config.size:
                 set_state(db, task, "sharing", deadline=now + task.config.timeout_s)
@@ -161,8 +167,8 @@ class CohortStore:
     def add_masked(
         self, task: CohortTask, device_id: str, nonce: str, masked: bytes, *,
         epsilon_micro: int, now: float,
-    ) -> int | None:  # fmt: skip
-        """Stores a masked input; the last one unmasks the sum and stores the aggregate."""
+    ) -> None:  # fmt: skip
+        """Stores a masked input; the last one closes masking (survivors fixed: checking)."""
         with self._store.transaction() as db:
             self._store.add_nonce(device_id, nonce)
             view = self._expired(db, task, now)
@@ -177,31 +183,59 @@ class CohortStore:
                 " WHERE task_id = ? AND base_version = ? AND device_id = ?",
                 (masked, epsilon_micro, task.task_id, task.base_version, device_id),
             )
-            if sum(m.has_masked for m in view.members) + 1 < view.size:
-                return None
-            return self._seal_secure(db, task)
+            if sum(m.has_masked for m in view.members) + 1 == view.size:
+                self._close_masking(db, task, now)
 
-    def add_reveal(
-        self, task: CohortTask, device_id: str, nonce: str, shares: Mapping[str, int], now: float
-    ) -> int | None:
-        """Stores a survivor's decrypted shares of the dropped devices' mask keys."""
+    def add_check(
+        self, task: CohortTask, device_id: str, nonce: str, survivors: list[str],
+        signature: bytes, now: float,
+    ) -> None:  # fmt: skip
+        """Stores a survivor's signature over the survivor list (signature checked by caller);
+        the last survivor's moves the cohort to unmasking."""
         with self._store.transaction() as db:
             self._store.add_nonce(device_id, nonce)
             view = self._expired(db, task, now)
-            require_state(view, "unmasking")
+            require_state(view, "checking")
             member = view.member(device_id)
-            dropped = {m.device_id for m in view.members if m.dropped}
-            if not member.has_masked or member.dropped or set(shares) != dropped:
-                raise UpdateRejectedError("cohort_member", "survivors reveal every dropped share")
+            if view.survivors is None or device_id not in view.survivors:
+                raise UpdateRejectedError("cohort_member", f"{device_id} is not a survivor")
+            if tuple(survivors) != view.survivors or member.check_sig is not None:
+                raise UpdateRejectedError("cohort_member", "sign the cohort's survivor list, once")
+            set_member(db, task, device_id, "check_sig = ?", signature)
+            if sum(m.check_sig is not None for m in view.members) + 1 == len(view.survivors):
+                set_state(db, task, "unmasking", deadline=now + task.config.timeout_s)
+
+    def add_reveal(
+        self, task: CohortTask, device_id: str, nonce: str, *, seed_shares: Mapping[str, int],
+        key_shares: Mapping[str, int], now: float,
+    ) -> int | None:  # fmt: skip
+        """Stores a survivor's revealed shares: the seed share of every survivor and the key
+        share of every dropped member. The ``threshold``-th reveal unmasks and seals the sum;
+        a reveal that comes after the seal is not needed and not stored.
+        """
+        with self._store.transaction() as db:
+            self._store.add_nonce(device_id, nonce)
+            view = self._expired(db, task, now)
+            member = view.member(device_id)
+            if member.check_sig is None:
+                raise UpdateRejectedError("cohort_member", f"{device_id} did not sign the check")
+            if view.state == "sealed":
+                return None
+            require_state(view, "unmasking")
+            survivors = set(view.survivors or ())
+            dropped = {m.device_id for m in view.members} - survivors
+            if set(seed_shares) != survivors or set(key_shares) != dropped:
+                raise UpdateRejectedError("cohort_member", "reveal a seed share per survivor "
+                                          "and a key share per dropped member")  # fmt: skip
+            rows = [("seed", d, v) for d, v in seed_shares.items()]
+            rows += [("key", d, v) for d, v in key_shares.items()]
             db.executemany(
-                "INSERT OR IGNORE INTO cohort_reveals"
-                " (task_id, base_version, revealer, dropped, x, share) VALUES (?,?,?,?,?,?)",
-                [
-                    (task.task_id, task.base_version, device_id, d, member.position + 1, hex(v))
-                    for d, v in shares.items()
-                ],
-            )
-            if min(reveal_count(db, task, d) for d in dropped) < view.threshold:
+                "INSERT INTO cohort_reveals"
+                " (task_id, base_version, revealer, peer, kind, x, share) VALUES (?,?,?,?,?,?,?)",
+                [(task.task_id, task.base_version, device_id, peer, kind, member.position + 1,
+                  hex(value)) for kind, peer, value in rows],
+            )  # fmt: skip
+            if revealer_count(db, task) < view.threshold:
                 return None
             return self._seal_secure(db, task)
 
@@ -216,29 +250,44 @@ class CohortStore:
             raise UpdateRejectedError("cohort_state", "no cohort for this task and base yet")
         if view.deadline is None or now < view.deadline:
             return view
-        masked = [m for m in view.members if m.has_masked]
-        if view.state == "masking" and len(masked) >= view.threshold:
-            db.execute(
-                "UPDATE cohort_members SET dropped = 1 WHERE task_id = ? AND base_version = ?"
-                " AND masked IS NULL",
-                (task.task_id, task.base_version),
-            )
+        masked = sum(m.has_masked for m in view.members)
+        signed = sum(m.check_sig is not None for m in view.members)
+        if view.state == "masking" and masked >= view.min_inputs:
+            self._close_masking(db, task, now)
+        elif view.state == "checking" and signed >= view.min_inputs:
             set_state(db, task, "unmasking", deadline=now + task.config.timeout_s)
-        elif view.state in ("sharing", "masking", "unmasking"):
+        elif view.state in ("sharing", "masking", "checking", "unmasking"):
             set_state(db, task, "failed", error=f"deadline passed in state {view.state}")
         fresh = read_cohort(db, task.task_id, task.base_version)
         assert fresh is not None
         return fresh
 
+    def _close_masking(self, db: sqlite3.Connection, task: CohortTask, now: float) -> None:
+        db.execute(
+            "UPDATE cohort_members SET dropped = 1 WHERE task_id = ? AND base_version = ?"
+            " AND masked IS NULL",
+            (task.task_id, task.base_version),
+        )
+        survivors = db.execute(
+            "SELECT device_id FROM cohort_members WHERE task_id = ? AND base_version = ?"
+            " AND masked IS NOT NULL",
+            (task.task_id, task.base_version),
+        ).fetchall()
+        set_survivors(db, task, [str(row[0]) for row in survivors])
+        set_state(db, task, "checking", deadline=now + task.config.timeout_s)
+
     def _seal_secure(self, db: sqlite3.Connection, task: CohortTask) -> int | None:
         view = read_cohort(db, task.task_id, task.base_version)
-        assert view is not None
+        assert view is not None and view.survivors is not None
         by_device = masked_vectors(db, task)
-        survivors = [m for m in view.members if m.has_masked and not m.dropped]
+        survivors = [m for m in view.members if m.device_id in view.survivors]
+        dropped = [m for m in view.members if m.device_id not in view.survivors]
         publics = {m.position: m.mask_public or b"" for m in view.members}
-        secrets = {m.position: rebuild_mask_key(db, task, m) for m in view.members if m.dropped}
-        inputs = {m.position: by_device[m.device_id] for m in survivors}
-        total = unmask_sum(inputs, publics, secrets)
+        total = unmask_sum(
+            {m.position: by_device[m.device_id] for m in survivors}, publics,
+            {m.position: rebuild_secret(db, task, m, "key") for m in dropped},
+            seeds={m.position: rebuild_secret(db, task, m, "seed") for m in survivors},
+        )  # fmt: skip
         payload = secure_mean_payload(
             total, scale=view.scale, template=task.template,
             cohort_examples=sum(m.num_examples for m in view.members),

@@ -7,6 +7,7 @@ the cohort tables (``cohorts``, ``cohort_members``, ``cohort_shares``, ``cohort_
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -21,11 +22,12 @@ __all__ = [
     "insert_member",
     "masked_vectors",
     "open_cohort",
-    "rebuild_mask_key",
+    "rebuild_secret",
     "require_state",
-    "reveal_count",
+    "revealer_count",
     "set_member",
     "set_state",
+    "set_survivors",
 ]
 
 
@@ -36,10 +38,10 @@ def open_cohort(db: sqlite3.Connection, task: CohortTask, first_state: str) -> C
         return view
     config = task.config
     db.execute(
-        "INSERT INTO cohorts (task_id, base_version, size, secure, threshold, scale, state,"
-        " created_at) VALUES (?,?,?,?,?,?,?,?)",
+        "INSERT INTO cohorts (task_id, base_version, size, secure, threshold, min_size, scale,"
+        " state, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
         (task.task_id, task.base_version, config.size, int(config.secure), config.threshold,
-         task.scale, first_state, time.time()),
+         config.min_size, task.scale, first_state, time.time()),
     )  # fmt: skip
     view = read_cohort(db, task.task_id, task.base_version)
     assert view is not None
@@ -80,12 +82,14 @@ def set_state(
     )
 
 
-def set_member(db: sqlite3.Connection, task: CohortTask, device_id: str, assignment: str) -> None:
-    """Applies one SQL ``assignment`` to a member's row."""
+def set_member(
+    db: sqlite3.Connection, task: CohortTask, device_id: str, assignment: str, *values: object
+) -> None:
+    """Applies one SQL ``assignment`` (with its ``?`` ``values``) to a member's row."""
     db.execute(
         f"UPDATE cohort_members SET {assignment}"
         " WHERE task_id = ? AND base_version = ? AND device_id = ?",
-        (task.task_id, task.base_version, device_id),
+        (*values, task.task_id, task.base_version, device_id),
     )
 
 
@@ -99,32 +103,42 @@ def masked_vectors(db: sqlite3.Connection, task: CohortTask) -> dict[str, np.nda
     return {str(d): np.frombuffer(bytes(m), dtype="<u4").copy() for d, m in rows}
 
 
-def reveal_count(db: sqlite3.Connection, task: CohortTask, dropped: str) -> int:
-    """How many survivors revealed their share of ``dropped``'s mask key."""
+def set_survivors(db: sqlite3.Connection, task: CohortTask, survivors: list[str]) -> None:
+    """Fixes the list of devices whose masked input the sum holds (the consistency round's)."""
+    db.execute(
+        "UPDATE cohorts SET survivors = ? WHERE task_id = ? AND base_version = ?",
+        (json.dumps(sorted(survivors)), task.task_id, task.base_version),
+    )
+
+
+def revealer_count(db: sqlite3.Connection, task: CohortTask) -> int:
+    """How many survivors have revealed their shares."""
     (count,) = db.execute(
-        "SELECT COUNT(*) FROM cohort_reveals WHERE task_id = ? AND base_version = ?"
-        " AND dropped = ?",
-        (task.task_id, task.base_version, dropped),
+        "SELECT COUNT(DISTINCT revealer) FROM cohort_reveals WHERE task_id = ?"
+        " AND base_version = ?",
+        (task.task_id, task.base_version),
     ).fetchone()
     return int(count)
 
 
-def rebuild_mask_key(db: sqlite3.Connection, task: CohortTask, member: Member) -> bytes:
-    """Rebuilds a dropped member's mask key from the revealed shares.
+def rebuild_secret(db: sqlite3.Connection, task: CohortTask, member: Member, kind: str) -> bytes:
+    """Rebuilds a member's mask key (``kind="key"``, it dropped) or self-mask seed (``"seed"``)
+    from the revealed shares; a rebuilt mask key must match the member's public key.
 
     Raises:
-      UpdateRejectedError: ``bad_cohort_input`` when the shares do not give its public key.
+      UpdateRejectedError: ``bad_cohort_input`` when the shares do not rebuild the secret.
     """
     rows = db.execute(
         "SELECT x, share FROM cohort_reveals WHERE task_id = ? AND base_version = ?"
-        " AND dropped = ?",
-        (task.task_id, task.base_version, member.device_id),
+        " AND peer = ? AND kind = ?",
+        (task.task_id, task.base_version, member.device_id, kind),
     ).fetchall()
     try:
         secret = combine_shares({int(x): int(share, 16) for x, share in rows})
     except ValueError:
         secret = b""
-    if len(secret) != 32 or public_of(secret) != member.mask_public:
-        raise UpdateRejectedError("bad_cohort_input", f"revealed shares of {member.device_id}"
-                                  " do not rebuild its mask key")  # fmt: skip
+    wrong_key = kind == "key" and len(secret) == 32 and public_of(secret) != member.mask_public
+    if len(secret) != 32 or wrong_key:
+        raise UpdateRejectedError("bad_cohort_input", f"revealed {kind} shares of "
+                                  f"{member.device_id} do not rebuild the secret")  # fmt: skip
     return secret

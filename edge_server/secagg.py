@@ -1,15 +1,20 @@
-"""Edge: secure aggregation math for an edge cohort (pairwise masks, Shamir dropout recovery).
+"""Edge: secure aggregation math for an edge cohort (double masking, Shamir dropout recovery).
 
-Each device quantizes its delta to integers mod 2**32 and adds, for every other cohort member,
-a mask derived from an X25519 key agreement: ``+mask`` towards higher indices, ``-mask`` towards
-lower ones, so all masks cancel in the cohort sum and the edge learns only that sum. To survive
-dropouts every device Shamir-shares its X25519 secret key among the cohort (threshold ``t``);
-when a device drops, ``t`` survivors reveal their shares, the edge rebuilds that key and removes
-the dropped device's masks from the survivors' sum. Pure functions, no I/O (Bonawitz et al. 2017,
-without the self-mask round: a dropped device's input is simply absent from the sum, and the edge
-must never accept an input from a device it declared dropped). Shares travel encrypted to their
-recipient (:func:`encrypt_share`) under a second X25519 key pair, so the edge alone never holds
-``threshold`` shares of anyone's mask key.
+Bonawitz et al. 2017, "Practical Secure Aggregation". Each device quantizes its delta to
+integers mod 2**32 and adds two kinds of masks:
+
+- a pairwise mask for every other cohort member, derived from an X25519 key agreement:
+  ``+mask`` towards higher indices, ``-mask`` towards lower ones, so they cancel in the sum;
+- a self mask expanded from a fresh 32-byte seed ``b`` (:func:`self_mask`).
+
+Every device Shamir-shares (threshold ``t``) both its X25519 mask key and its seed among the
+cohort; the two shares for one peer travel in one box encrypted to that peer
+(:func:`encrypt_shares`). In the unmasking round each survivor reveals, per peer, the share of
+the seed when the peer's masked input was received and the share of the mask key when it was
+not, never both: the edge removes the survivors' self masks and the dropped devices' pairwise
+masks (:func:`unmask_sum`) and learns the sum only. A masked input whose pairwise masks the edge
+could remove still hides behind its self mask, and the other way round.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ __all__ = [
     "PRIME",
     "choose_scale",
     "combine_shares",
-    "decrypt_share",
+    "decrypt_shares",
     "dequantize",
-    "encrypt_share",
+    "encrypt_shares",
     "generate_keypair",
+    "generate_seed",
     "mask_update",
     "pair_mask",
     "public_of",
     "quantize",
+    "self_mask",
     "split_secret",
     "unmask_sum",
 ]
@@ -97,36 +104,65 @@ def _pair_key(secret: bytes, peer_public: bytes, info: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
 
 
-def encrypt_share(share: int, secret: bytes, peer_public: bytes, *, context: bytes) -> bytes:
-    """Encrypts a Shamir share for one peer (X25519 + HKDF + ChaCha20-Poly1305).
+def encrypt_shares(
+    key_share: int, seed_share: int, secret: bytes, peer_public: bytes, *, context: bytes
+) -> bytes:
+    """Encrypts one peer's two Shamir shares (mask key, self-mask seed) in one box.
 
-    ``context`` (task, base version, sender, recipient) is authenticated, so a share cannot be
-    replayed into another cohort or attributed to another sender.
+    X25519 + HKDF + ChaCha20-Poly1305; ``context`` (task, base version, sender, recipient) is
+    authenticated, so a box cannot be replayed into another cohort or attributed to another
+    sender. Only the recipient opens it: the edge that relays it learns neither share.
 
     Example:
       >>> (a, pa), (b, pb) = generate_keypair(), generate_keypair()
-      >>> box = encrypt_share(12345, a, pb, context=b"t1")
-      >>> decrypt_share(box, b, pa, context=b"t1")
-      12345
+      >>> box = encrypt_shares(12345, 678, a, pb, context=b"t1")
+      >>> decrypt_shares(box, b, pa, context=b"t1")
+      (12345, 678)
     """
-    key = _pair_key(secret, peer_public, b"fednode-secagg-share-v1")
+    key = _pair_key(secret, peer_public, b"fednode-secagg-share-v2")
     nonce = os.urandom(_NONCE_BYTES)
-    plain = share.to_bytes(_SHARE_BYTES, "big")
+    plain = key_share.to_bytes(_SHARE_BYTES, "big") + seed_share.to_bytes(_SHARE_BYTES, "big")
     return nonce + ChaCha20Poly1305(key).encrypt(nonce, plain, context)
 
 
-def decrypt_share(box: bytes, secret: bytes, peer_public: bytes, *, context: bytes) -> int:
-    """Decrypts a share from :func:`encrypt_share`.
+def decrypt_shares(
+    box: bytes, secret: bytes, peer_public: bytes, *, context: bytes
+) -> tuple[int, int]:
+    """Opens a box from :func:`encrypt_shares`: ``(key_share, seed_share)``.
 
     Raises:
       ValueError: the box was not made for this key pair and context (or was altered).
     """
-    key = _pair_key(secret, peer_public, b"fednode-secagg-share-v1")
+    key = _pair_key(secret, peer_public, b"fednode-secagg-share-v2")
     try:
         plain = ChaCha20Poly1305(key).decrypt(box[:_NONCE_BYTES], box[_NONCE_BYTES:], context)
     except InvalidTag as exc:
-        raise ValueError("share does not decrypt: wrong key, context or altered box") from exc
-    return int.from_bytes(plain, "big")
+        raise ValueError("share box does not decrypt: wrong key, context or altered box") from exc
+    if len(plain) != 2 * _SHARE_BYTES:
+        raise ValueError("share box holds the wrong number of bytes")
+    return int.from_bytes(plain[:_SHARE_BYTES], "big"), int.from_bytes(plain[_SHARE_BYTES:], "big")
+
+
+def generate_seed() -> bytes:
+    """A fresh 32-byte self-mask seed ``b`` (one per device and cohort).
+
+    Example:
+      >>> len(generate_seed())
+      32
+    """
+    return secrets.token_bytes(32)
+
+
+def self_mask(seed: bytes, size: int) -> np.ndarray:
+    """A device's self mask: HKDF(seed) expanded to ``size`` uint32 values.
+
+    Example:
+      >>> seed = generate_seed()
+      >>> bool(np.array_equal(self_mask(seed, 3), self_mask(seed, 3)))
+      True
+    """
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"fednode-secagg-self-v1").derive(seed)
+    return _expand(key, size)
 
 
 def pair_mask(secret: bytes, peer_public: bytes, size: int) -> np.ndarray:
@@ -137,8 +173,11 @@ def pair_mask(secret: bytes, peer_public: bytes, size: int) -> np.ndarray:
       >>> bool(np.array_equal(pair_mask(a, pb, 4), pair_mask(b, pa, 4)))
       True
     """
-    seed = _pair_key(secret, peer_public, b"fednode-secagg-mask-v1")
-    rng = np.random.Generator(np.random.PCG64(int.from_bytes(seed, "little")))
+    return _expand(_pair_key(secret, peer_public, b"fednode-secagg-mask-v1"), size)
+
+
+def _expand(key: bytes, size: int) -> np.ndarray:
+    rng = np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
     return rng.integers(0, _MOD, size=size, dtype=np.uint64).astype(np.uint32)
 
 
@@ -166,17 +205,18 @@ def dequantize(total: np.ndarray, *, scale: float) -> np.ndarray:
 
 
 def mask_update(
-    index: int, quantized: np.ndarray, secret: bytes, peers: Mapping[int, bytes]
+    index: int, quantized: np.ndarray, secret: bytes, peers: Mapping[int, bytes], *, seed: bytes
 ) -> np.ndarray:
-    """Adds the pairwise masks of device ``index`` to its quantized delta (mod 2**32).
+    """Adds the self mask and the pairwise masks of device ``index`` to its quantized delta.
 
     Args:
       index: this device's position in the cohort.
       quantized: its delta from :func:`quantize`.
-      secret: its X25519 secret key.
-      peers: cohort index -> X25519 public key of every *other* device.
+      secret: its X25519 mask secret key.
+      peers: cohort index -> X25519 mask public key of every *other* device.
+      seed: its self-mask seed from :func:`generate_seed`.
     """
-    total = quantized.astype(np.uint64)
+    total: np.ndarray = quantized.astype(np.uint64) + self_mask(seed, quantized.size)
     for peer, public in peers.items():
         mask = pair_mask(secret, public, quantized.size).astype(np.uint64)
         total = total + mask if index < peer else total + (_MOD - mask)
@@ -187,25 +227,38 @@ def unmask_sum(
     masked: Mapping[int, np.ndarray],
     public_keys: Mapping[int, bytes],
     dropped_secrets: Mapping[int, bytes],
+    *,
+    seeds: Mapping[int, bytes],
 ) -> np.ndarray:
     """The cohort sum of the survivors' quantized deltas; only this sum is learned.
 
     Args:
       masked: survivor index -> masked vector.
-      public_keys: every cohort member's public key (survivors and dropped).
-      dropped_secrets: dropped index -> X25519 secret rebuilt with :func:`combine_shares`.
+      public_keys: every cohort member's mask public key (survivors and dropped).
+      dropped_secrets: dropped index -> X25519 mask secret rebuilt with :func:`combine_shares`.
+      seeds: survivor index -> self-mask seed rebuilt with :func:`combine_shares`.
+
+    Raises:
+      ValueError: a survivor's seed is missing.
 
     Example:
       >>> keys = {i: generate_keypair() for i in range(3)}
+      >>> seeds = {i: generate_seed() for i in range(3)}
       >>> pubs = {i: p for i, (_, p) in keys.items()}
       >>> xs = {i: quantize(np.full(2, 0.5 * i), scale=8.0) for i in range(3)}
       >>> masked = {i: mask_update(i, xs[i], keys[i][0],
-      ...                          {j: p for j, p in pubs.items() if j != i}) for i in (0, 2)}
-      >>> dequantize(unmask_sum(masked, pubs, {1: keys[1][0]}), scale=8.0).tolist()
+      ...                          {j: p for j, p in pubs.items() if j != i}, seed=seeds[i])
+      ...           for i in (0, 2)}
+      >>> total = unmask_sum(masked, pubs, {1: keys[1][0]}, seeds={0: seeds[0], 2: seeds[2]})
+      >>> dequantize(total, scale=8.0).tolist()
       [1.0, 1.0]
     """
+    if set(seeds) != set(masked):
+        raise ValueError("unmasking needs the self-mask seed of every survivor, and only theirs")
     size = next(iter(masked.values())).size
     total = sum((v.astype(np.uint64) for v in masked.values()), np.zeros(size, np.uint64))
+    for seed in seeds.values():
+        total = total + (_MOD - self_mask(seed, size).astype(np.uint64))
     for gone, secret in dropped_secrets.items():
         for survivor in masked:
             mask = pair_mask(secret, public_keys[survivor], size).astype(np.uint64)

@@ -17,7 +17,7 @@ from fednode.errors import FednodeValueError
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "check_schema_version", "open_database"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id   TEXT PRIMARY KEY,
@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS cohorts (
     size         INTEGER NOT NULL,
     secure       INTEGER NOT NULL,
     threshold    INTEGER NOT NULL,
+    min_size     INTEGER NOT NULL,
     scale        REAL NOT NULL,
+    survivors    TEXT,
     state        TEXT NOT NULL,
     deadline     REAL,
     update_ref   TEXT,
@@ -81,6 +83,8 @@ CREATE TABLE IF NOT EXISTS cohort_members (
     epsilon_micro INTEGER NOT NULL DEFAULT 0,
     mask_public   BLOB,
     enc_public    BLOB,
+    advert_sig    BLOB,
+    check_sig     BLOB,
     payload       BLOB,
     masked        BLOB,
     shared        INTEGER NOT NULL DEFAULT 0,
@@ -101,10 +105,11 @@ CREATE TABLE IF NOT EXISTS cohort_reveals (
     task_id      INTEGER NOT NULL,
     base_version INTEGER NOT NULL,
     revealer     TEXT NOT NULL,
-    dropped      TEXT NOT NULL,
+    peer         TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('key', 'seed')),
     x            INTEGER NOT NULL,
     share        TEXT NOT NULL,
-    PRIMARY KEY (task_id, base_version, revealer, dropped)
+    PRIMARY KEY (task_id, base_version, revealer, peer)
 );
 """
 

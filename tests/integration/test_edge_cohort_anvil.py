@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from edge_server.cohort import vector_from_params
+
+from edge_server.cohort import cohort_config, vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
@@ -71,6 +72,9 @@ def test_three_devices_behind_one_edge_make_one_on_chain_update(
     rng = np.random.default_rng(7)
     deltas = [_params(rng.uniform(-0.4, 0.4, 5)) for _ in EXAMPLES]
     devices = [DeviceIdentity.generate(device_id=f"clinic-{i}") for i in range(3)]
+    roster = {d.device_id: d.public_key_hex for d in devices}  # provisioned, not from the edge
+    settings = cohort_config(spec)
+    assert settings is not None
     refs: dict[int, str] = {}
     errors: list[BaseException] = []
 
@@ -81,7 +85,8 @@ def test_three_devices_behind_one_edge_make_one_on_chain_update(
         def run(index: int) -> None:
             try:
                 with EdgeClient(server.url, devices[index]) as client:
-                    cohort = SecureCohortDevice(client, task_id, 0)
+                    cohort = SecureCohortDevice(client, task_id, 0, config=settings,
+                                                roster=roster)  # fmt: skip
                     refs[index] = cohort.run(deltas[index], EXAMPLES[index], timeout=60.0)
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)

@@ -2,102 +2,41 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from edge_server_harness import EDGE, NOW, make_consortium, make_params
-from fastapi.testclient import TestClient
+from edge_server_harness import make_params
 
-from edge_server.app import create_app
-from edge_server.cohort import vector_from_params
+from edge_server.cohort import secure_mean_payload, vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.cohort_store import CohortStore
-from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.intake import template_of
 from edge_server.secagg import dequantize, quantize
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
-from edge_server.submitter import Submitter
-from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.codec import decode_params, encode_params
 from fednode.errors import EdgeError
-from fednode.types import TaskSpec
-
-TEMPLATE = template_of(encode_params(make_params()))
-EXAMPLES = (10, 30, 60)
-TIMEOUT_S = 30.0
-
-
-@dataclass
-class Cohorts:
-    """One edge with three enrolled devices, a plain-cohort task and a secure-cohort task."""
-
-    ledger: InMemoryLedger
-    store: EdgeStore
-    submitter: Submitter
-    http: TestClient
-    clients: list[EdgeClient]
-    now: list[float]
-    plain_task: int
-    secure_task: int
-    db_path: Path
-
-    def device(self, index: int) -> SecureCohortDevice:
-        return SecureCohortDevice(
-            self.clients[index], self.secure_task, 0, clock=lambda: self.now[0]
-        )
-
-
-def _publish(admin: InMemoryLedger, name: str, cohort: dict[str, Any]) -> int:
-    spec = TaskSpec(
-        name=name, data_schema="uci-heart-v1", num_features=4, rounds=3, min_updates=1,
-        max_update_norm=5.0, extra={"edge_cohort": cohort},
-    )  # fmt: skip
-    return admin.publish_task(spec, encode_params(make_params()))
+from tests.unit.edge_server.cohort_harness import (
+    PLAIN_EXAMPLES,
+    SECURE_EXAMPLES,
+    TEMPLATE,
+    TIMEOUT_S,
+    Cohorts,
+    all_blobs,
+    deltas,
+    running_cohorts,
+    weighted_mean,
+)
 
 
 @pytest.fixture
 def cohorts(tmp_path: Path) -> Iterator[Cohorts]:
-    admin = make_consortium(tasks=0)
-    plain = _publish(admin, "plain", {"size": 3})
-    secure = _publish(admin, "secure", {"size": 3, "secure": True, "timeout_s": TIMEOUT_S})
-    ledger = admin.as_sender(EDGE)
-    config = EdgeConfig(name="edge-c", db_path=str(tmp_path / "edge.sqlite"), device_rate_per_s=0)
-    store = EdgeStore(config.db_path)
-    now = [float(NOW)]
-    submitter = Submitter(store, ledger)
-    app = create_app(config, ledger, store, submitter=submitter, clock=lambda: now[0])
-    with TestClient(app) as http:
-        clients = []
-        for index in range(3):
-            identity = DeviceIdentity.generate(device_id=f"clinic-{index}")
-            enroll_device(store, identity.device_id, identity.public_key_hex)
-            client = EdgeClient("http://testserver", identity, http=http, clock=lambda: now[0])
-            clients.append(client)
-        yield Cohorts(ledger, store, submitter, http, clients, now, plain, secure,
-                      Path(config.db_path))  # fmt: skip
-    submitter.stop()
-    store.close()
-
-
-def _deltas(seed: int = 0) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    return [
-        {"dense": {"bias": rng.uniform(-0.5, 0.5, (1,)).astype(np.float32),
-                   "kernel": rng.uniform(-0.5, 0.5, (4, 1)).astype(np.float32)}}
-        for _ in range(3)
-    ]  # fmt: skip
-
-
-def _weighted_mean(deltas: list[dict[str, Any]], examples: tuple[int, ...]) -> np.ndarray:
-    vectors = [n * vector_from_params(d, TEMPLATE) for d, n in zip(deltas, examples, strict=True)]
-    return sum(vectors) / sum(examples)
+    with running_cohorts(tmp_path) as running:
+        yield running
 
 
 def _on_chain(cohorts: Cohorts, task_id: int) -> Any:
@@ -105,27 +44,16 @@ def _on_chain(cohorts: Cohorts, task_id: int) -> Any:
     return update
 
 
-def _all_blobs(db_path: Path) -> list[bytes]:
-    """Every BLOB value in every table of the edge's SQLite file."""
-    blobs = []
-    with sqlite3.connect(db_path) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for row in db.execute(f"SELECT * FROM {table}"):
-                blobs += [bytes(v) for v in row if isinstance(v, bytes)]
-    return blobs
-
-
 # ---- plain cohorts -----------------------------------------------------------------------------
 
 
 def test_plain_cohort_submits_one_weighted_mean_update(cohorts: Cohorts) -> None:
     # Arrange
-    deltas = _deltas()
+    values = deltas(count=3)
 
     # Act
     refs = []
-    for client, delta, n in zip(cohorts.clients, deltas, EXAMPLES, strict=True):
+    for client, delta, n in zip(cohorts.clients, values, PLAIN_EXAMPLES, strict=False):
         refs.append(client.post_update(cohorts.plain_task, 0, delta, num_examples=n))
         if len(refs) < 3:
             assert cohorts.store.list_updates() == []  # nothing for the chain before the N-th
@@ -135,28 +63,28 @@ def test_plain_cohort_submits_one_weighted_mean_update(cohorts: Cohorts) -> None
 
     # Assert
     update = _on_chain(cohorts, cohorts.plain_task)
-    assert cohorts.ledger.update_count() == 1 and update.num_examples == sum(EXAMPLES)
+    assert cohorts.ledger.update_count() == 1 and update.num_examples == sum(PLAIN_EXAMPLES)
     got = vector_from_params(decode_params(update.payload), TEMPLATE)
-    np.testing.assert_allclose(got, _weighted_mean(deltas, EXAMPLES), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, weighted_mean(values, PLAIN_EXAMPLES), rtol=1e-6, atol=1e-7)
     assert {s["chain_update_id"] for s in statuses} == {update.update_id}
 
 
 def test_plain_cohort_refuses_a_fourth_device_and_a_second_input(cohorts: Cohorts) -> None:
     # Arrange
     first = cohorts.clients[0]
-    first.post_update(cohorts.plain_task, 0, _deltas()[0], num_examples=5)
+    first.post_update(cohorts.plain_task, 0, deltas()[0], num_examples=5)
 
     # Act
     with pytest.raises(EdgeError) as twice:
-        first.post_update(cohorts.plain_task, 0, _deltas()[1], num_examples=5)
-    for client in cohorts.clients[1:]:
-        client.post_update(cohorts.plain_task, 0, _deltas()[2], num_examples=5)
+        first.post_update(cohorts.plain_task, 0, deltas()[1], num_examples=5)
+    for client in cohorts.clients[1:3]:
+        client.post_update(cohorts.plain_task, 0, deltas()[2], num_examples=5)
     late = DeviceIdentity.generate(device_id="clinic-late")
     enroll_device(cohorts.store, late.device_id, late.public_key_hex)
     late_client = EdgeClient("http://testserver", late, http=cohorts.http,
                              clock=lambda: cohorts.now[0])  # fmt: skip
     with pytest.raises(EdgeError) as fourth:
-        late_client.post_update(cohorts.plain_task, 0, _deltas()[0], num_examples=5)
+        late_client.post_update(cohorts.plain_task, 0, deltas()[0], num_examples=5)
 
     # Assert
     assert (twice.value.status, twice.value.reason) == (409, "cohort_member")
@@ -166,7 +94,7 @@ def test_plain_cohort_refuses_a_fourth_device_and_a_second_input(cohorts: Cohort
 
 def test_plain_cohort_inputs_are_durable_before_the_ack(cohorts: Cohorts) -> None:
     # Arrange
-    ref = cohorts.clients[0].post_update(cohorts.plain_task, 0, _deltas()[0], num_examples=5)
+    ref = cohorts.clients[0].post_update(cohorts.plain_task, 0, deltas()[0], num_examples=5)
 
     # Act: another connection to the same file (a restarted edge) sees the member
     with EdgeStore(cohorts.db_path) as reopened:
@@ -179,49 +107,83 @@ def test_plain_cohort_inputs_are_durable_before_the_ack(cohorts: Cohorts) -> Non
 # ---- secure cohorts ----------------------------------------------------------------------------
 
 
-def _secure_rounds(cohorts: Cohorts, deltas: list[dict[str, Any]], senders: range) -> list[Any]:
-    devices = [cohorts.device(i) for i in range(3)]
-    refs = [d.advertise(n)["member_ref"] for d, n in zip(devices, EXAMPLES, strict=True)]
+def _secure_rounds(
+    cohorts: Cohorts, values: list[dict[str, Any]], senders: range
+) -> tuple[list[SecureCohortDevice], list[str]]:
+    devices = [cohorts.device(i) for i in range(4)]
+    refs = [d.advertise(n)["member_ref"] for d, n in zip(devices, SECURE_EXAMPLES, strict=True)]
     for device in devices:
         device.share()
     for index in senders:
-        devices[index].send_masked(deltas[index])
-    return [devices, refs]
+        devices[index].send_masked(values[index])
+    return devices, refs
 
 
-def test_secure_cohort_sum_equals_the_weighted_mean(cohorts: Cohorts) -> None:
+def _expected_payload(cohorts: Cohorts, values: list[dict[str, Any]], senders: range) -> bytes:
+    """The payload the sum of the senders' quantized inputs decodes to, computed in the clear."""
+    total, scale = sum(SECURE_EXAMPLES), cohorts.device(0).cohort()["scale"]
+    fixed = [
+        quantize(SECURE_EXAMPLES[i] / total * vector_from_params(values[i], TEMPLATE), scale=scale)
+        for i in senders
+    ]
+    exact = (sum(f.astype(np.uint64) for f in fixed) % 2**32).astype(np.uint32)
+    return secure_mean_payload(
+        exact, scale=scale, cohort_examples=total, template=TEMPLATE,
+        survivor_examples=sum(SECURE_EXAMPLES[i] for i in senders),
+    )  # fmt: skip
+
+
+def test_secure_cohort_sum_is_the_weighted_mean_bit_for_bit(cohorts: Cohorts) -> None:
     # Arrange
-    deltas = _deltas(seed=1)
+    values = deltas(seed=1)
+    devices, refs = _secure_rounds(cohorts, values, range(4))
 
-    # Act
-    devices, refs = _secure_rounds(cohorts, deltas, range(3))
+    # Act: consistency check, then three reveals (the threshold) unmask the sum
+    checking = devices[0].cohort()
+    for device in devices:
+        device.check()
+    for device in devices[:3]:
+        device.reveal()
+    late = devices[3].reveal()  # after the seal: answered, not needed, not stored
     cohorts.submitter.submit_pending()
 
     # Assert
-    assert devices[0].cohort()["state"] == "sealed"
+    assert checking["state"] == "checking" and checking["survivors"] == [
+        f"clinic-{i}" for i in range(4)
+    ]
+    assert late["state"] == "sealed"
     update = _on_chain(cohorts, cohorts.secure_task)
-    assert update.num_examples == sum(EXAMPLES)
+    assert update.num_examples == sum(SECURE_EXAMPLES)
+    assert update.payload == _expected_payload(cohorts, values, range(4))
     got = vector_from_params(decode_params(update.payload), TEMPLATE)
-    scale = devices[0].cohort()["scale"]
-    expected = _weighted_mean(deltas, EXAMPLES)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=4 / scale + 1e-7)
-    status = cohorts.clients[1].wait_committed(refs[1], timeout=1.0)
-    assert status["chain_update_id"] == update.update_id
+    scale = checking["scale"]
+    np.testing.assert_allclose(got, weighted_mean(values, SECURE_EXAMPLES), atol=4 / scale + 1e-7)
+    assert cohorts.clients[1].wait_committed(refs[1], timeout=1.0)["chain_update_id"] == (
+        update.update_id
+    )
+    with cohorts.raw_db() as db:
+        (revealers,) = db.execute("SELECT COUNT(DISTINCT revealer) FROM cohort_reveals").fetchone()
+    assert revealers == 3
+    assert all(d.refusals == [] for d in devices)
 
 
 def test_secure_cohort_store_never_holds_an_individual_delta(cohorts: Cohorts) -> None:
     # Arrange
-    deltas = _deltas(seed=2)
+    values = deltas(seed=2)
 
     # Act
-    devices, _ = _secure_rounds(cohorts, deltas, range(3))
+    devices, _ = _secure_rounds(cohorts, values, range(4))
+    for device in devices:
+        device.check()
+    for device in devices[:3]:
+        device.reveal()
 
     # Assert: no stored value is a delta, its weighted fixed-point form, or close to either
-    blobs = _all_blobs(cohorts.db_path)
-    scale, total = devices[0].cohort()["scale"], sum(EXAMPLES)
+    blobs = all_blobs(cohorts.db_path)
+    scale, total = devices[0].cohort()["scale"], sum(SECURE_EXAMPLES)
     (aggregate,) = cohorts.store.list_updates()
     assert aggregate.device_id == "cohort"
-    for delta, n in zip(deltas, EXAMPLES, strict=True):
+    for delta, n in zip(values, SECURE_EXAMPLES, strict=True):
         weighted = n / total * vector_from_params(delta, TEMPLATE)
         fixed = quantize(weighted, scale=scale).astype("<u4").tobytes()
         assert encode_params(delta) not in blobs and fixed not in blobs
@@ -232,35 +194,37 @@ def test_secure_cohort_store_never_holds_an_individual_delta(cohorts: Cohorts) -
 
 
 def test_secure_cohort_recovers_a_device_that_dropped_before_sending(cohorts: Cohorts) -> None:
-    # Arrange: all three share their keys; device 2 drops before its masked input
-    deltas = _deltas(seed=3)
-    devices, refs = _secure_rounds(cohorts, deltas, range(2))
+    # Arrange: all four share their keys; device 3 drops before its masked input
+    values = deltas(seed=3)
+    devices, refs = _secure_rounds(cohorts, values, range(3))
     assert devices[0].cohort()["state"] == "masking"
 
     # Act
     cohorts.now[0] += TIMEOUT_S + 1
-    unmasking = devices[0].cohort()
+    checking = devices[0].cohort()
     with pytest.raises(EdgeError) as late:
-        devices[2].send_masked(deltas[2])
-    devices[0].reveal()
-    devices[1].reveal()
+        devices[3].send_masked(values[3])
+    for device in devices[:3]:
+        device.check()
+    for device in devices[:3]:
+        device.reveal()
     cohorts.submitter.submit_pending()
 
     # Assert
-    assert unmasking["state"] == "unmasking"
-    assert [m["dropped"] for m in unmasking["members"]] == [False, False, True]
+    assert checking["state"] == "checking"
+    assert [m["dropped"] for m in checking["members"]] == [False, False, False, True]
     assert (late.value.status, late.value.reason) == (409, "dropped")
+    assert devices[0].revealed == {"clinic-0": "seed", "clinic-1": "seed", "clinic-2": "seed",
+                                   "clinic-3": "key"}  # fmt: skip
     update = _on_chain(cohorts, cohorts.secure_task)
-    assert update.num_examples == EXAMPLES[0] + EXAMPLES[1]
-    got = vector_from_params(decode_params(update.payload), TEMPLATE)
-    expected = _weighted_mean(deltas[:2], EXAMPLES[:2])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=4 / unmasking["scale"] * 2 + 1e-7)
+    assert update.num_examples == sum(SECURE_EXAMPLES[:3])
+    assert update.payload == _expected_payload(cohorts, values, range(3))
     assert cohorts.clients[0].wait_committed(refs[0], timeout=1.0)["status"] == "committed"
 
 
-def test_secure_cohort_fails_with_fewer_inputs_than_the_threshold(cohorts: Cohorts) -> None:
-    # Arrange
-    devices, _ = _secure_rounds(cohorts, _deltas(), range(1))
+def test_secure_cohort_fails_with_fewer_inputs_than_the_minimum(cohorts: Cohorts) -> None:
+    # Arrange: two of four send (threshold 3, min_size 3)
+    devices, _ = _secure_rounds(cohorts, deltas(), range(2))
 
     # Act
     cohorts.now[0] += TIMEOUT_S + 1
@@ -271,6 +235,26 @@ def test_secure_cohort_fails_with_fewer_inputs_than_the_threshold(cohorts: Cohor
     assert cohorts.store.list_updates() == [] and cohorts.ledger.update_count() == 0
 
 
+def test_secure_cohort_goes_on_without_a_silent_signer(cohorts: Cohorts) -> None:
+    # Arrange: all four send; device 3 never signs the survivor list
+    values = deltas(seed=4)
+    devices, _ = _secure_rounds(cohorts, values, range(4))
+    for device in devices[:3]:
+        device.check()
+
+    # Act: at the deadline three signatures (the threshold) are enough to unmask
+    cohorts.now[0] += TIMEOUT_S + 1
+    unmasking = devices[0].cohort()
+    for device in devices[:3]:
+        device.reveal()
+
+    # Assert: device 3's input is in the sum (its seed share is revealed, not its key)
+    assert unmasking["state"] == "unmasking"
+    assert devices[0].revealed["clinic-3"] == "seed"
+    (aggregate,) = cohorts.store.list_updates()
+    assert aggregate.payload == _expected_payload(cohorts, values, range(4))
+
+
 def test_secure_round_refusals_store_nothing(cohorts: Cohorts) -> None:
     # Arrange
     device = cohorts.device(0)
@@ -278,24 +262,50 @@ def test_secure_round_refusals_store_nothing(cohorts: Cohorts) -> None:
     impostor = SecureCohortDevice(
         EdgeClient("http://testserver", DeviceIdentity.generate(device_id="clinic-1"),
                    http=cohorts.http, clock=lambda: cohorts.now[0]),
-        cohorts.secure_task, 0, clock=lambda: cohorts.now[0],
+        cohorts.secure_task, 0, config=cohorts.secure_config, roster=cohorts.roster,
+        clock=lambda: cohorts.now[0],
     )  # fmt: skip
 
     # Act / Assert
     with pytest.raises(EdgeError) as forged:
         impostor.advertise(5)
-    with pytest.raises(EdgeError) as early:
-        device.send_masked(_deltas()[0])
+    with pytest.raises(EdgeError) as early:  # raw: the device itself refuses before sharing
+        device._post("masked", {"masked": "AAAA", "epsilon_micro": 0})
     with pytest.raises(EdgeError) as plain:
-        cohorts.clients[2].post_update(cohorts.secure_task, 0, _deltas()[0], num_examples=3)
+        cohorts.clients[2].post_update(cohorts.secure_task, 0, deltas()[0], num_examples=3)
     assert (forged.value.status, forged.value.reason) == (401, "bad_signature")
     assert (early.value.status, early.value.reason) == (409, "cohort_state")
     assert (plain.value.status, plain.value.reason) == (409, "cohort_state")
     assert [m["device_id"] for m in device.cohort()["members"]] == ["clinic-0"]
 
 
+def test_edge_refuses_a_check_over_another_survivor_list(cohorts: Cohorts) -> None:
+    # Arrange
+    devices, _ = _secure_rounds(cohorts, deltas(seed=5), range(4))
+    survivors = [f"clinic-{i}" for i in range(3)]
+    signature = cohorts.identities[0].private_key.sign(b"anything").hex()
+
+    # Act
+    with pytest.raises(EdgeError) as refused:
+        devices[0]._post("check", {"survivors": survivors, "signature": signature})
+
+    # Assert
+    assert (refused.value.status, refused.value.reason) == (401, "bad_signature")
+    assert devices[0].cohort()["members"][0]["check_signature"] is None
+
+
 @pytest.mark.parametrize(
-    "cohort", [{"size": 0}, {"size": 2, "secure": True}, {"size": 3, "bogus": 1}, "three"]
+    "cohort",
+    [
+        {"size": 0},
+        {"size": 2, "secure": True},
+        {"size": 3, "bogus": 1},
+        "three",
+        {"size": 4, "secure": True, "threshold": 2},  # not more than half of the cohort
+        {"size": 4, "secure": True, "min_size": 2},  # a sum of two reveals each to the other
+        {"size": 4, "secure": True, "min_size": 5},
+        {"size": 3, "threshold": 2},  # threshold and min_size are for secure cohorts
+    ],
 )
 def test_bad_cohort_config_is_refused(cohorts: Cohorts, cohort: Any) -> None:
     # Arrange
@@ -305,7 +315,7 @@ def test_bad_cohort_config_is_refused(cohorts: Cohorts, cohort: Any) -> None:
 
     # Act
     with pytest.raises(EdgeError) as refused:
-        cohorts.clients[0].post_update(task_id, 0, _deltas()[0], num_examples=3)
+        cohorts.clients[0].post_update(task_id, 0, deltas()[0], num_examples=3)
 
     # Assert
     assert (refused.value.status, refused.value.reason) == (422, "bad_cohort")

@@ -32,6 +32,7 @@ MODULES = [
     "edge_server.evaluations_outbox", "edge_server.evaluations_protocol",
     "edge_server.evaluation_store", "edge_server.app_http", "edge_server.app_views",
     "edge_server.device_identity", "edge_server.tx_kind", "edge_server.tx_outbox",
+    "edge_server.cohort_trust",
 ]  # fmt: skip
 
 

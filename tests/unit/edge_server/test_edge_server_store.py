@@ -15,9 +15,10 @@ from edge_server.protocol import UpdateEnvelope
 from edge_server.store import SCHEMA_VERSION, EdgeStore, UpdateStatus
 from fednode.errors import FednodeValueError, UpdateRejectedError
 
-
-SCHEMA_SHA256 = "6a468ad55e8bb397bd73e01ffc6b7c99f71c49542bea8b02328ba198c6164abe"
-"""sha256 of every table and index definition as schema version 2 first wrote them."""
+SCHEMA_SHA256 = "5fe8571a670a675fc4479dfa83b5eb3cc9a634b33a3d7de611ca3e8e3f9b62d0"
+"""sha256 of every table and index definition as schema version 3 first wrote them (version 3:
+secure cohorts keep signed advertisements, the signed survivor list and the kind of each
+revealed share)."""
 
 
 def _envelope(task_id: int = 1, base_version: int = 0, nonce: str = "aa" * 8) -> UpdateEnvelope:
@@ -97,7 +98,9 @@ def test_failed_row_frees_its_base_version(store: EdgeStore) -> None:
     # Assert
     assert store.get_update(first.ref).error == "UpdateLedgerStaleBase"
     assert store.holds_update(1, 0) and second.status == UpdateStatus.ACCEPTED
-    assert store.count_by_status() == {"accepted": 1, "signed": 0, "sent": 0, "committed": 0, "failed": 1}
+    assert store.count_by_status() == {
+        "accepted": 1, "signed": 0, "sent": 0, "committed": 0, "failed": 1
+    }  # fmt: skip
 
 
 def test_mark_committed_records_chain_id_and_tx_hash(store: EdgeStore) -> None:
@@ -162,7 +165,7 @@ def test_unknown_ref_is_none(store: EdgeStore) -> None:
     assert store.get_update("0" * 32) is None
 
 
-def test_schema_is_byte_identical_to_version_2(tmp_path: Path) -> None:
+def test_schema_is_byte_identical_to_version_3(tmp_path: Path) -> None:
     # Arrange
     EdgeStore(tmp_path / "edge.sqlite").close()
     db = sqlite3.connect(tmp_path / "edge.sqlite")
@@ -174,7 +177,7 @@ def test_schema_is_byte_identical_to_version_2(tmp_path: Path) -> None:
     db.close()
 
     # Assert: changing the schema needs a new SCHEMA_VERSION (and a new digest here)
-    assert (SCHEMA_VERSION, version) == (2, 2)
+    assert (SCHEMA_VERSION, version) == (3, 3)
     assert hashlib.sha256(text.encode()).hexdigest() == SCHEMA_SHA256
 
 
@@ -186,5 +189,5 @@ def test_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
     db.close()
 
     # Act / Assert
-    with pytest.raises(FednodeValueError, match="holds edge store schema 1, this edge needs 2"):
+    with pytest.raises(FednodeValueError, match="holds edge store schema 1, this edge needs 3"):
         EdgeStore(tmp_path / "edge.sqlite")
