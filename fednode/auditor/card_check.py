@@ -196,7 +196,7 @@ def _proven_event(body: dict[str, Any], entry: dict[str, Any], event: str,
         raise AuditError(f"no header for block {entry['block']}")
     encoded = verify_receipt_proof(_hex(header["receiptsRoot"]), entry["tx_index"], entry["proof"])
     contract, abi = _compiled_events()[event]
-    want = trusted.address(contract) if trusted is not None else None
+    want = to_checksum_address(trusted.address(contract)) if trusted is not None else None
     others = []
     for log_address, topics, data in receipt_logs(encoded):
         args = decode_log(abi, topics, data)

@@ -56,7 +56,8 @@ def add_audit_parser(commands: argparse._SubParsersAction) -> None:
     card.add_argument("--out", type=Path, required=True, help="card file to write")
     card.add_argument("--account", default="auditor", help="network account that signs")
     card.add_argument("--headers-from", type=int, help="first block header to carry "
-                      "(default: genesis when the chain is short, else the first proven block)")
+                      "(default: genesis when the chain is short, else the Consortium's deployment "
+                      "block; at most that block, so the card can prove the signers' roles)")
     card.add_argument("--headers-to", help="last block header to carry: a number or 'latest' "
                       "(default: the last proven block)")
     check = verbs.add_parser("check-card", help="verify a provenance card offline")
