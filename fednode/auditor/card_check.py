@@ -293,6 +293,9 @@ def _final_commits(body: dict[str, Any], trusted: Deployment | None,
 
 
 def _check_finality(body: dict[str, Any], trusted: Deployment | None) -> str:
+    numbers = [v["version"] for v in body["versions"]]
+    if numbers != list(range(1, body["model"]["version"] + 1)):
+        raise AuditError(f"the card's versions {numbers} are not v1..v{body['model']['version']}")
     quorum = int(_publication(body, trusted).args["aggregatorQuorum"])
     commits = _final_commits(body, trusted, quorum)
     return (f"{len(body['versions'])} versions finalized by the ledger, each committed by at "

@@ -290,3 +290,13 @@ def test_finalization_with_fewer_committers_than_the_tasks_quorum_is_not_final()
                          deployment=DEPLOYMENT)
     check = _check(verdict, "finality")
     assert check.reason == "not_final" and "the task's quorum is 2" in check.detail
+
+
+def test_card_skipping_a_version_fails_finality():
+    # Arrange: the card claims v2 but proves only v1
+    card = _card(TRUSTED["TaskRegistry"], TRUSTED["UpdateLedger"])
+    card["card"]["model"]["version"] = 2
+    # Act
+    check = _check(check_card(card, deployment=DEPLOYMENT), "finality")
+    # Assert
+    assert not check.ok and "are not v1..v2" in check.detail
