@@ -210,6 +210,15 @@ def test_look_alike_contracts_card_is_rejected(scene, tmp_path, capsys):
     assert check_card(card, anchor=_anchor(scene), deployment=scene.forged).ok
 
 
+def test_forgeries_leave_the_consortiums_own_card_verified(scene, honest_card):
+    # Act
+    fresh = sign_card(build_card(scene.honest, scene.final_digest), scene.auditor)
+    # Assert
+    for card in (honest_card, fresh):
+        assert check_card(card, anchor=_anchor(scene), deployment=scene.trusted).ok
+    assert scene.honest.latest_version(scene.task_id) == 1  # v2 is still not final
+
+
 def _forged_pending_card(scene: Scene, honest_card: dict) -> dict:
     """A malicious first aggregator's card for v2, which only it committed (quorum 2)."""
     node = NodeReader(scene.honest.w3)
