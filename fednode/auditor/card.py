@@ -1,10 +1,14 @@
 """Auditor: builds and signs a provenance card, a self-contained file that proves one model.
 
 The card holds the task spec, the initial model and every contributing update's payload, each
-publication / update / commit receipt with its Merkle-Patricia proof against the block's
-``receiptsRoot``, the block headers in between (hash-linked, Clique-sealed; from the genesis
-when the chain is short enough, so ``check-card --genesis`` can anchor them), and the recipe to
-recompute the model. It is signed with the auditor's account. ``card_check.py`` verifies it
+publication / update receipt with its Merkle-Patricia proof against the block's
+``receiptsRoot``; for each version the receipt that finalized it (``GlobalModelFinalized``)
+and the receipts of the agreeing aggregators' commits; the complete receipts of every block
+whose bloom may hold a role change of a signer the card relies on (``card_roles.py``); the
+block headers from the Consortium's deployment (or the genesis) on (hash-linked,
+Clique-sealed, so ``check-card --genesis`` can anchor them), and the recipe to recompute the
+model. It names no contract address and no event definition: the checker takes both from its
+own trusted inputs. It is signed with the auditor's account. ``card_check.py`` verifies it
 offline. Reads go through the ``Ledger`` protocol and ``NodeReader`` (raw blocks, receipts).
 """
 
@@ -18,23 +22,24 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import keccak
 
+from fednode.auditor.card_roles import commit_use, role_blocks, update_uses
 from fednode.auditor.node import NodeReader, node_reader
-from fednode.auditor.proofs import prove_receipt
+from fednode.auditor.proofs import encode_receipt, prove_receipt
 from fednode.auditor.trace import _find_version
 from fednode.errors import AuditError
 
 __all__ = ["CARD_FORMAT", "MAX_HEADER_CHAIN", "build_card", "card_message", "sign_card"]
 
-CARD_FORMAT = "fednode-provenance-card/1"
+CARD_FORMAT = "fednode-provenance-card/2"
 MAX_HEADER_CHAIN = 5_000
-"""Longest contiguous header chain a card carries by default; beyond it only the proven blocks
-go in (such a card cannot be anchored). ``headers_from`` / ``headers_to`` choose the range."""
+"""Below this height a card carries the headers from the genesis; above it, from the
+Consortium's deployment block. ``headers_from`` / ``headers_to`` choose the range."""
 
 RECIPE = (
     "v0 = initial.payload (keccak must equal TaskPublished.initialModelDigest); for each version "
     "v in order: payload_v = fednode.aggregator.build.build_global_model(TaskSpec.from_json("
     "task.spec_json), payload_{v-1}, [updates listed in v, ledger order], rule_state=<state of "
-    "v-1>); keccak(payload_v) must equal GlobalModelCommitted.digest of v"
+    "v-1>); keccak(payload_v) must equal GlobalModelFinalized.digest of v"
 )
 _HEADER_KEYS = (
     "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot", "receiptsRoot",
@@ -54,44 +59,26 @@ def _proof(node: NodeReader, block: int, tx_hash: bytes) -> dict[str, Any]:
             "proof": proof}
 
 
-def _header_range(node: NodeReader, blocks: set[int], start: int | None,
-                  stop: int | str | None) -> range | None:
-    """The contiguous blocks to carry (None: too long by default, only the proven blocks)."""
-    low, high = min(blocks), max(blocks)
+def _header_range(node: NodeReader, blocks: set[int], deployed: int, start: int | None,
+                  stop: int | str | None) -> range:
+    """The contiguous blocks to carry: from the genesis (short chains) or the deployment."""
+    high = max(blocks)
     if stop == "latest":
         stop = int(node.header_latest()["number"], 16)
-    if start is None and stop is None:
-        if high < MAX_HEADER_CHAIN:
-            return range(0, high + 1)
-        return range(low, high + 1) if high - low < MAX_HEADER_CHAIN else None
-    first = start if start is not None else 0 if high < MAX_HEADER_CHAIN else low
+    first = start if start is not None else 0 if high < MAX_HEADER_CHAIN else deployed
     last = high if stop is None else int(stop)
-    if not 0 <= first <= low or last < high:
-        raise AuditError(f"the header range {first}..{last} must cover the proven blocks "
-                         f"{low}..{high}")
+    if not 0 <= first <= min(deployed, *blocks) or last < high:
+        raise AuditError(f"the header range {first}..{last} must cover the Consortium's "
+                         f"deployment (block {deployed}) and the proven blocks up to {high}")
     return range(first, last + 1)
 
 
-def _headers(node: NodeReader, blocks: set[int], *, start: int | None = None,
-             stop: int | str | None = None) -> tuple[dict[str, dict], bool]:
-    span = _header_range(node, blocks, start, stop)
-    chained = span is not None
-    numbers = span if span is not None else sorted(blocks)
+def _headers(node: NodeReader, span: range) -> dict[str, dict]:
     headers = {}
-    for number in numbers:
+    for number in span:
         raw = node.header(number)
         headers[str(number)] = {k: raw[k] for k in _HEADER_KEYS if raw.get(k) is not None}
-    return headers, chained
-
-
-def _event_abis(ledger: Any) -> dict[str, dict]:
-    wanted = {"TaskPublished": ledger.registry, "UpdateSubmitted": ledger.ledger,
-              "GlobalModelCommitted": ledger.ledger}
-    found = {}
-    for name, contract in wanted.items():
-        [abi] = [e for e in contract.abi if e.get("type") == "event" and e["name"] == name]
-        found[name] = abi
-    return found
+    return headers
 
 
 def _update_entry(node: NodeReader, update: Any) -> dict[str, Any]:
@@ -102,10 +89,26 @@ def _update_entry(node: NodeReader, update: Any) -> dict[str, Any]:
             **_proof(node, update.block_number, update.tx_hash)}
 
 
-def _version_entry(node: NodeReader, record: Any) -> dict[str, Any]:
+def _version_entry(node: NodeReader, record: Any, commits: list[Any]) -> dict[str, Any]:
+    agreeing = [c for c in commits if c.version == record.version and c.final]
     return {"version": record.version, "digest": "0x" + record.digest.hex(),
             "update_ids": list(record.update_ids), "aggregator": record.aggregator,
-            **_proof(node, record.block_number, record.tx_hash)}
+            "final": _proof(node, record.block_number, record.tx_hash),
+            "commits": [_proof(node, c.block_number, c.tx_hash) for c in agreeing]}
+
+
+def _role_receipts(node: NodeReader, ledger: Any, headers: dict[str, dict],
+                   pairs: set[tuple[bytes, str]], last: int) -> dict[str, list[str]]:
+    """Complete receipts of each block that may change a role the card's signers need."""
+    blocks = role_blocks(headers, ledger.consortium.address, pairs,
+                         ledger.deployment.deploy_block, last)
+    return {str(b): ["0x" + encode_receipt(r).hex() for r in node.receipts(b)] for b in blocks}
+
+
+def _signer_pairs(commits: list[Any], updates: list[Any]) -> set[tuple[bytes, str]]:
+    uses = [commit_use(c.aggregator, c.block_number, 0, "commit") for c in commits]
+    uses += [use for u in updates for use in update_uses(u.edge, u.block_number, 0, "update")]
+    return {(u.role, u.account) for u in uses}
 
 
 def build_card(
@@ -118,13 +121,13 @@ def build_card(
       ledger: a Web3Ledger (the card needs raw headers and receipts from its node).
       digest: the global model's digest.
       headers_from: first header carried (default: the genesis if the chain is shorter than
-        MAX_HEADER_CHAIN, else the first proven block).
+        MAX_HEADER_CHAIN, else the Consortium's deployment block); at most the deployment.
       headers_to: last header carried, a number or "latest" (default: the last proven block);
         carry the block whose hash the auditor will trust.
 
     Raises:
       AuditError: if the model is unknown, the ledger has no JSON-RPC node behind it, or the
-        header range does not cover the proven blocks.
+        header range does not cover the deployment and the proven blocks.
     """
     node = node_reader(ledger)
     if node is None:
@@ -134,24 +137,27 @@ def build_card(
     lineage = [r for r in records if r.version <= version]
     listed = {i for r in lineage for i in r.update_ids}
     updates = [u for u in ledger.read_updates(task.task_id) if u.update_id in listed]
+    commits = [c for c in ledger.read_commits(task.task_id)
+               if c.final and 0 < c.version <= version]
+    versions = [_version_entry(node, r, commits) for r in lineage[1:]]
     initial = lineage[0]
-    blocks = {initial.block_number} | {r.block_number for r in lineage}
-    headers, chained = _headers(node, blocks | {u.block_number for u in updates},
-                                start=headers_from, stop=headers_to)
+    blocks = ({initial.block_number} | {r.block_number for r in lineage}
+              | {c.block_number for c in commits} | {u.block_number for u in updates})
+    span = _header_range(node, blocks, ledger.deployment.deploy_block, headers_from, headers_to)
+    headers = _headers(node, span)
     return {
         "format": CARD_FORMAT, "created": int(time.time()), "chain_id": node.chain_id(),
-        "contracts": {"TaskRegistry": ledger.registry.address,
-                      "UpdateLedger": ledger.ledger.address},
-        "events": _event_abis(ledger), "signers": node.signers(),
+        "signers": node.signers(),
         "task": {"task_id": task.task_id, "spec_json": task.spec.to_json().decode(),
                  "spec_digest": "0x" + task.spec_digest.hex()},
         "model": {"version": version, "digest": "0x" + wanted.hex()},
         "recipe": RECIPE,
         "initial": {"payload": "0x" + initial.payload.hex(), "digest": "0x" + initial.digest.hex(),
                     **_proof(node, initial.block_number, initial.tx_hash)},
-        "versions": [_version_entry(node, r) for r in lineage[1:]],
-        "updates": [_update_entry(node, u) for u in updates],
-        "headers": headers, "header_chain": chained,
+        "versions": versions, "updates": [_update_entry(node, u) for u in updates],
+        "role_receipts": _role_receipts(node, ledger, headers, _signer_pairs(commits, updates),
+                                        max(blocks)),
+        "headers": headers, "header_chain": True,
     }
 
 

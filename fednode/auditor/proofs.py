@@ -20,12 +20,14 @@ from trie import HexaryTrie
 from fednode.errors import AuditError
 
 __all__ = [
+    "bloom_may_contain",
     "clique_signer",
     "decode_log",
     "encode_receipt",
     "header_hash",
     "prove_receipt",
     "receipt_logs",
+    "receipts_root",
     "verify_receipt_proof",
 ]
 
@@ -110,6 +112,40 @@ def prove_receipt(receipts: Sequence[Mapping[str, Any]], index: int) -> tuple[by
         trie[rlp.encode(position)] = encode_receipt(receipt)
     proof = trie.get_proof(rlp.encode(index))
     return trie.root_hash, ["0x" + rlp.encode(node).hex() for node in proof]
+
+
+def receipts_root(encoded: Sequence[bytes]) -> bytes:
+    """The root of the receipts trie holding ``encoded`` (a block's complete receipts, in order).
+
+    Example:
+      >>> receipts_root([]).hex()[:16]
+      '56e81f171bcc55a6'
+    """
+    trie = HexaryTrie({})
+    for position, receipt in enumerate(encoded):
+        trie[rlp.encode(position)] = receipt
+    return trie.root_hash
+
+
+def bloom_may_contain(bloom: bytes, item: bytes) -> bool:
+    """Whether a 2048-bit log bloom may hold ``item`` (a log address or topic), as geth's bloom9.
+
+    False means the block has no log with that address or topic; True may be a false positive.
+
+    Example:
+      >>> bloom_may_contain(bytes(256), b"\\x01" * 20)
+      False
+      >>> bloom_may_contain(b"\\xff" * 256, b"\\x01" * 20)
+      True
+    """
+    if len(bloom) != 256:
+        raise AuditError(f"a logs bloom has 256 bytes, got {len(bloom)}")
+    digest = keccak(item)
+    for i in (0, 2, 4):
+        bit = ((digest[i] << 8) | digest[i + 1]) & 2047
+        if not bloom[255 - bit // 8] & (1 << (bit % 8)):
+            return False
+    return True
 
 
 def verify_receipt_proof(root: bytes, index: int, proof: Sequence[str]) -> bytes:

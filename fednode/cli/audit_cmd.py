@@ -1,12 +1,16 @@
 """Auditor: ``fednode audit verify | trace | affected | card | check-card | report``.
 
 Read-only: every verb reads the ledger (and, for sealers and receipts, its JSON-RPC node);
-``check-card`` reads nothing but the card file (and the genesis file it is anchored to).
+``check-card`` reads nothing but the card file and the auditor's own trusted files: the
+genesis it is anchored to and the consortium's ``deployment.json`` (``--deployment``, else the
+one next to ``--genesis``), the only source of contract addresses.
 
-``check-card`` exit codes: 0 VERIFIED (every check passed and the header chain links to the
-trust anchor given with ``--trusted-block-hash`` / ``--genesis``), 1 REJECTED (a check
-failed), 3 UNANCHORED (every check passed but no anchor was given: integrity only, the card's
-chain could be anyone's), 2 an error (unreadable card or genesis).
+``check-card`` exit codes: 0 VERIFIED (every check passed, the header chain links to the
+trust anchor given with ``--trusted-block-hash`` / ``--genesis`` and the events come from the
+trusted deployment's contracts), 1 REJECTED (a check failed; its reason is named), 3
+UNANCHORED (every check passed but no anchor or no trusted deployment was given: integrity
+only, the card's chain or contracts could be anyone's), 2 an error (unreadable card, genesis
+or deployment).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def add_audit_parser(commands: argparse._SubParsersAction) -> None:
     card.add_argument("--out", type=Path, required=True, help="card file to write")
     card.add_argument("--account", default="auditor", help="network account that signs")
     card.add_argument("--headers-from", type=int, help="first block header to carry "
-                      "(default: genesis when the chain is short, else the first proven block)")
+                      "(default: genesis when the chain is short, else the Consortium's deployment "
+                      "block; at most that block, so the card can prove the signers' roles)")
     card.add_argument("--headers-to", help="last block header to carry: a number or 'latest' "
                       "(default: the last proven block)")
     check = verbs.add_parser("check-card", help="verify a provenance card offline")
@@ -63,6 +68,8 @@ def add_audit_parser(commands: argparse._SubParsersAction) -> None:
                             "repeatable")
     check.add_argument("--genesis", type=Path, help="the consortium's genesis.json: anchors "
                        "block 0 and the initial Clique signer set")
+    check.add_argument("--deployment", type=Path, help="the consortium's deployment.json "
+                       "(contract addresses; default: the one next to --genesis)")
     check.add_argument("--json", action="store_true")
     report = verbs.add_parser("report", help="HTML report with plots of a task")
     report.add_argument("--task", type=int, required=True)
@@ -186,26 +193,59 @@ def _anchor(args: argparse.Namespace):
     return Anchor(tuple(hashes), genesis)
 
 
+def _trusted_deployment(args: argparse.Namespace):
+    """The deployment the auditor trusts: --deployment, else deployment.json beside --genesis."""
+    from fednode.chain.connect import DEPLOYMENT_FILE
+    from fednode.chain.deploy import Deployment
+    from fednode.errors import AuditError, FednodeValueError
+
+    path = args.deployment
+    if path is None and args.genesis is not None:
+        beside = args.genesis.parent / DEPLOYMENT_FILE
+        path = beside if beside.exists() else None
+    if path is None:
+        return None, None
+    try:
+        deployment = Deployment.from_json(_read_json(path, "deployment"))
+    except FednodeValueError as exc:
+        raise AuditError(f"{path}: {exc}") from exc
+    if args.genesis is not None:
+        chain_id = (_read_json(args.genesis, "genesis").get("config") or {}).get("chainId")
+        if chain_id is not None and int(chain_id) != deployment.chain_id:
+            raise AuditError(f"{path} is for chain {deployment.chain_id}, the genesis "
+                             f"{args.genesis} for chain {chain_id}")
+    return deployment, path
+
+
 def _check_card(args: argparse.Namespace) -> int:
     from fednode.auditor.card_check import check_card
 
     card = _read_json(args.card, "card")
-    verdict = check_card(card, anchor=_anchor(args))
+    anchor = _anchor(args)
+    deployment, path = _trusted_deployment(args)
+    verdict = check_card(card, anchor=anchor, deployment=deployment)
     status = verdict.status
     if args.expect_signer and verdict.signer.lower() != args.expect_signer.lower():
         status = "REJECTED"
     if args.json:
-        print(json.dumps({**verdict.to_dict(), "status": status, "ok": status == "VERIFIED"},
-                         indent=2))
+        print(json.dumps({**verdict.to_dict(), "status": status, "ok": status == "VERIFIED",
+                          "deployment": str(path) if path else None}, indent=2))
         return CHECK_CARD_EXIT[status]
+    if path:
+        print(f"trusted deployment: {path}")
     for check in verdict.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     if args.expect_signer and verdict.signer.lower() != args.expect_signer.lower():
         print(f"FAIL signer: {verdict.signer} is not the expected {args.expect_signer}")
-    if status == "UNANCHORED":
+    if status == "UNANCHORED" and not anchor.given:
         print("UNANCHORED: integrity only. No trust anchor was given, so these headers could "
               "be a chain anyone sealed; pass --trusted-block-hash 0x.. and/or --genesis FILE.")
-    print(f"card for {verdict.model_digest}: {status}")
+    elif status == "UNANCHORED":
+        print("UNANCHORED: integrity only. No trusted deployment was given, so these events "
+              "could come from any contract; pass --deployment FILE (the consortium's "
+              "deployment.json) or keep deployment.json next to the genesis.")
+    reasons = f" ({', '.join(verdict.reasons)})" if verdict.reasons else ""
+    print(f"card for {verdict.model_digest}: {status}{reasons}")
     return CHECK_CARD_EXIT[status]
 
 

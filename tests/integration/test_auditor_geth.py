@@ -81,10 +81,11 @@ def test_card_roundtrip_through_the_cli_verifies_offline(chain, capsys, tmp_path
     made, _ = _cli(capsys, "audit", "card", "--network-dir", str(chain.network_dir),
                    chain.digests[-1], "--out", str(card))
     code, out = _cli(capsys, "audit", "check-card", str(card), "--expect-signer", auditor,
-                     "--genesis", load_network(chain.network_dir).genesis)
+                     "--genesis", load_network(chain.network_dir).genesis,
+                     "--deployment", str(chain.network_dir / "deployment.json"))
     # Assert
     assert made == 0 and code == 0, out
-    assert "VERIFIED" in out and out.count("ok  ") == 7
+    assert "VERIFIED" in out and out.count("ok  ") == 8
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +234,7 @@ def test_card_is_unanchored_without_an_anchor(card_file, capsys):
     code, out = _cli(capsys, "audit", "check-card", str(card_file))
     # Assert
     assert code == 3 and "UNANCHORED: integrity only" in out
-    assert out.count("ok  ") == 6 and "FAIL" not in out
+    assert out.count("ok  ") == 7 and "FAIL" not in out
 
 
 def test_card_is_verified_against_the_genesis_and_a_trusted_hash(chain, card_file, capsys):
@@ -242,15 +243,19 @@ def test_card_is_verified_against_the_genesis_and_a_trusted_hash(chain, card_fil
     last = max(int(n) for n in body["headers"])
     trusted = open_ledger(chain.network_dir, "auditor").w3.eth.get_block(last)["hash"]
     # Act
+    deployment = str(chain.network_dir / "deployment.json")
     by_genesis = _cli(capsys, "audit", "check-card", str(card_file), "--genesis",
-                      _genesis_path(chain), "--json")
+                      _genesis_path(chain), "--deployment", deployment, "--json")
     by_hash = _cli(capsys, "audit", "check-card", str(card_file), "--trusted-block-hash",
-                   "0x" + bytes(trusted).hex())
+                   "0x" + bytes(trusted).hex(), "--deployment", deployment)
+    hash_only = _cli(capsys, "audit", "check-card", str(card_file), "--trusted-block-hash",
+                     "0x" + bytes(trusted).hex())
     # Assert
     verdict = json.loads(by_genesis[1])
     assert by_genesis[0] == 0 and verdict["status"] == "VERIFIED", by_genesis[1]
     assert body["header_chain"] and "0" in body["headers"]
     assert by_hash[0] == 0 and "VERIFIED" in by_hash[1] and "ok   anchor" in by_hash[1]
+    assert hash_only[0] == 3 and "No trusted deployment was given" in hash_only[1]
 
 
 def test_card_with_a_foreign_sealed_header_is_rejected_by_the_anchor(chain, card_file):
