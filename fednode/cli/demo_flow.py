@@ -34,7 +34,7 @@ from fednode.device.metrics import Evaluation, evaluate
 from fednode.device.personalize import calibrate_site, personalize
 from fednode.device.train import train_local
 from fednode.device.transforms import apply_transforms
-from fednode.privacy.accountant import dp_steps_per_round, epsilon_micro_increment
+from fednode.privacy.accountant import declared_spend
 from fednode.privacy.calibration import site_privacy_spec
 from fednode.tasks import feature_stats_params, initial_payload, stats_from_params
 from fednode.types import TaskSpec
@@ -91,15 +91,21 @@ class Hospital:
         update = train_local(params, self.train_data(), key=train_key, spec=spec)
         delta, self.transform_state = apply_transforms(
             update.delta, spec, key=transform_key, state=self.transform_state)
-        spend, steps = self._privacy_spend(spec, update.num_examples)
-        return PreparedUpdate(version, delta, update.num_examples, spend, steps)
+        spend = declared_spend(spec, update.num_examples, steps_before=self.dp_steps,
+                               steps_now=update.dp_steps)
+        return PreparedUpdate(version, delta, update.num_examples, spend, update.dp_steps)
 
     def privacy_spec(self, spec: TaskSpec) -> TaskSpec:
         """The task as this site trains it: its own DP noise where the task calibrates per site."""
         return site_privacy_spec(spec, len(self.site.y_train))
 
     def post_prepared(self, task_id: int, prepared: PreparedUpdate) -> tuple[int, str]:
-        """Posts a prepared delta to the edge; returns (base version, update ref)."""
+        """Posts a prepared delta to the edge; returns (base version, update ref).
+
+        The declared spend is the increment over the DP steps of the updates already accepted,
+        so the on-chain sum of an edge's declarations is the composed epsilon of what it
+        published (rounded up), as the auditor recomputes it (``check_privacy_declarations``).
+        """
         ref = self.client.post_update(task_id, prepared.base_version, prepared.delta,
                                       num_examples=prepared.num_examples,
                                       epsilon_micro=prepared.epsilon_micro)
@@ -117,21 +123,6 @@ class Hospital:
         auc = None if math.isnan(result.auc) else result.auc
         return self.client.post_evaluation(task_id, version, metric=result.accuracy,
                                            num_examples=result.num_examples, secondary=auc)
-
-    def _privacy_spend(self, spec: TaskSpec, num_examples: int) -> tuple[int, int]:
-        """``(micro-epsilon, DP steps)`` this round adds to the site's on-chain privacy ledger.
-
-        The increment is taken over the steps of the updates already accepted, so the on-chain
-        sum of an edge's declarations is the composed epsilon of what it published (rounded
-        up), as the auditor recomputes it (``check_privacy_declarations``).
-        """
-        if not spec.noise_multiplier > 0:
-            return 0, 0
-        sampling, steps = dp_steps_per_round(spec, num_examples)
-        spend = epsilon_micro_increment(spec.noise_multiplier, sampling, steps_before=self.dp_steps,
-                                        steps_now=steps, delta=spec.delta,
-                                        accountant=spec.accountant)
-        return spend, steps
 
     def train_data(self) -> tuple[np.ndarray, np.ndarray]:
         return normalize(self.site.x_train, self.normalizer), self.site.y_train
@@ -198,7 +189,8 @@ def train_single_site(
     """The single-site baseline: the same model trained on one site's data alone.
 
     The site normalizes with its own statistics (it has no one else's) and trains for as many
-    epochs as the federation ran (rounds x local epochs), under DP with the same epsilon. Evaluated on its own and the pooled test set.
+    epochs as the federation ran (rounds x local epochs), under DP with the same epsilon.
+    Evaluated on its own and the pooled test set.
     """
     tabular = site.x_train.ndim == 2  # sensor sequences (wearables) are used as recorded
     normalizer = normalizer_from_stats(compute_feature_stats(site.x_train)) if tabular else None

@@ -11,14 +11,24 @@ Loss (``fednode.device.loss``): masked mean cross-entropy plus the FedProx proxi
 ``spec.learning_rate``. Everything is deterministic given ``key`` (batch order, and DP-SGD noise
 when enabled, are the only randomness).
 
-Example-level differential privacy (DP-SGD, ``fednode.device.loss.private_grads``) runs when
-``spec.extra["dp_unit"] == "example"`` and ``spec.clip_norm > 0``;
-``fednode.privacy.example_level_epsilon`` accounts for it.
+Example-level differential privacy (DP-SGD) runs when ``spec.extra["dp_unit"] == "example"``
+and ``spec.clip_norm > 0``, as ``fednode.privacy.round_mechanism`` accounts for it: each of the
+``local_epochs * ceil(n / batch_size)`` steps includes every row independently with probability
+``q = min(1, batch_size / n)`` (Poisson sampling: the batch size varies), clips each included
+example's gradient, adds Gaussian noise to the clipped sum and divides by the expected batch
+size ``q * n``. Shapes stay static for jit: the included rows are moved to the front of a
+permutation of all rows and processed in fixed-width chunks with a 0/1 mask, in a
+``lax.while_loop`` that runs as many chunks as the realized batch needs (one, unless the batch
+is unusually large), so no included row is ever dropped. The scan counts every noised step;
+``LocalUpdate.dp_steps`` carries that count for the device's declaration
+(``fednode.privacy.declared_spend``). ``client_step`` takes a caller's batch, which is not a
+Poisson sample, so it refuses a DP-SGD task.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,7 +39,7 @@ import numpy as np
 import optax
 
 from fednode.device.data import epoch_batches
-from fednode.device.loss import local_loss, private_grads
+from fednode.device.loss import add_proximal, clipped_gradient_sum, local_loss, noised_mean
 from fednode.errors import FednodeValueError
 from fednode.types import TaskSpec
 
@@ -49,6 +59,8 @@ LOCAL_OPTIMIZERS = ("adam", "momentum", "sgd")
 DEFAULT_LOCAL_OPTIMIZER = "sgd"
 _MOMENTUM = 0.9
 _NOISE_STREAM = 0x5EED  # folds the DP-SGD noise stream out of the batch-order key
+_SAMPLE_STREAM = 0x5A3B  # folds the DP-SGD Poisson sampling stream out of the same key
+_CAPACITY_SIGMAS = 4.0  # chunk width: expected batch + 4 standard deviations (+1)
 
 
 Batch = tuple[jax.Array, jax.Array, jax.Array]
@@ -66,10 +78,13 @@ class ClientState(NamedTuple):
 
 
 class LocalUpdate(NamedTuple):
-    """What local training hands to the edge: a float32 numpy ``delta`` and its weight."""
+    """What local training hands to the edge: a float32 numpy ``delta``, its weight, and the
+    number of Gaussian mechanisms behind it: the DP-SGD steps the training loop counted, or 1
+    for an update-level DP task (its transforms noise the delta once), else 0."""
 
     delta: dict[str, Any]
     num_examples: int
+    dp_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,10 @@ def client_init(global_params: Any, *, spec: TaskSpec) -> ClientState:
 def client_step(state: ClientState, batch: tuple[Any, ...], *, spec: TaskSpec) -> ClientState:
     """Takes one optimizer step on a minibatch ``(x, y)`` or ``(x, y, mask)`` (jit-compiled).
 
+    Raises:
+      FednodeValueError: for a DP-SGD task (its batches must be Poisson samples that
+        ``train_local`` draws itself).
+
     Example:
       >>> from fednode.device.model import init_params
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
@@ -112,7 +131,10 @@ def client_step(state: ClientState, batch: tuple[Any, ...], *, spec: TaskSpec) -
       >>> int(state.num_steps)
       1
     """
-    return _compiled_step(_config(spec))(state, _as_batch(batch))
+    config = _config(spec)
+    if config.dp_clip > 0:
+        raise FednodeValueError("a DP-SGD task samples its own Poisson batches: use train_local")
+    return _compiled_step(config)(state, _as_batch(batch))
 
 
 def client_final(state: ClientState) -> dict[str, Any]:
@@ -142,7 +164,7 @@ def train_local(
         ``extra["local_optimizer"]``.
 
     Returns:
-      ``LocalUpdate(delta, num_examples=n)``.
+      ``LocalUpdate(delta, num_examples=n, dp_steps)``.
 
     Raises:
       FednodeValueError: if the data do not match the spec.
@@ -157,8 +179,14 @@ def train_local(
     """
     x, y = _check_data(data, spec)
     params = _to_float32(global_params)
-    local = _compiled_run(_config(spec))(params, x, y, key)
-    return LocalUpdate(delta=_numpy_delta(local, params), num_examples=int(y.shape[0]))
+    config = _config(spec)
+    local, steps, _ = _compiled_run(config)(params, x, y, key)
+    if config.dp_clip > 0:
+        dp_steps = int(steps)
+    else:
+        update_level = spec.extra.get("dp_unit", "update") == "update"
+        dp_steps = 1 if update_level and spec.noise_multiplier > 0 else 0
+    return LocalUpdate(_numpy_delta(local, params), int(y.shape[0]), dp_steps)
 
 
 def _config(spec: TaskSpec) -> _Config:
@@ -188,18 +216,14 @@ def _optimizer(config: _Config) -> optax.GradientTransformation:
     return optax.sgd(config.learning_rate)
 
 
-def _update(
-    config: _Config, state: ClientState, batch: Batch, key: jax.Array | None = None
-) -> ClientState:
-    if config.dp_clip > 0 and key is not None:
-        grads = private_grads(
-            state.params, state.global_params, batch, key=key, clip_norm=config.dp_clip,
-            noise_multiplier=config.dp_noise, proximal_mu=config.proximal_mu,
-        )  # fmt: skip
-    else:
-        grads = jax.grad(local_loss)(
-            state.params, state.global_params, batch, proximal_mu=config.proximal_mu
-        )
+def _update(config: _Config, state: ClientState, batch: Batch) -> ClientState:
+    grads = jax.grad(local_loss)(
+        state.params, state.global_params, batch, proximal_mu=config.proximal_mu
+    )
+    return _apply(config, state, grads)
+
+
+def _apply(config: _Config, state: ClientState, grads: Any) -> ClientState:
     # optax's Adam bias correction raises a float to an int32 step count, which strict dtype
     # promotion refuses; the optimizer (third-party code) is traced under standard promotion.
     with jax.numpy_dtype_promotion("standard"):
@@ -214,29 +238,83 @@ def _compiled_step(config: _Config) -> Callable[[ClientState, Batch], ClientStat
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_run(config: _Config) -> Callable[[Any, jax.Array, jax.Array, jax.Array], Any]:
-    return jax.jit(functools.partial(_run_epochs, config))
+def _compiled_run(
+    config: _Config,
+) -> Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, jax.Array]]:
+    """``(params, x, y, key) -> (local params, steps taken, realized batch size per step)``."""
+    return jax.jit(functools.partial(_run_poisson if config.dp_clip > 0 else _run_epochs, config))
 
 
-def _run_epochs(config: _Config, params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> Any:
-    """All local epochs as one ``lax.scan`` over epochs of a ``lax.scan`` over batches."""
+def _run_epochs(
+    config: _Config, params: Any, x: jax.Array, y: jax.Array, key: jax.Array
+) -> tuple[Any, jax.Array, jax.Array]:
+    """All local epochs as one ``lax.scan`` over epochs of a ``lax.scan`` over shuffled batches."""
     state = ClientState(params, params, _optimizer(config).init(params), jnp.zeros((), jnp.int32))
 
-    def one_epoch(state: ClientState, epoch_key: jax.Array) -> tuple[ClientState, None]:
+    def one_epoch(state: ClientState, epoch_key: jax.Array) -> tuple[ClientState, jax.Array]:
         batches = epoch_batches(x.shape[0], key=epoch_key, batch_size=config.batch_size)
-        return jax.lax.scan(one_batch, state, (batches.indices, batches.mask))[0], None
-
-    noise_key = jax.random.fold_in(key, _NOISE_STREAM)
+        return jax.lax.scan(one_batch, state, (batches.indices, batches.mask))
 
     def one_batch(
         state: ClientState, slot: tuple[jax.Array, jax.Array]
-    ) -> tuple[ClientState, None]:
+    ) -> tuple[ClientState, jax.Array]:
         indices, mask = slot
-        step_key = jax.random.fold_in(noise_key, state.num_steps)
-        return _update(config, state, (x[indices], y[indices], mask), step_key), None
+        size = jnp.sum(mask, dtype=jnp.int32)
+        return _update(config, state, (x[indices], y[indices], mask)), size
 
     epoch_keys = jax.random.split(key, config.local_epochs)
-    return jax.lax.scan(one_epoch, state, epoch_keys)[0].params
+    state, sizes = jax.lax.scan(one_epoch, state, epoch_keys)
+    return state.params, state.num_steps, sizes.reshape(-1)
+
+
+def _run_poisson(
+    config: _Config, params: Any, x: jax.Array, y: jax.Array, key: jax.Array
+) -> tuple[Any, jax.Array, jax.Array]:
+    """DP-SGD: ``local_epochs * ceil(n / batch_size)`` Poisson-sampled, clipped, noised steps."""
+    n = x.shape[0]
+    rate = min(1.0, config.batch_size / n)
+    width = _chunk_width(n, rate)
+    chunks = -(-n // width)
+    sample_key = jax.random.fold_in(key, _SAMPLE_STREAM)
+    noise_key = jax.random.fold_in(key, _NOISE_STREAM)
+    state = ClientState(params, params, _optimizer(config).init(params), jnp.zeros((), jnp.int32))
+
+    def one_step(state: ClientState, _: None) -> tuple[ClientState, jax.Array]:
+        include = jax.random.bernoulli(jax.random.fold_in(sample_key, state.num_steps), rate, (n,))
+        size = jnp.sum(include, dtype=jnp.int32)
+        order = jnp.argsort(jnp.logical_not(include), stable=True)  # included rows first
+        order = jnp.pad(order, (0, chunks * width - n))  # the padding is always masked out
+
+        def more(carry: tuple[jax.Array, Any]) -> jax.Array:
+            return carry[0] * width < size
+
+        def chunk(carry: tuple[jax.Array, Any]) -> tuple[jax.Array, Any]:
+            index, total = carry
+            rows = jax.lax.dynamic_slice(order, (index * width,), (width,))
+            mask = (index * width + jnp.arange(width) < size).astype(jnp.float32)
+            part = clipped_gradient_sum(state.params, (x[rows], y[rows], mask),
+                                        clip_norm=config.dp_clip)
+            return index + 1, jax.tree_util.tree_map(jnp.add, total, part)
+
+        zero = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        total = jax.lax.while_loop(more, chunk, (jnp.zeros((), jnp.int32), zero))[1]
+        grads = noised_mean(total, key=jax.random.fold_in(noise_key, state.num_steps),
+                            clip_norm=config.dp_clip, noise_multiplier=config.dp_noise,
+                            expected_batch_size=rate * n)
+        grads = add_proximal(grads, state.params, state.global_params,
+                             proximal_mu=config.proximal_mu)
+        return _apply(config, state, grads), size
+
+    steps = config.local_epochs * -(-n // config.batch_size)
+    state, sizes = jax.lax.scan(one_step, state, None, length=steps)
+    return state.params, state.num_steps, sizes
+
+
+def _chunk_width(num_examples: int, rate: float) -> int:
+    """Rows per chunk of a Poisson batch: its mean plus ``_CAPACITY_SIGMAS`` deviations."""
+    mean = rate * num_examples
+    spread = _CAPACITY_SIGMAS * math.sqrt(mean * (1.0 - rate))
+    return min(num_examples, math.ceil(mean + spread) + 1)
 
 
 def _check_data(data: tuple[Any, Any], spec: TaskSpec) -> tuple[jax.Array, jax.Array]:

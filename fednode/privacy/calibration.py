@@ -14,7 +14,12 @@ from __future__ import annotations
 import dataclasses
 
 from fednode.errors import TaskSpecError
-from fednode.privacy.accountant import EPSILON_SCALE, dp_steps_per_round, noise_for_epsilon
+from fednode.privacy.accountant import (
+    EPSILON_SCALE,
+    dp_steps_per_round,
+    noise_for_epsilon,
+    sensitivity,
+)
 from fednode.types import NOISE_CALIBRATIONS, TaskSpec
 
 __all__ = ["NOISE_CALIBRATIONS", "calibrated_epsilon_target", "site_privacy_spec"]
@@ -42,7 +47,7 @@ def site_privacy_spec(spec: TaskSpec, num_examples: int) -> TaskSpec:
     Tasks without ``noise_calibration == "per_site"`` come back unchanged (one multiplier, the
     spec's own). Otherwise the site's spec is the same task with a fixed ``noise_multiplier``:
     the smallest one whose epsilon after ``spec.rounds`` rounds of this site's mechanism
-    (``dp_steps_per_round``) is at most :func:`calibrated_epsilon_target`, under the task's
+    (``round_mechanism``) is at most :func:`calibrated_epsilon_target`, under the task's
     accountant. It is local to the site (the published spec, and its digest, stay as they are).
 
     Args:
@@ -55,8 +60,8 @@ def site_privacy_spec(spec: TaskSpec, num_examples: int) -> TaskSpec:
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, rounds=10, clip_norm=1.0,
       ...                 epsilon_budget=8.0, extra={"noise_calibration": "per_site"})
-      >>> round(site_privacy_spec(spec, 100).noise_multiplier, 2)
-      2.02
+      >>> round(site_privacy_spec(spec, 100).noise_multiplier, 2)  # update-level: sensitivity 2
+      4.04
       >>> site_privacy_spec(dataclasses.replace(spec, extra={}), 100) == dataclasses.replace(
       ...     spec, extra={})
       True
@@ -66,7 +71,9 @@ def site_privacy_spec(spec: TaskSpec, num_examples: int) -> TaskSpec:
     if num_examples < 1:
         raise TaskSpecError(f"a site needs >= 1 training example to calibrate, got {num_examples}")
     sampling, steps = dp_steps_per_round(spec, num_examples)
-    noise = noise_for_epsilon(calibrated_epsilon_target(spec), sampling, steps * spec.rounds,
-                              delta=spec.delta, accountant=spec.accountant)
+    noise = sensitivity(spec) * noise_for_epsilon(
+        calibrated_epsilon_target(spec), sampling, steps * spec.rounds, delta=spec.delta,
+        accountant=spec.accountant,
+    )  # the accountant's multiplier is per unit of sensitivity
     extra = {**spec.extra, "noise_calibration": "fixed"}  # this site's multiplier is now fixed
     return dataclasses.replace(spec, noise_multiplier=noise, extra=extra)

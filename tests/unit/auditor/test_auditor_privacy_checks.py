@@ -8,9 +8,14 @@ import pytest
 
 from fednode.auditor.checks import FINDING_KINDS
 from fednode.auditor.privacy_checks import check_privacy_declarations
-from fednode.privacy import dp_steps_per_round, epsilon_micro_increment, site_privacy_spec
+from fednode.privacy import (
+    declared_spend,
+    dp_steps_per_round,
+    epsilon_spent,
+    site_privacy_spec,
+)
 from fednode.tasks import heart_task_spec, with_private_training
-from fednode.types import GlobalModelRecord, LedgerUpdate
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
 
 ROWS = {"0xC1": 199, "0xB2": 30}  # a large and a small site
 SPEC = with_private_training(heart_task_spec(normalization_task=1, rounds=3), epsilon=1.0)
@@ -22,10 +27,8 @@ def _honest_updates(spec=SPEC, rounds: int = 3) -> list[LedgerUpdate]:
     for round_index in range(rounds):
         for edge, rows in ROWS.items():
             site = site_privacy_spec(spec, rows)
-            sampling, steps = dp_steps_per_round(site, rows)
-            micro = epsilon_micro_increment(site.noise_multiplier, sampling,
-                                            steps_before=steps_so_far[edge], steps_now=steps,
-                                            delta=spec.delta, accountant=spec.accountant)
+            _, steps = dp_steps_per_round(site, rows)
+            micro = declared_spend(site, rows, steps_before=steps_so_far[edge], steps_now=steps)
             steps_so_far[edge] += steps
             updates.append(LedgerUpdate(len(updates) + 1, 1, round_index, edge, b"", rows, micro,
                                         b"", round_index + 1, b""))
@@ -79,14 +82,84 @@ def test_a_fixed_noise_task_is_rederived_too() -> None:
     silent = [dataclasses.replace(u, epsilon_micro=0) for u in honest]
     # Act / Assert
     assert check_privacy_declarations(spec, _versions(honest), honest) == []
-    assert [f.version for f in check_privacy_declarations(spec, _versions(silent), silent)] == [1, 1]
+    findings = check_privacy_declarations(spec, _versions(silent), silent)
+    assert [f.version for f in findings] == [1, 1]
 
 
-@pytest.mark.parametrize("extra", [{}, {"edge_cohort": {"size": 3, "secure": True}}])
-def test_tasks_without_noise_or_with_edge_cohorts_are_not_rederived(extra) -> None:
-    noise = 0.0 if not extra else 1.1
-    spec = heart_task_spec(normalization_task=1, clip_norm=1.0, noise_multiplier=noise,
-                           epsilon_budget=5.0)
-    spec = dataclasses.replace(spec, extra={**spec.extra, **extra})
+def test_tasks_without_noise_are_not_rederived() -> None:
+    spec = heart_task_spec(normalization_task=1, clip_norm=1.0, epsilon_budget=5.0)
     update = LedgerUpdate(1, 1, 0, "0xE", b"", 40, 0, b"", 1, b"")
     assert check_privacy_declarations(spec, [], [update]) == []
+
+
+def _cohort_spec(dp_unit: str, **privacy) -> TaskSpec:
+    spec = heart_task_spec(normalization_task=1, rounds=4, clip_norm=1.0, **privacy)
+    cohort = {"edge_cohort": {"size": 3, "secure": True}, "dp_unit": dp_unit}
+    return dataclasses.replace(spec, extra={**spec.extra, **cohort})
+
+
+def _cohort_updates(spec: TaskSpec, cohorts: list[dict[str, int]]) -> list[LedgerUpdate]:
+    """An honest edge: each member declares its own increment, the edge the largest of them."""
+    steps_of: dict[str, int] = {}
+    updates = []
+    for base, members in enumerate(cohorts):
+        increments = []
+        for device, rows in members.items():
+            site = site_privacy_spec(spec, rows)
+            _, steps = dp_steps_per_round(site, rows)
+            increments.append(declared_spend(site, rows, steps_before=steps_of.get(device, 0),
+                                             steps_now=steps))
+            steps_of[device] = steps_of.get(device, 0) + steps
+        updates.append(LedgerUpdate(base + 1, 1, base, "0xE", b"", sum(members.values()),
+                                    max(increments), b"", base + 1, b""))
+    return updates
+
+
+# the same device in every cohort, fresh devices, and a mix
+COHORTS = [
+    [{"a": 40, "b": 10, "c": 25}, {"a": 40, "b": 10, "c": 25}, {"a": 40, "b": 10, "c": 25}],
+    [{"a": 40, "b": 10}, {"d": 5, "e": 60, "f": 33}, {"g": 90, "h": 2, "i": 7}],
+    [{"a": 40, "b": 10, "c": 25}, {"a": 40, "x": 3}, {"a": 40, "y": 120, "z": 1}],
+]
+
+
+@pytest.mark.parametrize("cohorts", COHORTS)
+@pytest.mark.parametrize("privacy", [dict(noise_multiplier=3.0, epsilon_budget=10.0),
+                                     dict(epsilon_budget=4.0,
+                                          extra={"noise_calibration": "per_site"})])
+@pytest.mark.parametrize("dp_unit", ["update", "example"])
+def test_an_honest_cohort_edge_passes(cohorts, privacy, dp_unit) -> None:
+    extra = privacy.pop("extra", {})
+    spec = _cohort_spec(dp_unit, **privacy)
+    spec = dataclasses.replace(spec, extra={**spec.extra, **extra})
+    updates = _cohort_updates(spec, cohorts)
+    assert check_privacy_declarations(spec, _versions(updates), updates) == []
+
+
+def test_an_update_level_cohort_edge_must_declare_the_composed_releases() -> None:
+    # Arrange: the edge declares the first cohort honestly, then a tenth of the next increments
+    spec = _cohort_spec("update", noise_multiplier=3.0, epsilon_budget=10.0)
+    honest = _cohort_updates(spec, COHORTS[0])
+    cheat = [honest[0]] + [dataclasses.replace(u, epsilon_micro=u.epsilon_micro // 10)
+                           for u in honest[1:]]
+    # Act
+    findings = check_privacy_declarations(spec, _versions(cheat), cheat)
+    # Assert: the sum of 3 releases of multiplier 3 / 2 is what every honest edge reaches
+    assert [(f.kind, f.at_fault) for f in findings] == [("privacy_underdeclared",
+                                                         "update 2 from 0xE")]
+    assert sum(u.epsilon_micro for u in honest) >= epsilon_spent(1.5, 1.0, 3, delta=1e-5) * 1e6
+
+
+def test_an_example_level_cohort_edge_is_held_to_its_largest_members_floor() -> None:
+    # Arrange: 75 rows in a cohort of at most 3 -> the largest member has 25 to 75 rows
+    spec = _cohort_spec("example", noise_multiplier=1.5, epsilon_budget=10.0)
+    honest = _cohort_updates(spec, COHORTS[0])
+    floor = epsilon_spent(1.5, min(1.0, spec.batch_size / 75), spec.local_epochs * 1,
+                          delta=spec.delta)
+    silent = [dataclasses.replace(u, epsilon_micro=0) for u in honest]
+    # Act
+    findings = check_privacy_declarations(spec, _versions(silent), silent)
+    # Assert
+    assert honest[0].epsilon_micro >= floor * 1e6 > 0
+    assert [f.at_fault for f in findings] == ["update 1 from 0xE"]
+    assert "floor" in findings[0].detail

@@ -9,8 +9,8 @@ import pytest
 from fednode.errors import TaskSpecError
 from fednode.privacy import (
     EPSILON_SCALE,
+    declared_spend,
     dp_steps_per_round,
-    epsilon_micro_increment,
     epsilon_spent,
     site_privacy_spec,
 )
@@ -22,10 +22,8 @@ HEART_TRAIN_ROWS = (199, 172, 30, 85)  # FLamby train rows: Cleveland, Hungary, 
 
 def _declared_micro(site_spec: TaskSpec, rows: int) -> list[int]:
     """What a site declares on chain, round after round (as the demo's device does)."""
-    sampling, steps = dp_steps_per_round(site_spec, rows)
-    return [epsilon_micro_increment(site_spec.noise_multiplier, sampling, steps_before=r * steps,
-                                    steps_now=steps, delta=site_spec.delta,
-                                    accountant=site_spec.accountant)
+    _, steps = dp_steps_per_round(site_spec, rows)
+    return [declared_spend(site_spec, rows, steps_before=r * steps, steps_now=steps)
             for r in range(site_spec.rounds)]
 
 
@@ -46,15 +44,17 @@ def test_every_round_of_every_site_fits_the_budget_the_contract_enforces(account
     assert spec.extra["noise_calibration"] == "per_site"
 
 
-def test_sites_with_fewer_rows_get_more_noise_and_pld_needs_less() -> None:
-    # Arrange
+def test_a_higher_sampling_rate_needs_more_noise_and_pld_needs_less() -> None:
+    # Arrange: batch 128, 2 local epochs; Poisson rate 128 / n (1 at most), ceil(n / 128) steps
     rdp = with_private_training(heart_task_spec(normalization_task=1), epsilon=1.0)
     pld = dataclasses.replace(rdp, accountant="pld")
     # Act
     noise = {rows: site_privacy_spec(rdp, rows).noise_multiplier for rows in HEART_TRAIN_ROWS}
     noise_pld = site_privacy_spec(pld, 199).noise_multiplier
-    # Assert: Switzerland (30 rows, one batch = every row) needs the most noise
-    assert noise[30] == max(noise.values()) and noise[30] > noise[199]
+    # Assert: 172 and 199 rows both run 4 steps a round, the smaller site at a higher rate
+    assert [dp_steps_per_round(rdp, rows)[1] for rows in (199, 172, 85, 30)] == [4, 4, 2, 2]
+    assert noise[172] > noise[199]
+    assert noise[30] == noise[85]  # both include every row in each of 2 steps
     assert noise_pld < noise[199]
     sampling, steps = dp_steps_per_round(rdp, 199)
     assert epsilon_spent(noise[199], sampling, steps * rdp.rounds, delta=1e-5) <= 1.0
@@ -96,3 +96,17 @@ def test_a_site_without_rows_cannot_calibrate() -> None:
     spec = with_private_training(heart_task_spec(normalization_task=1), epsilon=1.0)
     with pytest.raises(TaskSpecError, match="training example"):
         site_privacy_spec(spec, 0)
+
+
+def test_an_update_level_site_noises_for_twice_the_clip_norm_and_fits_its_budget() -> None:
+    # Arrange: one clipped, noised update a round; removing one row can move it 2 * clip_norm
+    spec = heart_task_spec(normalization_task=1, rounds=5, clip_norm=1.0, epsilon_budget=4.0)
+    spec = dataclasses.replace(spec, extra={**spec.extra, "noise_calibration": "per_site"})
+    # Act
+    site_spec = site_privacy_spec(spec, 85)
+    declared = _declared_micro(site_spec, 85)
+    # Assert
+    accountant_noise = site_spec.noise_multiplier / 2
+    assert epsilon_spent(accountant_noise, 1.0, 5, delta=spec.delta) <= 4.0
+    assert epsilon_spent(accountant_noise * 0.99, 1.0, 5, delta=spec.delta) > 4.0 - 5e-6
+    assert 0.995 * 4_000_000 <= sum(declared) <= 4_000_000
