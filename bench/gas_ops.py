@@ -41,7 +41,7 @@ def _gas_of_last(ledger) -> tuple[int, int]:
 
 def measure(network_dir: Path) -> list[tuple[str, int, int]]:
     """(operation, gasUsed, calldata bytes) rows."""
-    deploy_network(network_dir)
+    deploy_network(network_dir, keep_bootstrap=True)  # _quorum_rows grants a role later
     publisher = open_ledger(network_dir, "publisher")
     aggregator = open_ledger(network_dir, "aggregator")
     edges = [open_ledger(network_dir, f"edge-{i}") for i in range(1, 5)]

@@ -39,7 +39,7 @@ def test_registration_logs_the_role_grant_then_the_registration_in_its_block():
     assert [c.block for c in changes[1:]] == [1, 1, 2, 2, 3, 3]
 
 
-def test_removal_by_vote_logs_unregistration_then_revocation():
+def test_removal_by_vote_logs_revocation_then_unregistration():
     # Arrange
     ledger = _ledger()
     ledger.end_bootstrap()
@@ -50,8 +50,9 @@ def test_removal_by_vote_logs_unregistration_then_revocation():
     # Assert
     gone = _checksum(EDGES[2])
     block = ledger._chain.block
-    assert ledger.role_changes()[-2:] == [RoleChange(block, 0, 0, REGISTERED_EDGE, gone, False),
-                                          RoleChange(block, 0, 1, EDGE_ROLE, gone, False)]
+    # as Consortium._revokeRole: RoleRevoked, then EdgeRemoved, in the same transaction
+    assert ledger.role_changes()[-2:] == [RoleChange(block, 0, 0, EDGE_ROLE, gone, False),
+                                          RoleChange(block, 0, 1, REGISTERED_EDGE, gone, False)]
 
 
 def test_has_role_at_answers_for_every_past_block():
