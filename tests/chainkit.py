@@ -136,7 +136,7 @@ def _wait_until_answering(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            w3.eth.chain_id
+            _ = w3.eth.chain_id
             return
         except Exception:  # connection refused until anvil listens
             if proc.poll() is not None or time.monotonic() > deadline:

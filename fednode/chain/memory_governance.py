@@ -336,7 +336,9 @@ class MemoryConsortium:
             raise revert("ConsortiumEdgeAlreadyRegistered", edge=edge)
         for other, (taken, _) in self._chain.edges.items():
             if taken == validator:
-                raise revert("ConsortiumValidatorAlreadyRegistered", validator=validator, edge=other)
+                raise revert(
+                    "ConsortiumValidatorAlreadyRegistered", validator=validator, edge=other
+                )
 
     def _register(self, edge: str, validator: str, name: str) -> None:
         self._chain.edges[edge] = (validator, name)

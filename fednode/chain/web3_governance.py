@@ -91,7 +91,8 @@ class Web3Governance:
         name: str = "",
     ) -> int:
         """Proposes to add or remove ``role`` for ``account``; returns the proposal id."""
-        args = [int(action), role, to_checksum_address(account), to_checksum_address(validator), name]
+        args = [int(action), role, to_checksum_address(account), to_checksum_address(validator),
+                name]
         receipt = self._transact(self.consortium, "propose", args)
         return int(self._event(self.consortium, "ProposalCreated", receipt)["proposalId"])
 
@@ -110,7 +111,8 @@ class Web3Governance:
     def vote(self, proposal_id: int) -> bool:
         """Votes for a proposal; returns whether this vote executed it."""
         receipt = self._transact(self.consortium, "vote", [proposal_id])
-        executed = self.consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        event = self.consortium.events.ProposalExecuted()
+        executed = event.process_receipt(receipt, errors=DISCARD)
         return bool(executed)
 
     def cancel_proposal(self, proposal_id: int) -> None:

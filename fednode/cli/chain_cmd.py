@@ -20,7 +20,8 @@ __all__ = ["add_chain_parsers", "deploy_network", "render_task"]
 
 
 def _network_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network-dir", type=Path, default=Path(DEFAULT_NETWORK_DIR), help="network folder")
+    parser.add_argument("--network-dir", type=Path, default=Path(DEFAULT_NETWORK_DIR),
+                        help="network folder")
     parser.add_argument("--node", type=int, default=0, help="validator index to talk to")
 
 
