@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from fednode.auditor.roles import role_history
+from fednode.chain import Web3Ledger
 from fednode.chain.constants import (
     AUDITOR_ROLE,
     DEFAULT_ADMIN_ROLE,
@@ -12,6 +14,7 @@ from fednode.chain.constants import (
     EDGE_ROLE,
 )
 from fednode.chain.records import ProposalAction, ProposalState
+from fednode.chain.roles import REGISTERED_EDGE
 from tests.contracts.contract_helpers import events, expect_revert, mine_after, send
 
 ZERO = "0x" + "00" * 20
@@ -205,3 +208,27 @@ def test_set_ledger_is_refused_after_bootstrap(contracts, accounts):
     send(accounts.admin, contracts.consortium, "endBootstrap")
     expect_revert(accounts.admin, contracts.registry, "setLedger", (accounts.outsider.address,),
                   "TaskRegistryBootstrapEnded")
+
+
+def test_role_history_follows_votes_and_renouncements(w3, deployment, accounts):
+    # Arrange: the admin handed over by vote, an edge walking out of the registry
+    ledgers = [Web3Ledger(w3, deployment, a, timeout=30.0) for a in accounts.edges]
+    Web3Ledger(w3, deployment, accounts.admin, timeout=30.0).end_bootstrap()
+    transfer = ledgers[0].propose_admin_transfer(accounts.outsider.address)
+    ledgers[1].vote(transfer)
+    ledgers[2].renounce_role(EDGE_ROLE, accounts.edges[2].address)
+    # Act
+    changes = ledgers[0].role_changes()
+    history = role_history(changes)
+    head = w3.eth.block_number
+    # Assert: the rebuilt timeline says what eth_call at every block says
+    pairs = {(c.role, c.account) for c in changes if c.role != REGISTERED_EDGE}
+    assert (DEFAULT_ADMIN_ROLE, accounts.outsider.address) in pairs
+    for role, account in pairs:
+        for block in range(deployment.deploy_block, head + 1):
+            assert history.held(role, account, block) == ledgers[0].has_role_at(
+                role, account, block), (role, account, block)
+    gone = accounts.edges[2].address
+    assert history.held(REGISTERED_EDGE, gone, head - 1) and not history.held(
+        REGISTERED_EDGE, gone, head)
+    assert not history.held(DEFAULT_ADMIN_ROLE, accounts.admin.address, head)
