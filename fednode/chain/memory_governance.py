@@ -354,7 +354,8 @@ class MemoryConsortium:
         if account not in members:
             return
         self._set_role(role, account, granted=False)
-        if role == EDGE_ROLE and self._chain.edges.pop(account, None):
+        if role == EDGE_ROLE and account in self._chain.edges:
+            del self._chain.edges[account]
             self._log_change(REGISTERED_EDGE, account, granted=False)
 
     def _set_role(self, role: bytes, account: str, *, granted: bool) -> None:
