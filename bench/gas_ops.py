@@ -1,4 +1,5 @@
-"""Chain: gas per ledger operation on a real 4-validator geth Clique network -> docs/benchmarks/gas.md.
+"""Chain: gas per ledger operation on a real 4-validator geth Clique network
+-> docs/benchmarks/gas.md.
 
 Starts a fresh network in a temporary folder (``fednode.network.network_up``), deploys the
 contracts as the demo does, then measures ``gasUsed`` of: publish task, submit update by
@@ -18,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from fednode.chain.connect import open_ledger
-from fednode.chain.records import ProposalAction
 from fednode.chain.constants import AGGREGATOR_ROLE, AUDITOR_ROLE
+from fednode.chain.records import ProposalAction
 from fednode.cli.chain_cmd import deploy_network
 from fednode.network import network_down, network_up
 from fednode.types import TaskSpec
