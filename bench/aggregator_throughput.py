@@ -158,8 +158,9 @@ def measure_geth(sizes: list[int], versions: int, repeats: int) -> list[dict]:
         directory = Path(tmp) / "net"
         network_up(directory, validators=4, accounts=names, timeout=180.0, tie_to_caller=True)
         try:
-            deploy_network(directory)
+            deploy_network(directory, keep_bootstrap=True)
             _grant_lanes(directory, most)
+            open_ledger(directory, "admin").end_bootstrap()
             # through the publisher's node: a lane's gas estimate must already see the task
             lanes = [open_ledger(directory, _lane(i)) for i in range(most)]
             publisher = open_ledger(directory, "publisher")

@@ -1,4 +1,5 @@
-"""Chain: gas per ledger operation on a real 4-validator geth Clique network -> docs/benchmarks/gas.md.
+"""Chain: gas per ledger operation on a real 4-validator geth Clique network
+-> docs/benchmarks/gas.md.
 
 Starts a fresh network in a temporary folder (``fednode.network.network_up``), deploys the
 contracts as the demo does, then measures ``gasUsed`` of: publish task, submit update by
@@ -18,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from fednode.chain.connect import open_ledger
-from fednode.chain.records import ProposalAction
 from fednode.chain.constants import AGGREGATOR_ROLE, AUDITOR_ROLE
+from fednode.chain.records import ProposalAction
 from fednode.cli.chain_cmd import deploy_network
 from fednode.network import network_down, network_up
 from fednode.types import TaskSpec
@@ -41,7 +42,7 @@ def _gas_of_last(ledger) -> tuple[int, int]:
 
 def measure(network_dir: Path) -> list[tuple[str, int, int]]:
     """(operation, gasUsed, calldata bytes) rows."""
-    deploy_network(network_dir)
+    deploy_network(network_dir, keep_bootstrap=True)  # _quorum_rows grants a role later
     publisher = open_ledger(network_dir, "publisher")
     aggregator = open_ledger(network_dir, "aggregator")
     edges = [open_ledger(network_dir, f"edge-{i}") for i in range(1, 5)]

@@ -200,8 +200,9 @@ def run_ours(rounds: int, confirmations: int, seed: int, devices, sites) -> dict
         directory = Path(tmp) / "net"
         network_up(directory, validators=4, accounts=names, timeout=180.0, tie_to_caller=True)
         try:
-            deploy_network(directory)
+            deploy_network(directory, keep_bootstrap=True)
             _grant_lanes(directory)
+            open_ledger(directory, "admin").end_bootstrap()
             publisher = open_ledger(directory, "publisher", confirmations=confirmations)
             task_id = publisher.publish_task(spec, initial_payload(spec, key=jax.random.key(seed)))
             lanes = [[open_ledger(directory, n, node=e, confirmations=confirmations)

@@ -10,10 +10,13 @@ import {IConsortium} from "./interfaces/IConsortium.sol";
 /**
  * @title Consortium
  * @notice Roles of the consortium members, the validator address of each edge operator, and
- * the membership proposals the edge operators vote on.
- * @dev The admin is the deployer; admin transfer is two-step with a delay
- * (AccessControlDefaultAdminRules). While bootstrapping the admin grants roles and registers
- * the initial edges; after {endBootstrap} roles change only through {propose} / {vote}.
+ * the proposals the edge operators vote on.
+ * @dev The admin is the deployer; while bootstrapping it grants roles, registers the initial
+ * edges, sets the quorum and may transfer its role in two steps with a delay
+ * (AccessControlDefaultAdminRules). {endBootstrap} closes every one of those doors: afterwards
+ * roles, the quorum and the admin role itself change only through proposals and votes.
+ * Every registered edge holds EDGE_ROLE: every revocation of EDGE_ROLE (vote, bootstrap
+ * admin, renouncement) also unregisters the edge, and the last edge can never lose it.
  */
 contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     bytes32 public constant PUBLISHER_ROLE = keccak256("PUBLISHER_ROLE");
@@ -21,12 +24,14 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     bytes32 public constant AGGREGATOR_ROLE = keccak256("AGGREGATOR_ROLE");
     bytes32 public constant AUDITOR_ROLE = keccak256("AUDITOR_ROLE");
     uint16 public constant DEFAULT_VOTE_QUORUM_PERCENT = 51;
+    uint16 public constant MIN_VOTE_QUORUM_PERCENT = 51;
 
     struct EdgeRecord {
         address validator;
         string name;
     }
 
+    uint64 private immutable _votingPeriod;
     mapping(address edge => EdgeRecord) private _edges;
     mapping(address validator => address edge) private _edgeOfValidator;
     address[] private _edgeList;
@@ -38,8 +43,14 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
 
     /**
      * @param adminTransferDelay seconds a started admin transfer waits before it can be accepted.
+     * @param votingPeriod_ seconds a proposal stays open for votes after its creation (> 0).
      */
-    constructor(uint48 adminTransferDelay) AccessControlDefaultAdminRules(adminTransferDelay, msg.sender) {}
+    constructor(uint48 adminTransferDelay, uint64 votingPeriod_)
+        AccessControlDefaultAdminRules(adminTransferDelay, msg.sender)
+    {
+        if (votingPeriod_ == 0) revert ConsortiumInvalidVotingPeriod(votingPeriod_);
+        _votingPeriod = votingPeriod_;
+    }
 
     /// @inheritdoc IConsortium
     function registerEdge(address edge, address validator, string calldata name)
@@ -59,40 +70,56 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
         address validator,
         string calldata name
     ) external onlyRole(EDGE_ROLE) returns (uint256 proposalId) {
-        _requireExecutable(action, role, account, validator);
-        Proposal storage created = _proposals.push();
-        created.action = action;
-        created.role = role;
-        created.account = account;
-        created.validator = validator;
-        created.proposer = msg.sender;
-        created.name = name;
-        proposalId = _proposals.length;
-        emit ProposalCreated(proposalId, msg.sender, action, role, account, validator, name);
-        _vote(proposalId, created);
+        if (action != ProposalAction.Add && action != ProposalAction.Remove) {
+            revert ConsortiumUnexpectedAction(action);
+        }
+        proposalId = _create(action, role, account, validator, name, 0);
+    }
+
+    /// @inheritdoc IConsortium
+    function proposeQuorum(uint16 quorumPercent) external onlyRole(EDGE_ROLE) returns (uint256) {
+        return _create(ProposalAction.SetQuorum, 0, address(0), address(0), "", quorumPercent);
+    }
+
+    /// @inheritdoc IConsortium
+    function proposeAdminTransfer(address newAdmin) external onlyRole(EDGE_ROLE) returns (uint256) {
+        return _create(ProposalAction.TransferAdmin, DEFAULT_ADMIN_ROLE, newAdmin, address(0), "", 0);
+    }
+
+    /// @inheritdoc IConsortium
+    function proposeAdminRenounce() external onlyRole(EDGE_ROLE) returns (uint256) {
+        return _create(ProposalAction.RenounceAdmin, DEFAULT_ADMIN_ROLE, defaultAdmin(), address(0), "", 0);
     }
 
     /// @inheritdoc IConsortium
     function vote(uint256 proposalId) external onlyRole(EDGE_ROLE) {
         Proposal storage entry = _proposal(proposalId);
-        if (entry.executed) revert ConsortiumProposalClosed(proposalId);
+        _requireActive(proposalId, entry);
         if (_voted[proposalId][msg.sender]) revert ConsortiumAlreadyVoted(proposalId, msg.sender);
         _vote(proposalId, entry);
+    }
+
+    /// @inheritdoc IConsortium
+    function cancel(uint256 proposalId) external {
+        Proposal storage entry = _proposal(proposalId);
+        if (entry.proposer != msg.sender) revert ConsortiumNotProposer(proposalId, msg.sender);
+        _requireActive(proposalId, entry);
+        entry.cancelled = true;
+        emit ProposalCancelled(proposalId, msg.sender);
     }
 
     /// @inheritdoc IConsortium
     function endBootstrap() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _requireBootstrapping();
         _bootstrapEnded = true;
+        _cancelDefaultAdminTransfer();
         emit BootstrapEnded(msg.sender);
     }
 
     /// @inheritdoc IConsortium
     function setVoteQuorum(uint16 quorumPercent) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (quorumPercent == 0 || quorumPercent > 100) revert ConsortiumInvalidQuorum(quorumPercent);
-        uint16 previous = _voteQuorumPercent;
-        _voteQuorumPercent = quorumPercent;
-        emit VoteQuorumChanged(previous, quorumPercent);
+        _requireBootstrapping();
+        _setVoteQuorum(quorumPercent);
     }
 
     /**
@@ -109,9 +136,10 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     }
 
     /**
-     * @dev Admin-only while bootstrapping; afterwards roles change only by vote.
-     * Requirements: as AccessControlDefaultAdminRules, and still bootstrapping.
-     * Emits a {RoleRevoked} event.
+     * @dev Admin-only while bootstrapping; afterwards roles change only by vote. Revoking
+     * EDGE_ROLE also removes the edge from the registry and never removes the last edge.
+     * Requirements: still bootstrapping; as AccessControlDefaultAdminRules.
+     * Emits a {RoleRevoked} event (and {EdgeRemoved} for a registered edge).
      */
     function revokeRole(bytes32 role, address account)
         public
@@ -119,6 +147,73 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     {
         _requireBootstrapping();
         super.revokeRole(role, account);
+    }
+
+    /**
+     * @dev Any holder may give up its own role at any time, except that the admin may renounce
+     * only while bootstrapping (afterwards by {proposeAdminRenounce}); an edge renouncing
+     * EDGE_ROLE leaves the registry too, and the last edge cannot leave.
+     * Requirements: `account` is the caller (AccessControlBadConfirmation); for
+     * DEFAULT_ADMIN_ROLE still bootstrapping and the two-step schedule passed; for EDGE_ROLE
+     * not the last edge (ConsortiumLastEdge).
+     * Emits a {RoleRevoked} event (and {EdgeRemoved} for a registered edge).
+     */
+    function renounceRole(bytes32 role, address account)
+        public
+        override(AccessControlDefaultAdminRules, IAccessControl)
+    {
+        if (role == DEFAULT_ADMIN_ROLE) _requireBootstrapping();
+        super.renounceRole(role, account);
+    }
+
+    /**
+     * @dev Bootstrap only; afterwards the admin role moves by {proposeAdminTransfer}.
+     * Requirements: still bootstrapping; as AccessControlDefaultAdminRules.
+     * Emits a DefaultAdminTransferScheduled event.
+     */
+    function beginDefaultAdminTransfer(address newAdmin) public override {
+        _requireBootstrapping();
+        super.beginDefaultAdminTransfer(newAdmin);
+    }
+
+    /**
+     * @dev Bootstrap only ({endBootstrap} already cancelled any pending transfer).
+     * Requirements: still bootstrapping; as AccessControlDefaultAdminRules.
+     * Emits a DefaultAdminTransferCanceled event.
+     */
+    function cancelDefaultAdminTransfer() public override {
+        _requireBootstrapping();
+        super.cancelDefaultAdminTransfer();
+    }
+
+    /**
+     * @dev Bootstrap only: no two-step transfer completes after {endBootstrap}.
+     * Requirements: still bootstrapping; as AccessControlDefaultAdminRules.
+     * Emits {RoleRevoked} and {RoleGranted} events.
+     */
+    function acceptDefaultAdminTransfer() public override {
+        _requireBootstrapping();
+        super.acceptDefaultAdminTransfer();
+    }
+
+    /**
+     * @dev Bootstrap only.
+     * Requirements: still bootstrapping; as AccessControlDefaultAdminRules.
+     * Emits a DefaultAdminDelayChangeScheduled event.
+     */
+    function changeDefaultAdminDelay(uint48 newDelay) public override {
+        _requireBootstrapping();
+        super.changeDefaultAdminDelay(newDelay);
+    }
+
+    /**
+     * @dev Bootstrap only.
+     * Requirements: still bootstrapping; as AccessControlDefaultAdminRules.
+     * Emits a DefaultAdminDelayChangeCanceled event if a change was pending.
+     */
+    function rollbackDefaultAdminDelay() public override {
+        _requireBootstrapping();
+        super.rollbackDefaultAdminDelay();
     }
 
     /// @inheritdoc IConsortium
@@ -129,6 +224,11 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     /// @inheritdoc IConsortium
     function voteQuorumPercent() external view returns (uint16) {
         return _voteQuorumPercent;
+    }
+
+    /// @inheritdoc IConsortium
+    function votingPeriod() external view returns (uint64) {
+        return _votingPeriod;
     }
 
     /// @inheritdoc IConsortium
@@ -145,6 +245,11 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     /// @inheritdoc IConsortium
     function proposal(uint256 proposalId) external view returns (Proposal memory) {
         return _proposal(proposalId);
+    }
+
+    /// @inheritdoc IConsortium
+    function state(uint256 proposalId) external view returns (ProposalState) {
+        return _state(_proposal(proposalId));
     }
 
     /// @inheritdoc IConsortium
@@ -186,10 +291,42 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
         if (granted && role == EDGE_ROLE) _edgeRoleCount += 1;
     }
 
-    /// @dev Counts EDGE_ROLE holders so the quorum follows membership.
+    /// @dev Every path that takes EDGE_ROLE away (vote, bootstrap admin, renouncement) lands
+    /// here: it keeps the last edge and removes the edge from the registry with its role.
     function _revokeRole(bytes32 role, address account) internal override returns (bool revoked) {
+        if (role == EDGE_ROLE && _edgeRoleCount == 1 && hasRole(role, account)) {
+            revert ConsortiumLastEdge(account);
+        }
         revoked = super._revokeRole(role, account);
-        if (revoked && role == EDGE_ROLE) _edgeRoleCount -= 1;
+        if (revoked && role == EDGE_ROLE) {
+            _edgeRoleCount -= 1;
+            _unregisterEdge(account);
+        }
+    }
+
+    function _create(
+        ProposalAction action,
+        bytes32 role,
+        address account,
+        address validator,
+        string memory name,
+        uint16 quorumPercent
+    ) private returns (uint256 proposalId) {
+        Proposal storage created = _proposals.push();
+        created.action = action;
+        created.role = role;
+        created.account = account;
+        created.validator = validator;
+        created.proposer = msg.sender;
+        created.quorumPercent = quorumPercent;
+        created.deadline = uint64(block.timestamp) + _votingPeriod;
+        created.name = name;
+        _requireExecutable(created);
+        proposalId = _proposals.length;
+        emit ProposalCreated(
+            proposalId, msg.sender, action, role, account, validator, name, quorumPercent, created.deadline
+        );
+        _vote(proposalId, created);
     }
 
     function _vote(uint256 proposalId, Proposal storage entry) private {
@@ -202,16 +339,32 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
     }
 
     function _execute(uint256 proposalId, Proposal storage entry) private {
-        _requireExecutable(entry.action, entry.role, entry.account, entry.validator);
+        _requireExecutable(entry);
         entry.executed = true;
-        if (entry.action == ProposalAction.Add) {
-            if (entry.role == EDGE_ROLE) _registerEdge(entry.account, entry.validator, entry.name);
-            else _grantRole(entry.role, entry.account);
+        ProposalAction action = entry.action;
+        address account = entry.account;
+        if (action == ProposalAction.Add) {
+            if (entry.role == EDGE_ROLE) _registerEdge(account, entry.validator, entry.name);
+            else _grantRole(entry.role, account);
+        } else if (action == ProposalAction.Remove) {
+            _revokeRole(entry.role, account);
+        } else if (action == ProposalAction.SetQuorum) {
+            _setVoteQuorum(entry.quorumPercent);
         } else {
-            if (entry.role == EDGE_ROLE) _unregisterEdge(entry.account);
-            _revokeRole(entry.role, entry.account);
+            _cancelDefaultAdminTransfer();
+            address current = defaultAdmin();
+            if (current != address(0)) _revokeRole(DEFAULT_ADMIN_ROLE, current);
+            if (action == ProposalAction.TransferAdmin) _grantRole(DEFAULT_ADMIN_ROLE, account);
+            // RenounceAdmin: `account` was checked to be `current`, now revoked
         }
-        emit ProposalExecuted(proposalId, entry.action, entry.role, entry.account);
+        emit ProposalExecuted(proposalId, action, entry.role, account);
+    }
+
+    function _setVoteQuorum(uint16 quorumPercent) private {
+        _requireQuorum(quorumPercent);
+        uint16 previous = _voteQuorumPercent;
+        _voteQuorumPercent = quorumPercent;
+        emit VoteQuorumChanged(previous, quorumPercent);
     }
 
     function _registerEdge(address edge, address validator, string memory name) private {
@@ -241,7 +394,24 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
         emit EdgeRemoved(edge, validator);
     }
 
-    function _requireExecutable(ProposalAction action, bytes32 role, address account, address validator)
+    function _requireExecutable(Proposal storage entry) private view {
+        ProposalAction action = entry.action;
+        address account = entry.account;
+        if (action == ProposalAction.SetQuorum) {
+            _requireQuorum(entry.quorumPercent);
+        } else if (action == ProposalAction.TransferAdmin) {
+            if (account == address(0)) revert ConsortiumInvalidAccount(account);
+            if (account == defaultAdmin()) revert ConsortiumAlreadyMember(DEFAULT_ADMIN_ROLE, account);
+        } else if (action == ProposalAction.RenounceAdmin) {
+            address current = defaultAdmin();
+            if (current == address(0)) revert ConsortiumNoAdmin();
+            if (current != account) revert ConsortiumNotMember(DEFAULT_ADMIN_ROLE, account);
+        } else {
+            _requireMembershipChange(action, entry.role, account, entry.validator);
+        }
+    }
+
+    function _requireMembershipChange(ProposalAction action, bytes32 role, address account, address validator)
         private
         view
     {
@@ -267,8 +437,31 @@ contract Consortium is AccessControlDefaultAdminRules, IConsortium {
         if (holder != address(0)) revert ConsortiumValidatorAlreadyRegistered(validator, holder);
     }
 
+    function _requireQuorum(uint16 quorumPercent) private pure {
+        if (quorumPercent > 100) revert ConsortiumInvalidQuorum(quorumPercent);
+        if (quorumPercent < MIN_VOTE_QUORUM_PERCENT) {
+            revert ConsortiumQuorumBelowFloor(quorumPercent, MIN_VOTE_QUORUM_PERCENT);
+        }
+    }
+
+    function _requireActive(uint256 proposalId, Proposal storage entry) private view {
+        ProposalState current = _state(entry);
+        if (current == ProposalState.Executed) revert ConsortiumProposalClosed(proposalId);
+        if (current == ProposalState.Cancelled) revert ConsortiumProposalCancelled(proposalId);
+        if (current == ProposalState.Expired) revert ConsortiumProposalExpired(proposalId, entry.deadline);
+    }
+
     function _requireBootstrapping() private view {
         if (_bootstrapEnded) revert ConsortiumBootstrapEnded();
+    }
+
+    function _state(Proposal storage entry) private view returns (ProposalState) {
+        if (entry.executed) return ProposalState.Executed;
+        if (entry.cancelled) return ProposalState.Cancelled;
+        // Deadlines are days long; a validator's few seconds of clock skew do not matter.
+        // slither-disable-next-line timestamp
+        if (block.timestamp > entry.deadline) return ProposalState.Expired;
+        return ProposalState.Active;
     }
 
     function _proposal(uint256 proposalId) private view returns (Proposal storage) {

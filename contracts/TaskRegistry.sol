@@ -68,6 +68,7 @@ contract TaskRegistry is ITaskRegistry {
     /// @inheritdoc ITaskRegistry
     function setLedger(address ledger_) external {
         _checkRole(_DEFAULT_ADMIN_ROLE);
+        if (!_consortium.bootstrapping()) revert TaskRegistryBootstrapEnded();
         if (address(_ledger) != address(0)) revert TaskRegistryLedgerAlreadySet(address(_ledger));
         if (ledger_ == address(0)) revert TaskRegistryInvalidLedger(ledger_);
         _ledger = IUpdateLedger(ledger_);

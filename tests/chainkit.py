@@ -43,13 +43,7 @@ from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.service import EdgeServer, enroll_device
 from fednode.chain.connect import open_ledger
 from fednode.chain.connection import connect_web3
-from fednode.chain.deploy import (
-    Deployment,
-    EdgeRegistration,
-    deploy_contracts,
-    grant_roles,
-    register_edges,
-)
+from fednode.chain.deploy import Deployment, EdgeRegistration, deploy_consortium
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.errors import NetworkError
 from fednode.network import (
@@ -142,7 +136,7 @@ def _wait_until_answering(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            w3.eth.chain_id
+            _ = w3.eth.chain_id
             return
         except Exception:  # connection refused until anvil listens
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -201,44 +195,6 @@ def running_anvil(*, timeout: float = 30.0) -> Iterator[AnvilNode]:
             _stop(proc)
 
 
-# ---- contracts ------------------------------------------------------------------------------
-
-
-def deploy_consortium(
-    w3: Web3,
-    admin: LocalAccount,
-    *,
-    publishers: Sequence[str] = (),
-    aggregators: Sequence[str] = (),
-    auditors: Sequence[str] = (),
-    edges: Sequence[EdgeRegistration] = (),
-    confirmations: int = 0,
-) -> Deployment:
-    """Deploys Consortium, TaskRegistry and UpdateLedger, grants the roles, registers edges.
-
-    Args:
-      w3: connected Web3.
-      admin: deployer and consortium admin.
-      publishers: addresses given PUBLISHER_ROLE.
-      aggregators: addresses given AGGREGATOR_ROLE.
-      auditors: addresses given AUDITOR_ROLE.
-      edges: edge operators to register with their validators (EDGE_ROLE).
-      confirmations: blocks to wait on top of each deployment transaction.
-
-    Returns:
-      The deployment.
-    """
-    deployment = deploy_contracts(w3, admin, confirmations=confirmations)
-    if publishers or aggregators or auditors:
-        grant_roles(
-            w3, deployment, admin,
-            publishers=publishers, aggregators=aggregators, auditors=auditors,
-        )  # fmt: skip
-    if edges:
-        register_edges(w3, deployment, admin, edges)
-    return deployment
-
-
 # ---- geth -----------------------------------------------------------------------------------
 
 
@@ -289,7 +245,8 @@ class GethConsortium:
 
 def deploy_on_geth(info: NetworkInfo, edges: Sequence[str]) -> GethConsortium:
     """Deploys on node 0 with one confirmation: the network's publisher and aggregator get
-    their roles, and edge ``edges[i]`` is registered with validator ``i``'s signer."""
+    their roles, edge ``edges[i]`` is registered with validator ``i``'s signer, and the
+    bootstrap ends (as ``fednode deploy`` does)."""
     accounts = geth_accounts(info)
     registrations = [
         EdgeRegistration(accounts[name].address, validator.signer, name)

@@ -86,6 +86,9 @@ interface ITaskRegistry {
     /// @dev `ledger` is not a usable ledger address.
     error TaskRegistryInvalidLedger(address ledger);
 
+    /// @dev The consortium's bootstrap ended: the admin can no longer wire a ledger.
+    error TaskRegistryBootstrapEnded();
+
     /// @notice Task `taskId` was published by `publisher`.
     event TaskPublished(
         uint256 indexed taskId,
@@ -136,6 +139,7 @@ interface ITaskRegistry {
      * @notice Sets, once, the update ledger whose versions drive {state}.
      * @dev Requirements:
      * - the caller has the consortium's DEFAULT_ADMIN_ROLE;
+     * - the consortium is still bootstrapping;
      * - `ledger` is non-zero and no ledger is set yet.
      *
      * Emits a {LedgerSet} event.

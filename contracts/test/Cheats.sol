@@ -6,6 +6,7 @@ interface Cheats {
     function prank(address sender) external;
     function assume(bool condition) external pure;
     function expectRevert(bytes calldata revertData) external;
+    function warp(uint256 timestamp) external;
 }
 
 Cheats constant vm = Cheats(address(uint160(uint256(keccak256("hevm cheat code")))));

@@ -20,7 +20,7 @@ contract EvaluationFuzzTest {
     address private constant OTHER_EDGE = address(0xE1);
 
     function setUp() public {
-        consortium = new Consortium(0);
+        consortium = new Consortium(0, 7 days);
         registry = new TaskRegistry(consortium);
         ledger = new UpdateLedger(consortium, registry);
         evaluations = new EvaluationLedger(consortium, ledger);

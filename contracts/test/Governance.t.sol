@@ -11,6 +11,7 @@ import {vm} from "./Cheats.sol";
 
 uint64 constant BUDGET = 1_000_000;
 uint32 constant QUORUM = 2;
+uint64 constant PERIOD = 7 days;
 
 /// @dev Drives random submissions, commits, proposals and votes; keeps ghost role state that
 /// changes only when a proposal flips to executed.
@@ -43,9 +44,10 @@ contract GovernanceHandler {
         if (last == 0) return;
         uint256[] memory ids = new uint256[](1);
         ids[0] = last;
+        uint32 next = ledger.latestVersion(taskId) + 1; // read before the prank: a call uses it up
         vm.prank(aggregators[who % 3]);
         try ledger.commitGlobalModel(
-            taskId, ledger.latestVersion(taskId) + 1, ids, new uint256[](0), alternative ? bytes("b") : bytes("a")
+            taskId, next, ids, new uint256[](0), alternative ? bytes("b") : bytes("a")
         ) {} catch {}
     }
 
@@ -54,8 +56,9 @@ contract GovernanceHandler {
         address validator = address(uint160(0xF000 + target % 6));
         IConsortium.ProposalAction action =
             remove ? IConsortium.ProposalAction.Remove : IConsortium.ProposalAction.Add;
+        bytes32 edgeRole = consortium.EDGE_ROLE(); // read before the prank: a call uses it up
         vm.prank(candidates[who % 6]);
-        try consortium.propose(action, consortium.EDGE_ROLE(), account, validator, "n") returns (uint256 id) {
+        try consortium.propose(action, edgeRole, account, validator, "n") returns (uint256 id) {
             _track(id);
         } catch {}
     }
@@ -70,14 +73,45 @@ contract GovernanceHandler {
         } catch {}
     }
 
+    function renounce(uint256 who) external {
+        address edge = candidates[who % 6];
+        bytes32 edgeRole = consortium.EDGE_ROLE();
+        vm.prank(edge);
+        try consortium.renounceRole(edgeRole, edge) {
+            ghostEdge[edge] = false;
+        } catch {}
+    }
+
+    function proposeQuorum(uint256 who, uint16 percent) external {
+        vm.prank(candidates[who % 6]);
+        try consortium.proposeQuorum(percent) {} catch {}
+    }
+
+    function cancel(uint256 who, uint256 proposalId) external {
+        uint256 count = consortium.proposalCount();
+        if (count == 0) return;
+        vm.prank(candidates[who % 6]);
+        try consortium.cancel(proposalId % count + 1) {} catch {}
+    }
+
+    function wait(uint32 seconds_) external {
+        vm.warp(block.timestamp + seconds_ % (2 * PERIOD));
+    }
+
     function _track(uint256 id) private {
         IConsortium.Proposal memory entry = consortium.proposal(id);
-        if (entry.executed) ghostEdge[entry.account] = entry.action == IConsortium.ProposalAction.Add;
+        bool membership = entry.action == IConsortium.ProposalAction.Add
+            || entry.action == IConsortium.ProposalAction.Remove;
+        if (entry.executed && membership) {
+            ghostEdge[entry.account] = entry.action == IConsortium.ProposalAction.Add;
+        }
     }
 }
 
 /// @dev Invariants: one submission per edge per version, the privacy budget is never
-/// exceeded, a final version has `QUORUM` agreeing commits, EDGE_ROLE changes only by vote.
+/// exceeded, a final version has `QUORUM` agreeing commits, EDGE_ROLE changes only by vote or
+/// by its holder's renouncement, the registry holds exactly the EDGE_ROLE holders, at least one
+/// edge remains, and the quorum stays strictly above half of the edges.
 contract GovernanceInvariantTest {
     Consortium private consortium;
     TaskRegistry private registry;
@@ -86,7 +120,7 @@ contract GovernanceInvariantTest {
     uint256 private taskId;
 
     function setUp() public {
-        consortium = new Consortium(0);
+        consortium = new Consortium(0, PERIOD);
         registry = new TaskRegistry(consortium);
         ledger = new UpdateLedger(consortium, registry);
         registry.setLedger(address(ledger));
@@ -148,6 +182,105 @@ contract GovernanceInvariantTest {
         }
         require(consortium.edgeCount() == members, "count");
     }
+
+    function invariant_registryFollowsEdgeRole() public view {
+        bytes32 edgeRole = consortium.EDGE_ROLE();
+        uint256 registered = consortium.edges().length;
+        require(registered == consortium.edgeCount() && registered >= 1, "registry size");
+        for (uint256 i = 0; i < 6; ++i) {
+            address account = handler.candidates(i);
+            bool listed = consortium.validatorOf(account) != address(0);
+            require(consortium.hasRole(edgeRole, account) == listed, "registry");
+        }
+    }
+
+    function invariant_quorumStaysAboveHalf() public view {
+        require(consortium.voteQuorumPercent() >= consortium.MIN_VOTE_QUORUM_PERCENT(), "floor");
+        require(consortium.requiredVotes() * 2 > consortium.edgeCount(), "majority");
+    }
+}
+
+/// @dev Fuzzed properties of the quorum floor and of proposal expiry and cancellation.
+contract GovernanceFloorExpiryTest {
+    Consortium private consortium;
+    address private constant FIRST = address(0xE0);
+    address private constant SECOND = address(0xE1);
+
+    function setUp() public {
+        consortium = new Consortium(0, PERIOD);
+    }
+
+    function _register(uint256 count) private {
+        for (uint160 i = 0; i < count; ++i) {
+            consortium.registerEdge(address(0xE0 + i), address(0xF000 + i), "edge");
+        }
+    }
+
+    function testFuzz_quorumAtOrBelowHalfIsRefused(uint16 percent, uint8 edgeCount) public {
+        _register(uint256(edgeCount) % 24 + 1);
+        if (percent > 100) {
+            vm.expectRevert(abi.encodeWithSelector(IConsortium.ConsortiumInvalidQuorum.selector, percent));
+        } else if (percent < 51) {
+            vm.expectRevert(
+                abi.encodeWithSelector(IConsortium.ConsortiumQuorumBelowFloor.selector, percent, uint16(51))
+            );
+        }
+        consortium.setVoteQuorum(percent);
+        require(consortium.requiredVotes() * 2 > consortium.edgeCount(), "strictly above half");
+    }
+
+    function testFuzz_quorumProposalBelowTheFloorIsRefused(uint16 percent) public {
+        _register(3);
+        consortium.endBootstrap();
+        if (percent >= 51 && percent <= 100) return;
+        if (percent > 100) {
+            vm.expectRevert(abi.encodeWithSelector(IConsortium.ConsortiumInvalidQuorum.selector, percent));
+        } else {
+            vm.expectRevert(
+                abi.encodeWithSelector(IConsortium.ConsortiumQuorumBelowFloor.selector, percent, uint16(51))
+            );
+        }
+        vm.prank(FIRST);
+        consortium.proposeQuorum(percent);
+    }
+
+    function testFuzz_voteCountsUntilTheDeadlineOnly(uint64 elapsed) public {
+        _register(3);
+        consortium.endBootstrap();
+        bytes32 auditor = consortium.AUDITOR_ROLE();
+        vm.prank(FIRST);
+        uint256 id = consortium.propose(IConsortium.ProposalAction.Add, auditor, address(0xA), address(0), "");
+        uint64 deadline = consortium.proposal(id).deadline;
+        require(deadline == block.timestamp + PERIOD, "deadline fixed at creation");
+        elapsed = elapsed % (3 * PERIOD);
+        vm.warp(block.timestamp + elapsed);
+        if (block.timestamp > deadline) {
+            require(consortium.state(id) == IConsortium.ProposalState.Expired, "expired");
+            vm.expectRevert(abi.encodeWithSelector(IConsortium.ConsortiumProposalExpired.selector, id, deadline));
+        }
+        vm.prank(SECOND);
+        consortium.vote(id);
+        require(consortium.hasRole(auditor, address(0xA)) == (elapsed <= PERIOD), "role");
+    }
+
+    function testFuzz_onlyTheProposerCancels(address caller) public {
+        _register(3);
+        bytes32 auditor = consortium.AUDITOR_ROLE();
+        vm.prank(FIRST);
+        uint256 id = consortium.propose(IConsortium.ProposalAction.Add, auditor, address(0xA), address(0), "");
+        if (caller != FIRST) {
+            vm.expectRevert(abi.encodeWithSelector(IConsortium.ConsortiumNotProposer.selector, id, caller));
+        }
+        vm.prank(caller);
+        consortium.cancel(id);
+        bool cancelled = consortium.state(id) == IConsortium.ProposalState.Cancelled;
+        require(cancelled == (caller == FIRST), "cancelled");
+    }
+
+    function test_zeroVotingPeriodIsRefused() public {
+        vm.expectRevert(abi.encodeWithSelector(IConsortium.ConsortiumInvalidVotingPeriod.selector, uint64(0)));
+        new Consortium(0, 0);
+    }
 }
 
 /// @dev Fuzzed single properties.
@@ -158,7 +291,7 @@ contract GovernanceFuzzTest {
     address private constant EDGE = address(0xE0);
 
     function setUp() public {
-        consortium = new Consortium(0);
+        consortium = new Consortium(0, PERIOD);
         registry = new TaskRegistry(consortium);
         ledger = new UpdateLedger(consortium, registry);
         registry.setLedger(address(ledger));

@@ -14,9 +14,12 @@ __all__ = [
     "AGGREGATOR_ROLE",
     "AUDITOR_ROLE",
     "DEFAULT_ADMIN_ROLE",
+    "DEFAULT_VOTE_QUORUM_PERCENT",
+    "DEFAULT_VOTING_PERIOD",
     "EDGE_ROLE",
     "MAX_PAYLOAD_SIZE",
     "MAX_TX_SIZE",
+    "MIN_VOTE_QUORUM_PERCENT",
     "PUBLISHER_ROLE",
     "ROLE_NAMES",
     "check_uint",
@@ -37,6 +40,15 @@ ROLE_NAMES = {
     AUDITOR_ROLE: "AUDITOR_ROLE",
 }
 """Role id -> Solidity constant name, for messages."""
+
+DEFAULT_VOTE_QUORUM_PERCENT = 51
+"""Share of the edge operators a proposal needs at deployment (``Consortium``)."""
+
+MIN_VOTE_QUORUM_PERCENT = 51
+"""Smallest quorum accepted: strictly above half of the edge operators (``Consortium``)."""
+
+DEFAULT_VOTING_PERIOD = 7 * 24 * 3600
+"""Seconds a proposal stays open for votes unless deployed otherwise (``Consortium``)."""
 
 MAX_PAYLOAD_SIZE = 124 * 1024
 """Largest update, initial or global model payload in bytes (``UpdateLedger.MAX_PAYLOAD_SIZE``).

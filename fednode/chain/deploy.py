@@ -2,7 +2,9 @@
 
 A deployment JSON is ``{"chain_id", "contracts": {name: address}, "deploy_block"}``; every
 other stage finds the contracts through it. Only this module (through scripts) and the edge
-server hold private keys.
+server hold private keys. :func:`deploy_consortium` is the whole set-up (deploy, grant the
+founding roles, register the founding edges) and, unless told to keep it, ends the bootstrap:
+from then on the admin has no power left and everything changes by vote of the edge operators.
 """
 
 from __future__ import annotations
@@ -19,15 +21,23 @@ from web3 import Web3
 from web3.contract import Contract
 
 from fednode.chain.compile import CONTRACT_NAMES, load_artifact
-from fednode.chain.constants import AGGREGATOR_ROLE, AUDITOR_ROLE, PUBLISHER_ROLE
+from fednode.chain.constants import (
+    AGGREGATOR_ROLE,
+    AUDITOR_ROLE,
+    DEFAULT_VOTING_PERIOD,
+    PUBLISHER_ROLE,
+)
 from fednode.chain.transactions import TransactionSender
 from fednode.errors import ChainError, FednodeValueError
 
 __all__ = [
+    "DEFAULT_VOTING_PERIOD",
     "Deployment",
     "EdgeRegistration",
     "bind_contract",
+    "deploy_consortium",
     "deploy_contracts",
+    "end_bootstrap",
     "grant_roles",
     "read_deployment",
     "register_edges",
@@ -112,24 +122,38 @@ def _deploy(sender: TransactionSender, name: str, *args: Any) -> tuple[str, int]
 
 
 def deploy_contracts(
-    w3: Web3, account: LocalAccount, *, admin_transfer_delay: int = 0, confirmations: int = 0
+    w3: Web3,
+    account: LocalAccount,
+    *,
+    admin_transfer_delay: int = 0,
+    voting_period: int = DEFAULT_VOTING_PERIOD,
+    confirmations: int = 0,
 ) -> Deployment:
     """Deploys the four contracts with ``account`` as admin and wires registry -> ledger.
 
     EvaluationLedger reads final versions from UpdateLedger (constructor argument), so it
-    needs no wiring transaction.
+    needs no wiring transaction. The consortium is left bootstrapping (see
+    :func:`deploy_consortium` for the whole set-up).
 
     Args:
       w3: connected Web3.
       account: deployer; becomes the consortium's DEFAULT_ADMIN_ROLE holder.
-      admin_transfer_delay: seconds a two-step admin transfer must wait.
+      admin_transfer_delay: seconds a two-step admin transfer must wait (bootstrap only).
+      voting_period: seconds a proposal stays open for votes (> 0).
       confirmations: blocks to wait on top of each deployment transaction.
 
     Returns:
       The deployment (addresses, chain id, block of the first deployment).
+
+    Raises:
+      FednodeValueError: ``voting_period`` is not positive.
     """
+    if voting_period <= 0:
+        raise FednodeValueError(f"voting period must be > 0 seconds, got {voting_period}")
     sender = TransactionSender(w3, account, confirmations=confirmations)
-    consortium, first_block = _deploy(sender, "Consortium", admin_transfer_delay)
+    consortium, first_block = _deploy(
+        sender, "Consortium", admin_transfer_delay, voting_period
+    )
     registry, _ = _deploy(sender, "TaskRegistry", consortium)
     ledger, _ = _deploy(sender, "UpdateLedger", consortium, registry)
     evaluations, _ = _deploy(sender, "EvaluationLedger", consortium, ledger)
@@ -180,3 +204,57 @@ def register_edges(
             continue
         data = consortium.encode_abi("registerEdge", [edge, to_checksum_address(validator), name])
         sender.transact(consortium.address, bytes.fromhex(data[2:]))
+
+
+def end_bootstrap(
+    w3: Web3, deployment: Deployment, admin: LocalAccount, *, confirmations: int = 0
+) -> None:
+    """Ends the bootstrap phase: from then on roles, quorum and admin change only by vote."""
+    consortium = bind_contract(w3, deployment, "Consortium")
+    sender = TransactionSender(w3, admin, confirmations=confirmations)
+    sender.transact(consortium.address, bytes.fromhex(consortium.encode_abi("endBootstrap")[2:]))
+
+
+def deploy_consortium(
+    w3: Web3,
+    admin: LocalAccount,
+    *,
+    publishers: Sequence[str] = (),
+    aggregators: Sequence[str] = (),
+    auditors: Sequence[str] = (),
+    edges: Sequence[EdgeRegistration] = (),
+    keep_bootstrap: bool = False,
+    voting_period: int = DEFAULT_VOTING_PERIOD,
+    confirmations: int = 0,
+) -> Deployment:
+    """Deploys the contracts, grants the founding roles, registers the founding edges and,
+    unless ``keep_bootstrap``, ends the bootstrap.
+
+    Args:
+      w3: connected Web3.
+      admin: deployer and consortium admin (powerless once the bootstrap has ended).
+      publishers: addresses given PUBLISHER_ROLE.
+      aggregators: addresses given AGGREGATOR_ROLE.
+      auditors: addresses given AUDITOR_ROLE.
+      edges: edge operators to register with their validators (EDGE_ROLE).
+      keep_bootstrap: leave the admin able to grant, revoke and register (for a set-up that
+        is not finished yet; end it later with :func:`end_bootstrap`).
+      voting_period: seconds a proposal stays open for votes.
+      confirmations: blocks to wait on top of each deployment transaction.
+
+    Returns:
+      The deployment.
+    """
+    deployment = deploy_contracts(
+        w3, admin, voting_period=voting_period, confirmations=confirmations
+    )
+    if publishers or aggregators or auditors:
+        grant_roles(
+            w3, deployment, admin,
+            publishers=publishers, aggregators=aggregators, auditors=auditors,
+        )  # fmt: skip
+    if edges:
+        register_edges(w3, deployment, admin, edges)
+    if not keep_bootstrap:
+        end_bootstrap(w3, deployment, admin, confirmations=confirmations)
+    return deployment

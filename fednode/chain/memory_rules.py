@@ -13,7 +13,11 @@ from typing import Any
 
 from eth_utils import keccak
 
-from fednode.chain.constants import MAX_PAYLOAD_SIZE
+from fednode.chain.constants import (
+    DEFAULT_VOTE_QUORUM_PERCENT,
+    DEFAULT_VOTING_PERIOD,
+    MAX_PAYLOAD_SIZE,
+)
 from fednode.chain.records import GlobalModelCommit, Proposal, Reputation
 from fednode.errors import ContractRevertError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec, TaskState
@@ -63,7 +67,8 @@ class MemoryChain:
     globals: dict[int, list[GlobalModelRecord]] = field(default_factory=dict)
     block: int = 0
     bootstrap_ended: bool = False
-    vote_quorum_percent: int = 51
+    vote_quorum_percent: int = DEFAULT_VOTE_QUORUM_PERCENT
+    voting_period: int = DEFAULT_VOTING_PERIOD
     proposals: list[Proposal] = field(default_factory=list)
     epsilon_spent: dict[tuple[int, str], int] = field(default_factory=dict)
     reputation: dict[str, Reputation] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 ``GlobalModelCommit`` is one aggregator's commit of a version (a version is final once the
 task's ``aggregator_quorum`` commits agree); ``Reputation`` holds the ledger facts about an
-edge; ``Proposal`` is a membership proposal the edge operators vote on.
+edge; ``Proposal`` is a proposal the edge operators vote on (membership, quorum, admin), and
+``ProposalState`` its derived lifecycle.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "GlobalModelCommit",
     "Proposal",
     "ProposalAction",
+    "ProposalState",
     "Reputation",
     "commit_hash",
     "epsilon_budget_micro",
@@ -31,10 +33,23 @@ __all__ = [
 
 
 class ProposalAction(enum.IntEnum):
-    """What a membership proposal does; mirrors ``IConsortium.ProposalAction``."""
+    """What a proposal does; mirrors ``IConsortium.ProposalAction``."""
 
     ADD = 0
     REMOVE = 1
+    SET_QUORUM = 2
+    TRANSFER_ADMIN = 3
+    RENOUNCE_ADMIN = 4
+
+
+class ProposalState(enum.IntEnum):
+    """Lifecycle of a proposal, derived from its flags and deadline; mirrors
+    ``IConsortium.ProposalState``."""
+
+    ACTIVE = 0
+    EXECUTED = 1
+    CANCELLED = 2
+    EXPIRED = 3
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,9 @@ class Reputation:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A membership proposal: add or remove ``role`` for ``account``."""
+    """A proposal: add or remove ``role`` for ``account``, set the quorum to
+    ``quorum_percent``, transfer the admin role to ``account`` or renounce it (``account`` is
+    the admin to remove). Votes count until ``deadline`` (unix seconds, inclusive)."""
 
     proposal_id: int
     action: ProposalAction
@@ -82,6 +99,23 @@ class Proposal:
     executed: bool
     name: str
     voters: tuple[str, ...]
+    cancelled: bool = False
+    quorum_percent: int = 0
+    deadline: int = 0
+
+    def state(self, now: int) -> ProposalState:
+        """The lifecycle state at block timestamp ``now``, as ``Consortium.state``.
+
+        Example:
+          >>> p = Proposal(1, ProposalAction.ADD, b"r", "a", "v", "p", False, "", (), deadline=9)
+          >>> p.state(9).name, p.state(10).name
+          ('ACTIVE', 'EXPIRED')
+        """
+        if self.executed:
+            return ProposalState.EXECUTED
+        if self.cancelled:
+            return ProposalState.CANCELLED
+        return ProposalState.EXPIRED if now > self.deadline else ProposalState.ACTIVE
 
 
 def reputation_score(accepted: int, rejected: int, late: int) -> int:

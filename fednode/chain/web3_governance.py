@@ -14,7 +14,13 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from fednode.chain.records import GlobalModelCommit, Proposal, ProposalAction, Reputation
+from fednode.chain.records import (
+    GlobalModelCommit,
+    Proposal,
+    ProposalAction,
+    ProposalState,
+    Reputation,
+)
 from fednode.chain.roles import REGISTERED_EDGE, RoleChange
 from fednode.errors import ChainError
 
@@ -51,8 +57,14 @@ class Web3Governance:
         self._transact(self.consortium, "grantRole", [role, to_checksum_address(account)])
 
     def revoke_role(self, role: bytes, account: str) -> None:
-        """Revokes ``role`` from ``account``; admin only, while bootstrapping."""
+        """Revokes ``role`` from ``account``; admin only, while bootstrapping. Revoking
+        EDGE_ROLE unregisters the edge too and never takes it from the last edge."""
         self._transact(self.consortium, "revokeRole", [role, to_checksum_address(account)])
+
+    def renounce_role(self, role: bytes, account: str) -> None:
+        """Gives up the sender's own ``role`` (``account`` must be the sender); an edge leaves
+        the registry with it, the last edge cannot, the admin only while bootstrapping."""
+        self._transact(self.consortium, "renounceRole", [role, to_checksum_address(account)])
 
     def register_edge(self, edge: str, validator: str, name: str) -> None:
         """Registers ``edge`` with its validator and grants EDGE_ROLE; admin, bootstrapping."""
@@ -64,7 +76,7 @@ class Web3Governance:
         self._transact(self.consortium, "endBootstrap", [])
 
     def set_vote_quorum(self, percent: int) -> None:
-        """Sets the share of edge operators (1..100 %) a proposal needs (admin only)."""
+        """Sets the share of edge operators (51..100 %) a proposal needs; admin, bootstrap only."""
         self._transact(self.consortium, "setVoteQuorum", [percent])
 
     # --- proposals (edge operators) -------------------------------------------------------
@@ -79,15 +91,37 @@ class Web3Governance:
         name: str = "",
     ) -> int:
         """Proposes to add or remove ``role`` for ``account``; returns the proposal id."""
-        args = [int(action), role, to_checksum_address(account), to_checksum_address(validator), name]
+        args = [int(action), role, to_checksum_address(account), to_checksum_address(validator),
+                name]
         receipt = self._transact(self.consortium, "propose", args)
         return int(self._event(self.consortium, "ProposalCreated", receipt)["proposalId"])
+
+    def propose_quorum(self, percent: int) -> int:
+        """Proposes to set the vote quorum to ``percent`` (51..100); returns the proposal id."""
+        return self._propose("proposeQuorum", [percent])
+
+    def propose_admin_transfer(self, new_admin: str) -> int:
+        """Proposes to make ``new_admin`` the admin; returns the proposal id."""
+        return self._propose("proposeAdminTransfer", [to_checksum_address(new_admin)])
+
+    def propose_admin_renounce(self) -> int:
+        """Proposes that the current admin lose its role; returns the proposal id."""
+        return self._propose("proposeAdminRenounce", [])
 
     def vote(self, proposal_id: int) -> bool:
         """Votes for a proposal; returns whether this vote executed it."""
         receipt = self._transact(self.consortium, "vote", [proposal_id])
-        executed = self.consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        event = self.consortium.events.ProposalExecuted()
+        executed = event.process_receipt(receipt, errors=DISCARD)
         return bool(executed)
+
+    def cancel_proposal(self, proposal_id: int) -> None:
+        """Cancels the sender's own active proposal."""
+        self._transact(self.consortium, "cancel", [proposal_id])
+
+    def _propose(self, fn_name: str, args: list[Any]) -> int:
+        receipt = self._transact(self.consortium, fn_name, args)
+        return int(self._event(self.consortium, "ProposalCreated", receipt)["proposalId"])
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -103,15 +137,28 @@ class Web3Governance:
         """The vote quorum in percent of the edge operators."""
         return int(self._call(self.consortium.functions.voteQuorumPercent()))
 
+    def voting_period(self) -> int:
+        """Seconds a proposal stays open for votes after its creation."""
+        return int(self._call(self.consortium.functions.votingPeriod()))
+
+    def default_admin(self) -> str:
+        """The admin (DEFAULT_ADMIN_ROLE holder), or the zero address if none."""
+        return to_checksum_address(self._call(self.consortium.functions.defaultAdmin()))
+
+    def proposal_state(self, proposal_id: int) -> ProposalState:
+        """Lifecycle state of a proposal now, as ``Consortium.state``."""
+        return ProposalState(int(self._call(self.consortium.functions.state(proposal_id))))
+
     def list_proposals(self) -> list[Proposal]:
-        """Every membership proposal, oldest first."""
+        """Every proposal, oldest first."""
         count = int(self._call(self.consortium.functions.proposalCount()))
         return [self.get_proposal(i) for i in range(1, count + 1)]
 
     def get_proposal(self, proposal_id: int) -> Proposal:
-        """One membership proposal."""
+        """One proposal."""
         raw = self._call(self.consortium.functions.proposal(proposal_id))
-        action, role, account, validator, proposer, executed, name, voters = raw
+        (action, role, account, validator, proposer, executed, cancelled, quorum, deadline, name,
+         voters) = raw
         return Proposal(
             proposal_id=proposal_id,
             action=ProposalAction(action),
@@ -122,6 +169,9 @@ class Web3Governance:
             executed=bool(executed),
             name=str(name),
             voters=tuple(to_checksum_address(v) for v in voters),
+            cancelled=bool(cancelled),
+            quorum_percent=int(quorum),
+            deadline=int(deadline),
         )
 
     def role_changes(self) -> list[RoleChange]:

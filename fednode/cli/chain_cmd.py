@@ -20,7 +20,8 @@ __all__ = ["add_chain_parsers", "deploy_network", "render_task"]
 
 
 def _network_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network-dir", type=Path, default=Path(DEFAULT_NETWORK_DIR), help="network folder")
+    parser.add_argument("--network-dir", type=Path, default=Path(DEFAULT_NETWORK_DIR),
+                        help="network folder")
     parser.add_argument("--node", type=int, default=0, help="validator index to talk to")
 
 
@@ -28,8 +29,10 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
     """Registers ``deploy``, ``task publish/show/list/cancel`` and ``aggregate``."""
     deploy = commands.add_parser("deploy", help="compile-checked deploy of the contracts")
     _network_arg(deploy)
-    deploy.add_argument("--end-bootstrap", action="store_true",
-                        help="after wiring the accounts, roles change only by vote")
+    deploy.add_argument("--keep-bootstrap", action="store_true",
+                        help="leave the admin able to grant and register (set-up not finished;"
+                             " end it with `fednode member end-bootstrap`). By default the"
+                             " bootstrap ends once the founding members are registered")
     deploy.set_defaults(handler=_deploy)
 
     task = commands.add_parser("task", help="publish and inspect training tasks")
@@ -68,34 +71,30 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
     aggregate.set_defaults(handler=_aggregate)
 
 
-def deploy_network(network_dir: Path, *, node: int = 0, end_bootstrap: bool = False):
+def deploy_network(network_dir: Path, *, node: int = 0, keep_bootstrap: bool = False):
     """Deploys the contracts on a network folder's chain and wires the consortium's accounts.
 
     The admin deploys; publisher, aggregator and auditor get their roles; every ``edge-i``
-    account is registered with validator ``i``'s signer address. Writes ``deployment.json``.
-    With ``end_bootstrap`` the admin then gives up direct role grants: from then on every
-    membership change goes through proposals and votes of the edge operators.
+    account is registered with validator ``i``'s signer address; then the bootstrap ends (the
+    admin keeps no power: every change goes through proposals and votes of the edge
+    operators) unless ``keep_bootstrap``. Writes ``deployment.json``.
     """
-    from fednode.chain.connect import deployment_path, load_account, open_ledger, rpc_url
+    from fednode.chain.connect import deployment_path, load_account, rpc_url
     from fednode.chain.connection import connect_web3
-    from fednode.chain.deploy import (
-        EdgeRegistration, deploy_contracts, grant_roles, register_edges, write_deployment,
-    )
+    from fednode.chain.deploy import EdgeRegistration, deploy_consortium, write_deployment
     from fednode.network.info import load_network
 
     info = load_network(network_dir)
     w3 = connect_web3(rpc_url(info, node))
-    admin = load_account(info, "admin")
-    deployment = deploy_contracts(w3, admin)
     address = {name: account.address for name, account in info.accounts.items()}
-    grant_roles(w3, deployment, admin, publishers=[address["publisher"]],
-                aggregators=[address["aggregator"]], auditors=[address["auditor"]])
     edges = [EdgeRegistration(address[f"edge-{i + 1}"], v.signer, f"edge-{i + 1}")
              for i, v in enumerate(info.validators) if f"edge-{i + 1}" in address]
-    register_edges(w3, deployment, admin, edges)
+    deployment = deploy_consortium(
+        w3, load_account(info, "admin"), publishers=[address["publisher"]],
+        aggregators=[address["aggregator"]], auditors=[address["auditor"]], edges=edges,
+        keep_bootstrap=keep_bootstrap,
+    )
     write_deployment(deployment, deployment_path(network_dir))
-    if end_bootstrap:
-        open_ledger(network_dir, "admin", node=node, deployment=deployment).end_bootstrap()
     return deployment
 
 
@@ -120,7 +119,7 @@ def render_task(task: TaskRecord, console: Console) -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     deployment = deploy_network(args.network_dir, node=args.node,
-                                end_bootstrap=args.end_bootstrap)
+                                keep_bootstrap=args.keep_bootstrap)
     print(json.dumps(deployment.to_json(), indent=2))
     return 0
 

@@ -104,7 +104,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     console.print(f"[green]✓[/] {args.validators} geth Clique validators sealing")
     try:
         with console.status("[bold]deploying contracts[/]"):
-            deployment = deploy_network(network_dir, end_bootstrap=True)
+            deployment = deploy_network(network_dir)
         console.print(f"[green]✓[/] contracts deployed: {deployment.contracts}; bootstrap "
                       "ended, roles now change only by vote of the edge operators")
         report = _federate(args, network_dir, console)

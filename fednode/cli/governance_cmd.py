@@ -1,4 +1,5 @@
-"""Chain: ``fednode member ...``: consortium membership proposals, votes and signer sync."""
+"""Chain: ``fednode member ...``: consortium proposals (membership, quorum, admin), votes,
+cancellation and signer sync. After the bootstrap every change goes through these verbs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fednode.chain.constants import AGGREGATOR_ROLE, AUDITOR_ROLE, EDGE_ROLE, PUBLISHER_ROLE
+from fednode.chain.constants import (
+    AGGREGATOR_ROLE,
+    AUDITOR_ROLE,
+    DEFAULT_ADMIN_ROLE,
+    EDGE_ROLE,
+    PUBLISHER_ROLE,
+)
 from fednode.cli.network_cmd import DEFAULT_NETWORK_DIR
 
 __all__ = ["ROLES", "add_governance_parser"]
@@ -29,7 +36,8 @@ def _common(parser: argparse.ArgumentParser, account: str) -> None:
 
 
 def add_governance_parser(commands: argparse._SubParsersAction) -> None:
-    """Registers ``member propose/vote/list/end-bootstrap/sync-signers/drift``."""
+    """Registers ``member propose/propose-quorum/propose-admin/propose-admin-renounce/vote/cancel/
+    list/end-bootstrap/sync-signers/drift``."""
     member = commands.add_parser("member", help="consortium membership by vote")
     verbs = member.add_subparsers(dest="verb", required=True, metavar="VERB")
     propose = verbs.add_parser("propose", help="propose to add or remove a member's role")
@@ -40,10 +48,25 @@ def add_governance_parser(commands: argparse._SubParsersAction) -> None:
     propose.add_argument("--validator", help="validator address (adding an edge operator)")
     propose.add_argument("--name", default="", help="display name (adding an edge operator)")
     propose.set_defaults(handler=_propose)
+    quorum = verbs.add_parser("propose-quorum", help="propose a new vote quorum (51..100 %%)")
+    _common(quorum, "edge-1")
+    quorum.add_argument("percent", type=int)
+    quorum.set_defaults(handler=_propose_quorum)
+    admin = verbs.add_parser("propose-admin", help="propose to hand the admin role to TARGET")
+    _common(admin, "edge-1")
+    admin.add_argument("target", help="0x address or a network account name")
+    admin.set_defaults(handler=_propose_admin)
+    renounce = verbs.add_parser("propose-admin-renounce", help="propose to leave no admin")
+    _common(renounce, "edge-1")
+    renounce.set_defaults(handler=_propose_admin_renounce)
     vote = verbs.add_parser("vote", help="vote for a proposal (executes it on quorum)")
     _common(vote, "edge-2")
     vote.add_argument("proposal_id", type=int)
     vote.set_defaults(handler=_vote)
+    cancel = verbs.add_parser("cancel", help="cancel your own active proposal")
+    _common(cancel, "edge-1")
+    cancel.add_argument("proposal_id", type=int)
+    cancel.set_defaults(handler=_cancel)
     listing = verbs.add_parser("list", help="members, reputation and proposals")
     _common(listing, "auditor")
     listing.add_argument("--json", action="store_true")
@@ -84,9 +107,30 @@ def _propose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _propose_quorum(args: argparse.Namespace) -> int:
+    print(_ledger(args).propose_quorum(args.percent))
+    return 0
+
+
+def _propose_admin(args: argparse.Namespace) -> int:
+    print(_ledger(args).propose_admin_transfer(_address(args.network_dir, args.target)))
+    return 0
+
+
+def _propose_admin_renounce(args: argparse.Namespace) -> int:
+    print(_ledger(args).propose_admin_renounce())
+    return 0
+
+
 def _vote(args: argparse.Namespace) -> int:
     executed = _ledger(args).vote(args.proposal_id)
     print(f"proposal {args.proposal_id}: {'executed' if executed else 'vote recorded'}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    _ledger(args).cancel_proposal(args.proposal_id)
+    print(f"proposal {args.proposal_id}: cancelled")
     return 0
 
 
@@ -103,11 +147,13 @@ def _list(args: argparse.Namespace) -> int:
     ]
     proposals = [
         {"id": p.proposal_id, "action": p.action.name.lower(), "role": _role_name(p.role),
-         "account": p.account, "votes": len(p.voters), "executed": p.executed}
+         "account": p.account, "quorum_percent": p.quorum_percent, "votes": len(p.voters),
+         "deadline": p.deadline, "state": ledger.proposal_state(p.proposal_id).name.lower()}
         for p in ledger.list_proposals()
     ]
-    body = {"bootstrapping": ledger.bootstrapping(), "required_votes": ledger.required_votes(),
-            "edges": members, "proposals": proposals}
+    body = {"bootstrapping": ledger.bootstrapping(), "admin": ledger.default_admin(),
+            "vote_quorum_percent": ledger.vote_quorum_percent(),
+            "required_votes": ledger.required_votes(), "edges": members, "proposals": proposals}
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
@@ -116,11 +162,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _role_name(role: bytes) -> str:
+    if role == DEFAULT_ADMIN_ROLE:
+        return "admin"
     return next((name for name, value in ROLES.items() if value == role), "0x" + role.hex())
 
 
 def _render(body: dict, console: Console) -> None:
-    console.print(f"bootstrapping: {body['bootstrapping']}, votes needed: {body['required_votes']}")
+    console.print(f"bootstrapping: {body['bootstrapping']}, admin: {body['admin']}, quorum: "
+                  f"{body['vote_quorum_percent']} %, votes needed: {body['required_votes']}")
     edges = Table(title="edge operators")
     for column in ("edge", "validator", "active", "reputation (bps)"):
         edges.add_column(column)
@@ -128,10 +177,11 @@ def _render(body: dict, console: Console) -> None:
         edges.add_row(m["edge"], m["validator"], str(m["active"]), str(m["reputation_bps"]))
     console.print(edges)
     proposals = Table(title="proposals")
-    for column in ("id", "action", "role", "account", "votes", "executed"):
-        proposals.add_column(column)
+    keys = ("id", "action", "role", "account", "quorum_percent", "votes", "deadline", "state")
+    for column in keys:
+        proposals.add_column(column.replace("_", " "))
     for p in body["proposals"]:
-        proposals.add_row(*(str(p[k]) for k in ("id", "action", "role", "account", "votes", "executed")))
+        proposals.add_row(*(str(p[k]) for k in keys))
     console.print(proposals)
 
 

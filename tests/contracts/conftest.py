@@ -71,6 +71,7 @@ def deployment(w3: Web3, accounts: Accounts) -> Deployment:
         w3, accounts.admin,
         publishers=[accounts.publisher.address], aggregators=[accounts.aggregator.address],
         auditors=[accounts.auditor.address], edges=registrations,
+        keep_bootstrap=True,  # the contract tests exercise the bootstrap admin too
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from fednode.chain.constants import (
     AGGREGATOR_ROLE,
     AUDITOR_ROLE,
     DEFAULT_ADMIN_ROLE,
+    DEFAULT_VOTING_PERIOD,
     EDGE_ROLE,
     PUBLISHER_ROLE,
 )
@@ -24,6 +25,10 @@ NEW_VALIDATOR = Account.from_key(keccak(text="fednode-test-new-validator"))
 def _propose(sender, consortium, action, role, account, validator=ZERO, name=""):
     receipt = send(sender, consortium, "propose", action, role, account, validator, name)
     return int(events(consortium, "ProposalCreated", receipt)[0]["proposalId"]), receipt
+
+
+def _timestamp(w3, receipt) -> int:
+    return int(w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
 
 def _end_bootstrap(accounts, contracts):
@@ -62,15 +67,17 @@ def test_governance_only_admin_ends_bootstrap_or_sets_quorum(contracts, accounts
         )
 
 
-@pytest.mark.parametrize("percent", [0, 101])
-def test_governance_refuses_a_bad_quorum(contracts, accounts, percent):
+@pytest.mark.parametrize(
+    ("percent", "error", "expected"),
+    [
+        (101, "ConsortiumInvalidQuorum", {"quorumPercent": 101}),
+        (50, "ConsortiumQuorumBelowFloor", {"quorumPercent": 50, "minimumPercent": 51}),
+        (0, "ConsortiumQuorumBelowFloor", {"quorumPercent": 0, "minimumPercent": 51}),
+    ],
+)
+def test_governance_refuses_a_bad_quorum(contracts, accounts, percent, error, expected):
     expect_revert(
-        accounts.admin,
-        contracts.consortium,
-        "setVoteQuorum",
-        (percent,),
-        "ConsortiumInvalidQuorum",
-        quorumPercent=percent,
+        accounts.admin, contracts.consortium, "setVoteQuorum", (percent,), error, **expected
     )
 
 
@@ -87,7 +94,7 @@ def test_governance_quorum_change_emits_and_sets_required_votes(contracts, accou
     assert functions.requiredVotes().call() == 3
 
 
-def test_governance_adds_an_edge_by_majority_vote(contracts, accounts):
+def test_governance_adds_an_edge_by_majority_vote(w3, contracts, accounts):
     # Arrange
     _end_bootstrap(accounts, contracts)
     e0, e1, _ = accounts.edges
@@ -106,6 +113,8 @@ def test_governance_adds_an_edge_by_majority_vote(contracts, accounts):
             "account": NEWCOMER.address,
             "validator": NEW_VALIDATOR.address,
             "name": "new",
+            "quorumPercent": 0,
+            "deadline": _timestamp(w3, created) + DEFAULT_VOTING_PERIOD,
         }
     ]
     assert events(contracts.consortium, "VoteCast", created) == [
@@ -190,10 +199,10 @@ def test_governance_refuses_bad_proposals(contracts, accounts, case):
     # Arrange
     e0, e1, e2 = accounts.edges
     taken = accounts.validators[1].address
-    if case == "last-edge":
-        send(accounts.admin, contracts.consortium, "setVoteQuorum", 1)
-        for edge in (e1, e2):
-            _propose(e0, contracts.consortium, REMOVE, EDGE_ROLE, edge.address)
+    if case == "last-edge":  # vote e2, then e1 (with its own vote) out: e0 is left alone
+        for edge in (e2, e1):
+            pid, _ = _propose(e0, contracts.consortium, REMOVE, EDGE_ROLE, edge.address)
+            send(e1, contracts.consortium, "vote", pid)
     args, error, expected = {
         "ungoverned": (
             (ADD, DEFAULT_ADMIN_ROLE, NEWCOMER.address, ZERO, ""),

@@ -8,6 +8,7 @@ from eth_utils import keccak
 
 from fednode.chain import AGGREGATOR_ROLE, Web3Ledger
 from tests.behaviours.governance_behaviour import GOVERNANCE_BEHAVIOURS, GovernanceActors
+from tests.contracts.contract_helpers import mine_after
 
 SECOND = Account.from_key(keccak(text="fednode-test-aggregator-2"))
 
@@ -27,6 +28,7 @@ def actors(w3, deployment, accounts) -> GovernanceActors:
         aggregator=ledger(accounts.aggregator),
         second_aggregator=ledger(SECOND),
         outsider=ledger(accounts.outsider),
+        wait=lambda seconds: mine_after(w3, seconds),
     )
 
 

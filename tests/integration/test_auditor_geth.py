@@ -16,6 +16,7 @@ from fednode.auditor.genesis_anchor import genesis_anchor
 from fednode.auditor.roles import role_history
 from fednode.chain.connect import load_account, open_ledger
 from fednode.chain.constants import EDGE_ROLE
+from fednode.chain.records import ProposalAction
 from fednode.chain.roles import REGISTERED_EDGE
 from fednode.cli.main import main as fednode_main
 from fednode.network.info import load_network
@@ -165,9 +166,14 @@ def test_html_report_is_self_contained_with_figures(chain, capsys, tmp_path):
 
 @pytest.fixture(scope="module")
 def revoked_chain(geth_network, tmp_path_factory):
-    """A second audited task whose edge-3 loses EDGE_ROLE after its update was accepted."""
+    """A second audited task whose edge-3 is voted out (EDGE_ROLE and registry) after its
+    update was accepted: the bootstrap ended at deploy, so only a vote can remove it."""
     revoked = audited_chain_on(geth_network.dir, tmp_path_factory.mktemp("auditor-revoked"))
-    open_ledger(revoked.network_dir, "admin").revoke_role(EDGE_ROLE, revoked.edges["edge-3"])
+    voters = [open_ledger(revoked.network_dir, name) for name in ("edge-1", "edge-2", "edge-4")]
+    proposal = voters[0].propose_member(ProposalAction.REMOVE, EDGE_ROLE, revoked.edges["edge-3"])
+    for voter in voters[1:]:
+        voter.vote(proposal)
+    assert not voters[0].has_role(EDGE_ROLE, revoked.edges["edge-3"])
     return revoked
 
 

@@ -157,8 +157,8 @@ import numpy as np
 from eth_account import Account
 from edge_server.device_client import DeviceIdentity, EdgeClient
 from fednode.chain.connection import connect_web3
-from fednode.chain.deploy import (EdgeRegistration, deploy_contracts, grant_roles,
-                                  register_edges, write_deployment, read_deployment)
+from fednode.chain.deploy import (EdgeRegistration, deploy_consortium, write_deployment,
+                                  read_deployment)
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.codec import decode_params, encode_params, digest_bytes
 from fednode.network.keys import read_key_file
@@ -171,12 +171,11 @@ rpc = cfg["rpcs"][0]
 zeros = {"dense": {"bias": np.zeros((1,), np.float32), "kernel": np.zeros((4, 1), np.float32)}}
 if step == "deploy":
     w3 = connect_web3(rpc)
-    deployment = deploy_contracts(w3, acct("admin"), confirmations=1)
-    grant_roles(w3, deployment, acct("admin"), publishers=[acct("publisher").address],
-                aggregators=[acct("aggregator").address])
     regs = [EdgeRegistration(acct(f"edge-{i}").address, s, f"op-{i}")
             for i, s in enumerate(cfg["signers"], start=1)]
-    register_edges(w3, deployment, acct("admin"), regs)
+    deployment = deploy_consortium(  # as `fednode deploy`: the bootstrap ends
+        w3, acct("admin"), publishers=[acct("publisher").address],
+        aggregators=[acct("aggregator").address], edges=regs, confirmations=1)
     write_deployment(deployment, work / "deployment.json")
     spec = TaskSpec(name="netns", data_schema="uci-heart-v1", num_features=4, rounds=1,
                     min_updates=len(cfg["edges"]), max_update_norm=5.0)

@@ -1,4 +1,5 @@
-"""Chain: InMemoryLedger passes the shared governance behaviour suite, plus hypothesis invariants."""
+"""Chain: InMemoryLedger passes the shared governance behaviour suite, plus hypothesis
+invariants."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ EDGES = tuple("0x" + f"{10 + i:02x}" * 20 for i in range(3))
 VALIDATORS = tuple("0x" + f"{20 + i:02x}" * 20 for i in range(3))
 
 
-def _admin() -> InMemoryLedger:
-    ledger = InMemoryLedger(ADMIN)
+def _admin(clock=None) -> InMemoryLedger:
+    ledger = InMemoryLedger(ADMIN, clock=clock)
     ledger.grant_role(PUBLISHER_ROLE, PUBLISHER)
     for aggregator in AGGREGATORS:
         ledger.grant_role(AGGREGATOR_ROLE, aggregator)
@@ -30,7 +31,12 @@ def _admin() -> InMemoryLedger:
 
 
 def _actors() -> GovernanceActors:
-    admin = _admin()
+    now = [1_800_000_000]
+    admin = _admin(clock=lambda: now[0])
+
+    def wait(seconds: int) -> None:
+        now[0] += seconds
+
     return GovernanceActors(
         admin=admin,
         publisher=admin.as_sender(PUBLISHER),
@@ -38,6 +44,7 @@ def _actors() -> GovernanceActors:
         aggregator=admin.as_sender(AGGREGATORS[0]),
         second_aggregator=admin.as_sender(AGGREGATORS[1]),
         outsider=admin.as_sender(OUTSIDER),
+        wait=wait,
     )
 
 

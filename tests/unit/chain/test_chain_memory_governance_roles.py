@@ -39,7 +39,7 @@ def test_registration_logs_the_role_grant_then_the_registration_in_its_block():
     assert [c.block for c in changes[1:]] == [1, 1, 2, 2, 3, 3]
 
 
-def test_removal_by_vote_logs_unregistration_then_revocation():
+def test_removal_by_vote_logs_revocation_then_unregistration():
     # Arrange
     ledger = _ledger()
     ledger.end_bootstrap()
@@ -50,8 +50,9 @@ def test_removal_by_vote_logs_unregistration_then_revocation():
     # Assert
     gone = _checksum(EDGES[2])
     block = ledger._chain.block
-    assert ledger.role_changes()[-2:] == [RoleChange(block, 0, 0, REGISTERED_EDGE, gone, False),
-                                          RoleChange(block, 0, 1, EDGE_ROLE, gone, False)]
+    # as Consortium._revokeRole: RoleRevoked, then EdgeRemoved, in the same transaction
+    assert ledger.role_changes()[-2:] == [RoleChange(block, 0, 0, EDGE_ROLE, gone, False),
+                                          RoleChange(block, 0, 1, REGISTERED_EDGE, gone, False)]
 
 
 def test_has_role_at_answers_for_every_past_block():
@@ -90,3 +91,33 @@ def test_refused_grant_logs_nothing():
     # Assert
     assert refused.value.name == "AccessControlUnauthorizedAccount"
     assert ledger.role_changes() == before
+
+
+def test_admin_transfer_by_vote_logs_the_founder_then_the_move():
+    # Arrange
+    ledger = _ledger()
+    ledger.end_bootstrap()
+    e0, e1 = (ledger.as_sender(e) for e in EDGES[:2])
+    successor = _checksum(AGGREGATOR)
+    # Act
+    e1.vote(e0.propose_admin_transfer(successor))
+    # Assert: the founder held the role from block 0 until the vote's block
+    block = ledger._chain.block
+    admin_changes = [c for c in ledger.role_changes() if c.role == DEFAULT_ADMIN_ROLE]
+    assert admin_changes == [RoleChange(0, 0, 0, DEFAULT_ADMIN_ROLE, _checksum(ADMIN), True),
+                             RoleChange(block, 0, 0, DEFAULT_ADMIN_ROLE, _checksum(ADMIN), False),
+                             RoleChange(block, 0, 1, DEFAULT_ADMIN_ROLE, successor, True)]
+    assert ledger.has_role_at(DEFAULT_ADMIN_ROLE, ADMIN, block - 1)
+    assert not ledger.has_role_at(DEFAULT_ADMIN_ROLE, ADMIN, block)
+
+
+def test_renouncing_edge_logs_the_revocation_then_the_unregistration():
+    # Arrange
+    ledger = _ledger()
+    # Act
+    ledger.as_sender(EDGES[1]).renounce_role(EDGE_ROLE, EDGES[1])
+    # Assert
+    gone, block = _checksum(EDGES[1]), ledger._chain.block
+    assert ledger.role_changes()[-2:] == [RoleChange(block, 0, 0, EDGE_ROLE, gone, False),
+                                          RoleChange(block, 0, 1, REGISTERED_EDGE, gone, False)]
+    assert ledger.edges() == [_checksum(EDGES[0]), _checksum(EDGES[2])]
