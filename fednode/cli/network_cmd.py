@@ -128,7 +128,7 @@ def _registry_drift(directory: str) -> dict | None:
         return None
     try:
         wanted = registry_signers(open_ledger(directory, "auditor"))
-        drift = signer_drift(wanted, chain_signers(load_network(directory).http_urls[0]))
+        drift = signer_drift(wanted, chain_signers(load_network(directory).ipc_paths[0]))
     except FednodeError as exc:
         return {"error": str(exc)}
     return {"missing": list(drift.missing), "extra": list(drift.extra), "clean": drift.clean}

@@ -7,6 +7,7 @@ accounts with their key files. All paths in it are absolute.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -20,12 +21,45 @@ __all__ = [
     "AccountInfo",
     "NetworkInfo",
     "ValidatorInfo",
+    "ipc_path_of",
     "load_network",
+    "password_file_of",
     "save_network",
 ]
 
 NETWORK_FILE = "network.json"
 _FORMAT_VERSION = 1
+_MAX_SOCKET_PATH = 100  # Linux caps a Unix socket path at 107 bytes
+
+
+def ipc_path_of(datadir: str | os.PathLike[str]) -> Path:
+    """Where a validator's geth listens for IPC: ``<datadir>/geth.ipc``.
+
+    A datadir too deep for a Unix socket path gets a short one instead, in a 0700 folder of
+    this user under /tmp named by a hash of the datadir.
+
+    Example:
+        >>> str(ipc_path_of("/srv/fednode/node"))
+        '/srv/fednode/node/geth.ipc'
+        >>> len(str(ipc_path_of("/deep" * 40))) < 100
+        True
+    """
+    path = Path(datadir) / "geth.ipc"
+    if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(str(Path(datadir)))).hexdigest()[:20]
+    return Path("/tmp") / f"fednode-ipc-{os.getuid()}" / f"{digest}.ipc"
+
+
+def password_file_of(directory: str | os.PathLike[str], name: str) -> Path:
+    """Where the password that unlocks validator ``name``'s keystore lives: a 0600 file in
+    ``<directory>/secrets/`` (0700), never in the datadir beside the keystore it opens.
+
+    Example:
+        >>> str(password_file_of("/srv/net", "validator-1"))
+        '/srv/net/secrets/validator-1.password'
+    """
+    return Path(directory) / "secrets" / f"{name}.password"
 
 
 @dataclass(frozen=True)
@@ -36,11 +70,12 @@ class ValidatorInfo:
         name: ``validator-<i>``, also the geth ``--identity``.
         signer: Checksummed Clique sealer address (unlocked in geth).
         enode: ``enode://<pubkey>@<host>:<p2p_port>``.
-        http_url: JSON-RPC endpoint, e.g. ``http://127.0.0.1:8545``.
+        http_url: Public JSON-RPC endpoint (the gateway: eth, net, web3 only), e.g.
+            ``http://127.0.0.1:8545``.
         p2p_port: devp2p TCP port.
         http_port: JSON-RPC HTTP port.
         authrpc_port: Engine API port (unused by Clique, but geth binds it).
-        datadir: geth ``--datadir`` (also holds config.toml, password.txt, node.log).
+        datadir: geth ``--datadir`` (also holds config.toml, node.log, geth.ipc).
         pid: Process id while running, ``None`` once stopped.
     """
 
@@ -58,6 +93,11 @@ class ValidatorInfo:
     def log_path(self) -> Path:
         """The file geth's stdout and stderr go to."""
         return Path(self.datadir) / "node.log"
+
+    @property
+    def ipc_path(self) -> str:
+        """geth's IPC socket: every API (admin, debug, miner, clique), for this host only."""
+        return str(ipc_path_of(self.datadir))
 
 
 @dataclass(frozen=True)
@@ -100,6 +140,11 @@ class NetworkInfo:
     def http_urls(self) -> list[str]:
         """JSON-RPC URLs of all validators."""
         return [v.http_url for v in self.validators]
+
+    @property
+    def ipc_paths(self) -> list[str]:
+        """IPC sockets of all validators (the control endpoints of heal, sealing, signers)."""
+        return [v.ipc_path for v in self.validators]
 
     @property
     def signers(self) -> list[str]:

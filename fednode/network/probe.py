@@ -48,9 +48,9 @@ def probe_node(v: ValidatorInfo) -> NodeStatus:
     if not status.alive:
         return status
     try:
-        height = int(rpc_call(v.http_url, "eth_blockNumber"), 16)
-        peers = int(rpc_call(v.http_url, "net_peerCount"), 16)
-        signers = tuple(rpc_call(v.http_url, "clique_getSigners", ["latest"]))
+        height = int(rpc_call(v.http_url, "eth_blockNumber"), 16)  # the public door answers
+        peers = int(rpc_call(v.ipc_path, "net_peerCount"), 16)
+        signers = tuple(rpc_call(v.ipc_path, "clique_getSigners", ["latest"]))
     except (NetworkError, TypeError, ValueError) as exc:
         return replace(status, error=str(exc))
     return replace(status, height=height, peers=peers, signers=signers)
