@@ -11,7 +11,8 @@ with ``X-Fednode-Signature: <base64 Ed25519 signature>`` over
 :func:`evaluation_signing_message` (its own domain line, so an update signature can never be
 replayed as an evaluation). As for updates, the signed scope (edge, chain, deployment; see
 ``edge_server.protocol.SigningScope``) keeps an evaluation from being replayed elsewhere.
-Metrics are fractions in [0, 1] in micro units, as on chain; ``secondary_micro`` is ``NO_METRIC_MICRO`` (2**32 - 1) when the second metric is undefined.
+Metrics are fractions in [0, 1] in micro units, as on chain; ``secondary_micro`` is
+``NO_METRIC_MICRO`` (2**32 - 1) when the second metric is undefined.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def verify_evaluation(
     Example:
       >>> from edge_server.auth import generate_private_key
       >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1)
-      >>> verify_evaluation(generate_private_key().public_key(), env, bytes(64))  # doctest: +ELLIPSIS
+      >>> key = generate_private_key().public_key()
+      >>> verify_evaluation(key, env, bytes(64))  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
       fednode.errors.UpdateRejectedError: bad_signature: evaluation signature does not verify ...
