@@ -55,7 +55,13 @@ from fednode.network.node import (
     write_node_config,
 )
 from fednode.network.ports import assign_ports
-from fednode.network.probe import NodeStatus, probe_network, wait_until_live, wait_until_peered
+from fednode.network.probe import (
+    NodeStatus,
+    probe_network,
+    wait_until_live,
+    wait_until_peered,
+    wait_until_unlocked,
+)
 
 __all__ = [
     "DEFAULT_CHAIN_ID",
@@ -179,6 +185,8 @@ def _start_network(
     watchdog = StallWatchdog(info.ipc_paths)
     try:
         wait_until_peered(info, timeout=timeout, progress=progress)
+        wait_until_unlocked(info, timeout=max(deadline - time.monotonic(), 10.0),
+                            progress=progress)
         progress("restarting the sealers one at a time, in turn order")
         reseal_in_turn(info.ipc_paths)
         watchdog.start()
