@@ -70,8 +70,8 @@ class EdgeConfig:
     max_in_flight: int = 16
     device_rate_per_s: float = 2.0
     device_burst: int = 20
-    peer_rate_per_s: float = 50.0
-    peer_burst: int = 200
+    peer_rate_per_s: float = 100.0
+    peer_burst: int = 500
     operator_token: str | None = field(default=None, repr=False)
     tls_certfile: str | None = None
     tls_keyfile: str | None = None

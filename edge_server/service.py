@@ -252,9 +252,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-in-flight", type=int, default=16, help="pending tx cap (16)")
     parser.add_argument("--rate", type=float, default=2.0, help="per-device requests/s (2)")
     parser.add_argument("--burst", type=int, default=20, help="per-device burst (20)")
-    parser.add_argument("--peer-rate", type=float, default=50.0,
-                        help="per-peer-address requests/s, checked before signatures (50)")
-    parser.add_argument("--peer-burst", type=int, default=200, help="per-peer burst (200)")
+    parser.add_argument("--peer-rate", type=float, default=100.0,
+                        help="per-peer-address requests/s, checked before signatures (100)")
+    parser.add_argument("--peer-burst", type=int, default=500, help="per-peer burst (500)")
     parser.add_argument("--operator-token-file",
                         help="file holding a secret that lets the operator read device routes")
     parser.add_argument("--poll", type=float, default=0.5, help="submitter idle poll, s (0.5)")
