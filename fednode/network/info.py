@@ -7,9 +7,11 @@ accounts with their key files. All paths in it are absolute.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -178,11 +180,19 @@ class NetworkInfo:
 
 
 def save_network(info: NetworkInfo) -> Path:
-    """Writes ``<info.dir>/network.json`` atomically and returns its path."""
+    """Writes ``<info.dir>/network.json`` atomically (through a temporary file created
+    exclusively) and returns its path."""
     path = Path(info.dir) / NETWORK_FILE
-    tmp = path.with_name(NETWORK_FILE + ".tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{NETWORK_FILE}.", dir=path.parent)  # O_EXCL, 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info.to_json(), indent=2) + "\n")
+        os.chmod(tmp, 0o644)  # no secret in it: other tools of the operator read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return path
 
 
