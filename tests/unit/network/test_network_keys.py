@@ -169,3 +169,18 @@ def test_node_key_is_where_geth_reads_it_and_names_the_enode(tmp_path):
     assert path.read_text() == key.hex()
     assert url == f"enode://{node_public_key(key)}@127.0.0.1:30311"
     assert len(node_public_key(key)) == 128
+
+
+def test_key_files_are_never_written_through_a_planted_temporary_name(tmp_path):
+    # Arrange: a local attacker plants a link where a naive writer would put its temp file
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "admin.key.tmp").symlink_to(victim)
+
+    # Act
+    write_key_file(tmp_path / "keys" / "admin.key", generate_private_key())
+
+    # Assert
+    assert victim.read_text() == "untouched"
+    assert _mode(tmp_path / "keys" / "admin.key") == 0o600
