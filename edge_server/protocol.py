@@ -148,9 +148,10 @@ class SigningScope:
         Example:
           >>> here = SigningScope("0x" + "ed" * 20, 1337, "0x" + "11" * 20)
           >>> here.check(SigningScope("0x" + "ee" * 20, 1337, "0x" + "11" * 20))
+          ... # doctest: +ELLIPSIS
           Traceback (most recent call last):
           ...
-          fednode.errors.UpdateRejectedError: wrong_edge: signed for edge 0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee, this is 0xedededededededededededededededededededed
+          fednode.errors.UpdateRejectedError: wrong_edge: signed for edge 0xeeee..., this is ...
         """
         if signed.edge.lower() != self.edge.lower():
             raise UpdateRejectedError(
