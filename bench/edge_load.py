@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace, network: Path) -> dict[str, Any]:
             config = EdgeConfig(
                 name=f"edge-{i + 1}", db_path=str(network / f"edge-{i + 1}.sqlite"), port=0,
                 confirmations=args.confirmations, submit_poll_interval_s=0.1,
-                device_rate_per_s=0,
+                device_rate_per_s=0, peer_rate_per_s=0,  # all devices share 127.0.0.1
             )  # fmt: skip
             servers.append(EdgeServer(config, ledger))
             servers[-1].start()

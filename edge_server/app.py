@@ -1,10 +1,15 @@
 """Edge: the HTTP API devices talk to (FastAPI): post signed deltas, pull tasks and global models.
 
 Per-site evaluations of global versions go through ``/v1/evaluations`` (edge_server.evaluations).
-``POST /v1/updates`` runs, in order: body size limit, JSON and field checks, device lookup,
-signature, per-device rate limit, timestamp freshness, nonce and one-update-per-base checks,
-validation of the delta against its task (edge_server.intake), then one durable store
-transaction. Only then does it answer 202; the submitter is woken once the answer went out.
+``POST /v1/updates`` runs, in order, cheap checks first: the per-peer rate limit, body size
+limit, JSON and field checks, the signed scope (this edge, chain and deployment: else
+``wrong_edge``, ``wrong_chain``, ``wrong_deployment``), device lookup, signature, per-device
+rate limit, timestamp freshness, nonce and one-update-per-base checks, validation of the delta
+against its task (edge_server.intake), then one durable store transaction. Only then does it
+answer 202; the submitter is woken once the answer went out. ``GET /v1/info`` tells devices
+the scope to sign for. Status routes that reveal a device (``GET /v1/updates/{ref}``,
+evaluations, cohorts) answer only that device's signed read or the operator's token
+(``edge_server.app_http.add_read_auth``).
 Every refusal is ``{"error": reason, "detail": text}`` with the status from
 ``edge_server.protocol.STATUS_BY_REASON``; bad input never yields a 5xx. ``/healthz`` reports
 the store and submitter, ``/metrics`` serves Prometheus text (edge_server.metrics). The body
@@ -15,6 +20,7 @@ limit, error answers and timing are in ``edge_server.app_http``, the JSON views 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +31,21 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from edge_server.app_http import add_error_handlers, add_timing, read_body
+from edge_server.app_http import (
+    add_error_handlers,
+    add_peer_limit,
+    add_read_auth,
+    add_timing,
+    read_body,
+)
 from edge_server.app_views import global_json, task_json, update_json
-from edge_server.auth import check_timestamp, public_key_from_hex, verify_envelope
+from edge_server.auth import (
+    OPERATOR,
+    authenticate_read,
+    check_timestamp,
+    public_key_from_hex,
+    verify_envelope,
+)
 from edge_server.cohort_app import CohortService, add_cohort_routes
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
@@ -37,6 +55,7 @@ from edge_server.metrics import EdgeMetrics
 from edge_server.protocol import (
     MAX_INT,
     SIGNATURE_HEADER,
+    SigningScope,
     UpdateEnvelope,
     decode_signature,
     parse_envelope,
@@ -47,7 +66,10 @@ from edge_server.submitter import Submitter
 from fednode.chain.ledger import Ledger
 from fednode.errors import UpdateRejectedError
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "ledger_scope"]
+
+_NO_DEPLOYMENT = "0x" + "00" * 20
+_BOXES = re.compile(r"/v1/cohorts/[^/]+/[^/]+/boxes/([^/]+)")
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +91,25 @@ class _Edge:
     limiter: RateLimiter
     crash: CrashHook
     cohorts: CohortService
+    scope: SigningScope
+
+
+def ledger_scope(ledger: Ledger) -> SigningScope:
+    """The scope devices sign for at an edge acting through ``ledger``.
+
+    A ``Web3Ledger`` gives its deployment's chain id and UpdateLedger address; a ledger without
+    a deployment (the in-memory one) gives chain 0 and the zero address.
+
+    Example:
+      >>> from fednode.chain.memory_ledger import InMemoryLedger
+      >>> ledger_scope(InMemoryLedger("0x" + "ed" * 20)).chain_id
+      0
+    """
+    deployment = getattr(ledger, "deployment", None)
+    if deployment is None:
+        return SigningScope(ledger.sender, 0, _NO_DEPLOYMENT)
+    return SigningScope(ledger.sender, int(deployment.chain_id),
+                        str(deployment.address("UpdateLedger")))
 
 
 def create_app(
@@ -80,6 +121,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     metrics: EdgeMetrics | None = None,
     crash: CrashHook | None = None,
+    scope: SigningScope | None = None,
 ) -> FastAPI:
     """Builds the edge server's FastAPI application.
 
@@ -91,6 +133,7 @@ def create_app(
       clock: unix time source for timestamp freshness checks.
       metrics: the registry ``/metrics`` serves (a new one by default).
       crash: the test-only crash hook (edge_server.crash); disabled by default.
+      scope: what devices sign for here; by default :func:`ledger_scope` of ``ledger``.
 
     Returns:
       The application; serve it with uvicorn or drive it with ``fastapi.testclient``.
@@ -109,12 +152,16 @@ def create_app(
     )
     edge = _Edge(
         config, ledger, store, intake, submitter, clock, metrics or EdgeMetrics(), limiter,
-        crash or CrashHook(None), cohorts,
+        crash or CrashHook(None), cohorts, scope or ledger_scope(ledger),
     )  # fmt: skip
     app = FastAPI(title=f"fednode edge server {config.name}", version="1")
     app.state.edge = edge
     add_error_handlers(app, edge.metrics)
     add_timing(app, edge.metrics)
+    add_read_auth(app, lambda request: _reader(edge, request), edge.metrics)
+    peers = RateLimiter(rate_per_s=config.peer_rate_per_s, burst=config.peer_burst,
+                        subject="peer")
+    add_peer_limit(app, peers, edge.metrics)  # added last: runs first
     _add_update_routes(app, edge)
     _add_task_routes(app, edge)
     add_cohort_routes(
@@ -124,6 +171,7 @@ def create_app(
     )  # fmt: skip
     mount_evaluations(
         app, ledger, store, intake, limiter=limiter, clock=clock, submitter=submitter,
+        scope=edge.scope,
         max_skew_s=config.max_clock_skew_s, confirmations=config.confirmations,
         read_body=lambda request: read_body(request, config.max_body_bytes),
     )  # fmt: skip
@@ -140,14 +188,21 @@ def _add_update_routes(app: FastAPI, edge: _Edge) -> None:
         return JSONResponse(answer, status_code=202, background=background)
 
     @app.get("/v1/updates/{ref}")
-    def get_update(ref: _Ref) -> dict[str, Any]:
+    def get_update(ref: _Ref, request: Request) -> dict[str, Any]:
+        reader = getattr(request.state, "reader", "")
         row = edge.store.get_update(ref)
         if row is not None:
+            _check_owner(reader, row.device_id, ref)
             return update_json(row)
         member = edge.cohorts.member_status(ref)  # a cohort member's reference
         if member is None:
             raise UpdateRejectedError("unknown_update", f"no update {ref} on this edge")
+        _check_owner(reader, str(member.get("device_id", "")), ref)
         return member
+
+    @app.get("/v1/info")
+    def info() -> dict[str, Any]:
+        return {"name": edge.config.name, **edge.scope.to_json()}
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -185,6 +240,7 @@ def _accept_update(
 ) -> tuple[dict[str, Any], int | None]:
     """Checks and stores one update; returns the 202 body and the row the outbox will submit."""
     envelope = parse_envelope(body)
+    edge.scope.check(envelope.scope)
     signature = decode_signature(signature_header)
     key_hex = edge.store.device_public_key(envelope.device_id)
     if key_hex is None:
@@ -207,6 +263,26 @@ def _accept_update(
     )  # fmt: skip
     edge.metrics.count("updates_accepted_total")
     return {"update_ref": row.ref, "status": row.status.value}, row.local_id
+
+
+def _reader(edge: _Edge, request: Request) -> str:
+    """Who reads a device route; a device reads only its own cohort boxes."""
+    path = request.url.path
+    reader = authenticate_read(
+        request.headers, request.method, path, scope=edge.scope,
+        device_key=edge.store.device_public_key, now=edge.clock(),
+        max_skew_s=edge.config.max_clock_skew_s, operator_token=edge.config.operator_token,
+    )  # fmt: skip
+    owner = _BOXES.fullmatch(path)
+    if owner is not None:
+        _check_owner(reader, owner.group(1), path)
+    return reader
+
+
+def _check_owner(reader: str, device_id: str, ref: str) -> None:
+    """Only the device a record belongs to (or the operator) may read it."""
+    if reader != OPERATOR and reader != device_id:
+        raise UpdateRejectedError("forbidden", f"{ref} is not a record of {reader}")
 
 
 def _after_ack(edge: _Edge, local_id: int) -> None:

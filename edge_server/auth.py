@@ -3,21 +3,41 @@
 Devices hold their own Ed25519 key; the edge keeps only public keys (raw 32 bytes, hex).
 A device signs :func:`edge_server.protocol.signing_message` of each update; the edge checks the
 signature, the timestamp against its clock, and (in the store) that the nonce is new.
+
+Reads that reveal anything about a device (its update's status, its evaluations, its cohort)
+are authenticated too: the device signs :func:`read_signing_message` (method, path, its id, a
+timestamp and the edge's scope) and sends it in the ``X-Fednode-Device``,
+``X-Fednode-Timestamp`` and ``X-Fednode-Signature`` headers; the edge operator may instead
+send ``Authorization: Bearer <operator token>``. :func:`authenticate_read` checks either.
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 import secrets
+from collections.abc import Callable, Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_server.protocol import UpdateEnvelope, signing_message
+from edge_server.protocol import (
+    SIGNATURE_HEADER,
+    SigningScope,
+    UpdateEnvelope,
+    decode_signature,
+    signing_message,
+)
 from fednode.codec import digest_bytes
 from fednode.errors import FednodeValueError, UpdateRejectedError
 
 __all__ = [
+    "DEVICE_HEADER",
+    "OPERATOR",
+    "READ_SIGNING_DOMAIN",
+    "TIMESTAMP_HEADER",
+    "authenticate_read",
     "check_timestamp",
     "device_id_for",
     "generate_private_key",
@@ -26,12 +46,19 @@ __all__ = [
     "private_key_to_hex",
     "public_key_from_hex",
     "public_key_to_hex",
+    "read_signing_message",
     "sign_envelope",
+    "sign_read",
     "verify_envelope",
 ]
 
 _KEY_BYTES = 32
 _RAW = serialization.Encoding.Raw
+DEVICE_HEADER = "X-Fednode-Device"
+TIMESTAMP_HEADER = "X-Fednode-Timestamp"
+READ_SIGNING_DOMAIN = b"fednode-read-v1\n"
+OPERATOR = "operator"
+"""The reader :func:`authenticate_read` returns for the edge operator's token."""
 
 
 def generate_private_key() -> Ed25519PrivateKey:
@@ -177,3 +204,88 @@ def _raw_key(text: str) -> bytes:
     if len(raw) != _KEY_BYTES:
         raise FednodeValueError(f"an Ed25519 key must be {_KEY_BYTES} bytes of hex")
     return raw
+
+
+def read_signing_message(
+    scope: SigningScope, method: str, path: str, device_id: str, timestamp: int
+) -> bytes:
+    """The bytes a device signs to read ``method path`` at one edge (domain ``fednode-read-v1``).
+
+    Example:
+      >>> scope = SigningScope("0x" + "ed" * 20, 7, "0x" + "11" * 20)
+      >>> read_signing_message(scope, "GET", "/v1/updates/ab", "dev-1", 5).splitlines()[1:3]
+      [b'GET /v1/updates/ab', b'dev-1 5']
+    """
+    lines = [f"{method.upper()} {path}", f"{device_id} {timestamp}",
+             f"{scope.edge.lower()} {scope.chain_id} {scope.deployment.lower()}"]
+    return READ_SIGNING_DOMAIN + "\n".join(lines).encode()
+
+
+def sign_read(
+    key: Ed25519PrivateKey, scope: SigningScope, method: str, path: str, device_id: str,
+    timestamp: int,
+) -> dict[str, str]:
+    """The headers of a device's authenticated read.
+
+    Example:
+      >>> key, scope = generate_private_key(), SigningScope("0x" + "ed" * 20, 7, "0x" + "11" * 20)
+      >>> sorted(sign_read(key, scope, "GET", "/v1/updates/ab", "dev-1", 5))
+      ['X-Fednode-Device', 'X-Fednode-Signature', 'X-Fednode-Timestamp']
+    """
+    signature = key.sign(read_signing_message(scope, method, path, device_id, timestamp))
+    return {
+        DEVICE_HEADER: device_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: base64.b64encode(signature).decode("ascii"),
+    }
+
+
+def authenticate_read(
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    *,
+    scope: SigningScope,
+    device_key: Callable[[str], str | None],
+    now: float,
+    max_skew_s: int,
+    operator_token: str | None,
+) -> str:
+    """Who is reading: the device whose signature verifies, or ``OPERATOR`` for its token.
+
+    Raises:
+      UpdateRejectedError: ``unauthenticated`` (no credentials, an unknown device, a wrong
+        token), ``bad_signature`` or ``stale_timestamp``.
+
+    Example:
+      >>> scope = SigningScope("0x" + "ed" * 20, 7, "0x" + "11" * 20)
+      >>> authenticate_read({}, "GET", "/v1/updates/ab", scope=scope, device_key=lambda d: None,
+      ...                   now=0.0, max_skew_s=300, operator_token=None)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      fednode.errors.UpdateRejectedError: unauthenticated: ...
+    """
+    bearer = headers.get("authorization", "")
+    if bearer:
+        token = bearer.removeprefix("Bearer ").strip()
+        if operator_token and hmac.compare_digest(token.encode(), operator_token.encode()):
+            return OPERATOR
+        raise UpdateRejectedError("unauthenticated", "the operator token does not match")
+    device_id, stamp = headers.get(DEVICE_HEADER.lower()), headers.get(TIMESTAMP_HEADER.lower())
+    if not device_id or not stamp or not stamp.isdigit():
+        raise UpdateRejectedError(
+            "unauthenticated",
+            f"this route needs the device's signature ({DEVICE_HEADER}, {TIMESTAMP_HEADER}, "
+            f"{SIGNATURE_HEADER}) or the operator's token",
+        )
+    signature = decode_signature(headers.get(SIGNATURE_HEADER.lower()))
+    key_hex = device_key(device_id)
+    if key_hex is None:
+        raise UpdateRejectedError("unauthenticated", f"device {device_id} is not enrolled")
+    check_timestamp(int(stamp), now=now, max_skew_s=max_skew_s)
+    message = read_signing_message(scope, method, path, device_id, int(stamp))
+    try:
+        public_key_from_hex(key_hex).verify(signature, message)
+    except InvalidSignature as exc:
+        raise UpdateRejectedError("bad_signature", f"read signature of {device_id}") from exc
+    return device_id

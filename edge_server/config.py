@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,11 @@ class EdgeConfig:
         (geth guarantees an account 16 pool slots).
       device_rate_per_s: per-device token bucket refill rate (0 disables rate limiting).
       device_burst: per-device token bucket size.
+      peer_rate_per_s: per-peer-address token bucket refill rate, spent before a request is
+        parsed or its signature checked (0 disables it).
+      peer_burst: per-peer-address token bucket size.
+      operator_token: a secret that lets the edge operator read device routes
+        (``Authorization: Bearer <token>``); None: only devices read their own records.
       tls_certfile: operator certificate (PEM); with ``tls_keyfile`` the edge serves HTTPS.
       tls_keyfile: the certificate's private key (PEM).
       tls_client_ca: CA bundle of device client certificates; set, TLS is mutual.
@@ -65,6 +70,9 @@ class EdgeConfig:
     max_in_flight: int = 16
     device_rate_per_s: float = 2.0
     device_burst: int = 20
+    peer_rate_per_s: float = 100.0
+    peer_burst: int = 500
+    operator_token: str | None = field(default=None, repr=False)
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     tls_client_ca: str | None = None
@@ -133,8 +141,10 @@ def _check_config(config: EdgeConfig) -> list[str]:
         problems.append("submit_backoff_max_s must be >= submit_backoff_initial_s")
     if not 1 <= config.max_in_flight <= 64 or config.device_rate_per_s < 0:
         problems.append("max_in_flight must be in 1..64 and device_rate_per_s >= 0")
-    if config.device_burst < 1:
-        problems.append("device_burst must be >= 1")
+    if config.device_burst < 1 or config.peer_burst < 1 or config.peer_rate_per_s < 0:
+        problems.append("device_burst and peer_burst must be >= 1, peer_rate_per_s >= 0")
+    if config.operator_token is not None and len(config.operator_token) < 16:
+        problems.append("operator_token must be at least 16 characters")
     if (config.tls_certfile is None) != (config.tls_keyfile is None):
         problems.append("tls_certfile and tls_keyfile go together")
     if config.tls_client_ca is not None and config.tls_certfile is None:

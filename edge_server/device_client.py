@@ -4,6 +4,11 @@ A device holds an Ed25519 identity (``edge_server.device_identity``, re-exported
 its task and the global model from its edge server, and posts each signed delta. Every refusal
 from the edge becomes ``EdgeError(status, reason)``; ``reason`` is the edge's machine-readable
 code and ``detail`` its explanation; a transport failure is ``EdgeError(0, "unreachable")``.
+
+Every signed message names the edge, chain and deployment it is for (``SigningScope``): the
+client reads them once from the edge's ``GET /v1/info`` and, when the device's config pins a
+scope, refuses an edge that reports another one (``EdgeError(0, "scope_mismatch")``). Reads of
+the device's own records (update and evaluation status, cohort views) are signed too.
 """
 
 from __future__ import annotations
@@ -17,13 +22,18 @@ from typing import Any
 
 import httpx
 
-from edge_server.auth import new_nonce, sign_envelope
+from edge_server.auth import new_nonce, sign_envelope, sign_read
 from edge_server.device_identity import DeviceIdentity
 from edge_server.evaluations_protocol import evaluation_to_json, make_evaluation, sign_evaluation
-from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
+from edge_server.protocol import (
+    SIGNATURE_HEADER,
+    SigningScope,
+    UpdateEnvelope,
+    envelope_to_json,
+)
 from edge_server.tls import client_ssl_context
 from fednode.codec import Params, decode_params, digest_bytes, encode_params
-from fednode.errors import CodecError, EdgeError
+from fednode.errors import CodecError, EdgeError, UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 
 __all__ = ["DeviceIdentity", "EdgeClient"]
@@ -43,6 +53,8 @@ class EdgeClient:
       clock: unix time source for the signed timestamp.
       tls_ca: the operator certificate (PEM) to trust for an ``https`` edge; devices pin it.
       tls_client_cert: ``(cert, key)`` PEM paths of this device for mutual TLS.
+      scope: the scope this device signs for; default the identity's pinned one, else what
+        the edge's ``/v1/info`` reports. A pinned scope must match the edge's.
 
     Example:
       >>> client = EdgeClient("http://127.0.0.1:1", DeviceIdentity.generate())
@@ -62,7 +74,10 @@ class EdgeClient:
         clock: Callable[[], float] = time.time,
         tls_ca: str | Path | None = None,
         tls_client_cert: tuple[str | Path, str | Path] | None = None,
+        scope: SigningScope | None = None,
     ) -> None:
+        self._pinned = scope or identity.scope
+        self._scope: SigningScope | None = None
         self._base_url = base_url.rstrip("/")
         self._identity = identity
         self._owns_http = http is None
@@ -87,6 +102,27 @@ class EdgeClient:
         """Closes the HTTP client if this object made it."""
         if self._owns_http:
             self._http.close()
+
+    def signing_scope(self) -> SigningScope:
+        """The edge, chain and deployment this device signs for (read once from ``/v1/info``).
+
+        Raises:
+          EdgeError: ``(0, "scope_mismatch")`` when the edge reports another scope than the
+            device's pinned one, or a malformed one.
+        """
+        if self._scope is None:
+            body = self._request("GET", "/v1/info")
+            try:
+                reported = SigningScope.from_json(body)
+            except UpdateRejectedError as exc:
+                raise _edge_error(0, "scope_mismatch", f"bad /v1/info: {exc}") from exc
+            if self._pinned is not None:
+                try:
+                    self._pinned.check(reported)
+                except UpdateRejectedError as exc:
+                    raise _edge_error(0, "scope_mismatch", str(exc)) from exc
+            self._scope = reported
+        return self._scope
 
     def fetch_task(self, task_id: int) -> TaskRecord:
         """The task as the edge reads it from the ledger; the spec digest is checked.
@@ -130,6 +166,7 @@ class EdgeClient:
         epsilon_micro: int = 0,
     ) -> str:
         """Signs and posts one delta; returns the edge's update reference once it is stored."""
+        scope = self.signing_scope()
         envelope = UpdateEnvelope(
             device_id=self._identity.device_id,
             task_id=task_id,
@@ -139,6 +176,9 @@ class EdgeClient:
             payload=encode_params(delta_params),
             nonce=new_nonce(),
             timestamp=int(self._clock()),
+            edge=scope.edge,
+            chain_id=scope.chain_id,
+            deployment=scope.deployment,
         )
         signature = sign_envelope(self._identity.private_key, envelope)
         headers = {
@@ -151,7 +191,7 @@ class EdgeClient:
 
     def update_status(self, ref: str) -> dict[str, Any]:
         """The edge's record of an update: status, chain update id, tx hash, error."""
-        return self._request("GET", f"/v1/updates/{ref}")
+        return self.request("GET", f"/v1/updates/{ref}")
 
     def wait_submitted(
         self, ref: str, timeout: float = 60.0, *, poll_s: float = 0.2
@@ -187,7 +227,7 @@ class EdgeClient:
         envelope = make_evaluation(
             self._identity.device_id, task_id, version, metric=metric,
             num_examples=num_examples, secondary=secondary, nonce=new_nonce(),
-            timestamp=int(self._clock()),
+            timestamp=int(self._clock()), scope=self.signing_scope(),
         )  # fmt: skip
         headers = {
             SIGNATURE_HEADER: sign_evaluation(self._identity.private_key, envelope),
@@ -199,7 +239,7 @@ class EdgeClient:
 
     def evaluation_status(self, ref: str) -> dict[str, Any]:
         """The edge's record of an evaluation: status, chain evaluation id, block, error."""
-        return self._request("GET", f"/v1/evaluations/{ref}")
+        return self.request("GET", f"/v1/evaluations/{ref}")
 
     def wait_evaluation_committed(
         self, ref: str, timeout: float = 60.0, *, poll_s: float = 0.2
@@ -237,8 +277,17 @@ class EdgeClient:
         return self._identity
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """One JSON request to the edge (``path`` from the root); refusals raise EdgeError."""
+        """One JSON request to the edge (``path`` from the root); refusals raise EdgeError.
+
+        A GET is signed as this device's read (routes about a device require it).
+        """
+        if method.upper() == "GET":
+            kwargs["headers"] = {**kwargs.get("headers", {}), **self._read_headers(path)}
         return self._request(method, path, **kwargs)
+
+    def _read_headers(self, path: str) -> dict[str, str]:
+        return sign_read(self._identity.private_key, self.signing_scope(), "GET",
+                         path.split("?", 1)[0], self._identity.device_id, int(self._clock()))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:

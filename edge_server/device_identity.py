@@ -1,12 +1,16 @@
 """Device: a device's identity, its id and Ed25519 signing key (the key never leaves it).
 
-``edge_server.device_client`` signs every request with it (and re-exports it).
+``edge_server.device_client`` signs every request with it (and re-exports it). The identity
+file may also pin the scope the device signs for (its edge's operator address, the chain id
+and the deployment's UpdateLedger): then the device refuses an edge that reports another one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +23,8 @@ from edge_server.auth import (
     private_key_to_hex,
     public_key_to_hex,
 )
-from fednode.errors import FednodeValueError
+from edge_server.protocol import SigningScope
+from fednode.errors import FednodeValueError, UpdateRejectedError
 
 __all__ = ["DeviceIdentity"]
 
@@ -36,6 +41,7 @@ class DeviceIdentity:
 
     device_id: str
     private_key: Ed25519PrivateKey = field(repr=False)
+    scope: SigningScope | None = None
 
     @classmethod
     def generate(cls, *, device_id: str | None = None) -> DeviceIdentity:
@@ -47,23 +53,37 @@ class DeviceIdentity:
     def load(cls, path: str | Path) -> DeviceIdentity:
         """Loads ``{"device_id": ..., "private_key": <hex>}`` written by :meth:`save`.
 
+        An optional ``"scope": {"edge", "chain_id", "deployment"}`` pins the device's edge.
+
         Raises:
           FednodeValueError: the file is missing or malformed.
         """
         try:
             body = json.loads(Path(path).read_text())
-            return cls(str(body["device_id"]), private_key_from_hex(body["private_key"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            scope = None if body.get("scope") is None else SigningScope.from_json(body["scope"])
+            return cls(str(body["device_id"]), private_key_from_hex(body["private_key"]), scope)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                UpdateRejectedError) as exc:
             raise FednodeValueError(f"cannot load device identity {path}: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
         """Writes the identity to ``path``, readable by the owner only (mode 0600)."""
-        body = {"device_id": self.device_id, "private_key": private_key_to_hex(self.private_key)}
+        body: dict[str, object] = {
+            "device_id": self.device_id, "private_key": private_key_to_hex(self.private_key),
+        }  # fmt: skip
+        if self.scope is not None:
+            body["scope"] = self.scope.to_json()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)  # 0600, O_EXCL
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(body, handle)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
     @property
     def public_key_hex(self) -> str:

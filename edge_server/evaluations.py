@@ -1,12 +1,14 @@
 """Edge: the per-site evaluation endpoint: a device's signed metric of a global version.
 
 ``POST /v1/evaluations`` runs, in order: body size limit, JSON and field checks (metric range,
-examples), device lookup, Ed25519 signature (evaluation domain), per-device rate limit,
+examples), the signed scope (this edge, chain and deployment), device lookup, Ed25519 signature
+(evaluation domain), per-device rate limit,
 timestamp freshness, then the version check (a final global model of an existing task) and one
 durable store transaction (nonce + row). A retry of the very evaluation this edge already holds
 gets the stored row back; a different one for the same version is ``duplicate_evaluation``.
 The update submitter's worker then carries the row to ``EvaluationLedger`` (evaluations_outbox).
-``GET /v1/evaluations/{ref}`` reports where it is.
+``GET /v1/evaluations/{ref}`` reports where it is, to the device that sent it (a signed read)
+or the operator only.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from edge_server.app_views import chain_progress_json
-from edge_server.auth import check_timestamp, public_key_from_hex
+from edge_server.auth import OPERATOR, check_timestamp, public_key_from_hex
 from edge_server.evaluation_store import EvaluationRow, EvaluationStore, evaluation_db_path
 from edge_server.evaluations_outbox import EvaluationOutbox
 from edge_server.evaluations_protocol import parse_evaluation, verify_evaluation
 from edge_server.intake import UpdateIntake
-from edge_server.protocol import SIGNATURE_HEADER, decode_signature
+from edge_server.protocol import SIGNATURE_HEADER, SigningScope, decode_signature
 from edge_server.ratelimit import RateLimiter
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
@@ -49,6 +51,7 @@ class EvaluationRoutes:
     max_skew_s: int
     read_body: Callable[[Request], Awaitable[bytes]]
     on_stored: Callable[[], None]
+    scope: SigningScope
 
 
 def mount_evaluations(
@@ -63,6 +66,7 @@ def mount_evaluations(
     max_skew_s: int,
     confirmations: int,
     read_body: Callable[[Request], Awaitable[bytes]],
+    scope: SigningScope,
 ) -> EvaluationStore:
     """Opens the evaluation store next to ``store``'s file, hands its outbox to the update
     submitter's worker (same account, same lock) and mounts the routes. Returns the store."""
@@ -74,7 +78,8 @@ def mount_evaluations(
         submitter.add_pass(outbox.run_pass, nonce_source=evaluations.next_tx_nonce)
     notify = submitter.notify if submitter is not None else (lambda: None)
     routes = EvaluationRoutes(
-        evaluations, intake, store.device_public_key, limiter, clock, max_skew_s, read_body, notify
+        evaluations, intake, store.device_public_key, limiter, clock, max_skew_s, read_body, notify,
+        scope,
     )
     add_evaluation_routes(app, routes)
     return evaluations
@@ -98,10 +103,13 @@ def add_evaluation_routes(app: FastAPI, routes: EvaluationRoutes) -> None:
         return JSONResponse(answer, status_code=202, background=BackgroundTask(routes.on_stored))
 
     @app.get("/v1/evaluations/{ref}")
-    def get_evaluation(ref: _Ref) -> dict[str, Any]:
+    def get_evaluation(ref: _Ref, request: Request) -> dict[str, Any]:
         row = routes.store.get(ref)
         if row is None:
             raise UpdateRejectedError("unknown_evaluation", f"no evaluation {ref} on this edge")
+        reader = getattr(request.state, "reader", None)
+        if reader != OPERATOR and reader != row.device_id:
+            raise UpdateRejectedError("forbidden", f"{ref} is not an evaluation of {reader}")
         return evaluation_json(row)
 
 
@@ -110,6 +118,7 @@ def accept_evaluation(
 ) -> dict[str, Any]:
     """Checks and durably stores one evaluation; returns the 202 body."""
     envelope = parse_evaluation(body)
+    routes.scope.check(envelope.scope)
     signature = decode_signature(signature_header)
     key_hex = routes.device_key(envelope.device_id)
     if key_hex is None:

@@ -4,12 +4,15 @@ A device evaluates final global ``version`` of a task on its own local test spli
 
     {"device_id": "...", "task_id": 1, "version": 3, "metric_micro": 812500,
      "secondary_micro": 4294967295, "num_examples": 61, "nonce": "<hex>",
-     "timestamp": 1700000000}
+     "timestamp": 1700000000, "edge": "0x<operator>", "chain_id": 1337,
+     "deployment": "0x<UpdateLedger>"}
 
 with ``X-Fednode-Signature: <base64 Ed25519 signature>`` over
 :func:`evaluation_signing_message` (its own domain line, so an update signature can never be
-replayed as an evaluation). Metrics are fractions in [0, 1] in micro units, as on chain;
-``secondary_micro`` is ``NO_METRIC_MICRO`` (2**32 - 1) when the second metric is undefined.
+replayed as an evaluation). As for updates, the signed scope (edge, chain, deployment; see
+``edge_server.protocol.SigningScope``) keeps an evaluation from being replayed elsewhere.
+Metrics are fractions in [0, 1] in micro units, as on chain; ``secondary_micro`` is
+``NO_METRIC_MICRO`` (2**32 - 1) when the second metric is undefined.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge_server.protocol import _NONCE as NONCE_PATTERN
-from edge_server.protocol import DEVICE_ID_PATTERN, _check_int, _check_text, _load_object
+from edge_server.protocol import (
+    DEVICE_ID_PATTERN,
+    SCOPE_FIELDS,
+    SigningScope,
+    _check_int,
+    _check_text,
+    _load_object,
+)
 from fednode.chain.records import metric_micro, secondary_micro
 from fednode.errors import UpdateRejectedError
 from fednode.types import METRIC_SCALE, NO_METRIC_MICRO
@@ -38,11 +48,11 @@ __all__ = [
     "verify_evaluation",
 ]
 
-EVALUATION_SIGNING_DOMAIN = b"fednode-evaluation-v1\n"
+EVALUATION_SIGNING_DOMAIN = b"fednode-evaluation-v2\n"
 _INT_FIELDS = (
     "task_id", "version", "metric_micro", "secondary_micro", "num_examples", "timestamp"
 )  # fmt: skip
-_FIELDS = frozenset({"device_id", "nonce", *_INT_FIELDS})
+_FIELDS = frozenset({"device_id", "nonce", *_INT_FIELDS, *SCOPE_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,14 @@ class EvaluationEnvelope:
     num_examples: int
     nonce: str
     timestamp: int
+    edge: str = ""
+    chain_id: int = 0
+    deployment: str = ""
+
+    @property
+    def scope(self) -> SigningScope:
+        """The edge, chain and deployment this evaluation was signed for."""
+        return SigningScope(self.edge, self.chain_id, self.deployment)
 
 
 def make_evaluation(
@@ -69,6 +87,7 @@ def make_evaluation(
     secondary: float | None,
     nonce: str,
     timestamp: int,
+    scope: SigningScope | None = None,
 ) -> EvaluationEnvelope:
     """An envelope from metric fractions (converted to micro units as on chain).
 
@@ -78,9 +97,10 @@ def make_evaluation(
       >>> env.metric_micro, env.secondary_micro == NO_METRIC_MICRO
       (750000, True)
     """
+    where = scope or SigningScope("", 0, "")
     return EvaluationEnvelope(
         device_id, task_id, version, metric_micro(metric), secondary_micro(secondary),
-        num_examples, nonce, timestamp,
+        num_examples, nonce, timestamp, where.edge, where.chain_id, where.deployment,
     )  # fmt: skip
 
 
@@ -89,7 +109,7 @@ def evaluation_signing_message(envelope: EvaluationEnvelope) -> bytes:
 
     Example:
       >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1)
-      >>> evaluation_signing_message(env).startswith(b"fednode-evaluation-v1\\n{")
+      >>> evaluation_signing_message(env).startswith(b"fednode-evaluation-v2\\n{")
       True
     """
     body = {name: getattr(envelope, name) for name in sorted(_FIELDS)}
@@ -101,7 +121,8 @@ def evaluation_to_json(envelope: EvaluationEnvelope) -> bytes:
     """The request body of ``POST /v1/evaluations``.
 
     Example:
-      >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1)
+      >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1, "0x" + "ed" * 20, 7,
+      ...                          "0x" + "11" * 20)
       >>> parse_evaluation(evaluation_to_json(env)) == env
       True
     """
@@ -117,7 +138,8 @@ def parse_evaluation(body: bytes) -> EvaluationEnvelope:
         ``bad_metric`` (a metric outside [0, 1]), ``bad_num_examples`` (zero examples).
 
     Example:
-      >>> env = EvaluationEnvelope("dev-1", 1, 0, 1_000_001, 6, 7, "00" * 8, 1)
+      >>> env = EvaluationEnvelope("dev-1", 1, 0, 1_000_001, 6, 7, "00" * 8, 1, "0x" + "ed" * 20,
+      ...                          7, "0x" + "11" * 20)
       >>> parse_evaluation(evaluation_to_json(env))  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
@@ -128,6 +150,7 @@ def parse_evaluation(body: bytes) -> EvaluationEnvelope:
     if missing or unknown:
         raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
     ints = {name: _check_int(name, fields[name]) for name in _INT_FIELDS}
+    scope = SigningScope.from_json(fields)
     device_id = _check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN)
     nonce = _check_text("nonce", fields["nonce"], NONCE_PATTERN)
     if ints["metric_micro"] > METRIC_SCALE:
@@ -137,7 +160,8 @@ def parse_evaluation(body: bytes) -> EvaluationEnvelope:
         raise UpdateRejectedError("bad_metric", detail)
     if ints["num_examples"] == 0:
         raise UpdateRejectedError("bad_num_examples", "num_examples must be > 0")
-    return EvaluationEnvelope(device_id=device_id, nonce=nonce, **ints)
+    return EvaluationEnvelope(device_id=device_id, nonce=nonce, edge=scope.edge,
+                              chain_id=scope.chain_id, deployment=scope.deployment, **ints)
 
 
 def sign_evaluation(key: Ed25519PrivateKey, envelope: EvaluationEnvelope) -> str:
@@ -163,7 +187,8 @@ def verify_evaluation(
     Example:
       >>> from edge_server.auth import generate_private_key
       >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1)
-      >>> verify_evaluation(generate_private_key().public_key(), env, bytes(64))  # doctest: +ELLIPSIS
+      >>> key = generate_private_key().public_key()
+      >>> verify_evaluation(key, env, bytes(64))  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
       fednode.errors.UpdateRejectedError: bad_signature: evaluation signature does not verify ...

@@ -4,11 +4,17 @@ A device posts one JSON object per update::
 
     {"device_id": "...", "task_id": 0, "base_version": 0, "num_examples": 120,
      "epsilon_micro": 0, "payload": "<base64 of canonical bytes>", "nonce": "<hex>",
-     "timestamp": 1700000000}
+     "timestamp": 1700000000, "edge": "0x<operator>", "chain_id": 1337,
+     "deployment": "0x<UpdateLedger>"}
 
 with the header ``X-Fednode-Signature: <base64 Ed25519 signature>`` over
-:func:`signing_message`. Every refusal is ``{"error": reason, "detail": text}``; the reason codes
-and their HTTP statuses are listed in ``STATUS_BY_REASON``.
+:func:`signing_message` (domain ``fednode-update-v2``). The last three fields are the update's
+:class:`SigningScope`: the edge operator it is meant for, the chain and the deployment (the
+UpdateLedger address), all signed, so an edge that forwards a device's update to another edge,
+chain or deployment gets it refused there (``wrong_edge``, ``wrong_chain``,
+``wrong_deployment``). A device learns the scope from ``GET /v1/info`` and its own config.
+Every refusal is ``{"error": reason, "detail": text}``; the reason codes and their HTTP statuses
+are listed in ``STATUS_BY_REASON``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "SIGNING_DOMAIN",
     "STATUS_BY_REASON",
+    "SigningScope",
     "UpdateEnvelope",
     "decode_signature",
     "envelope_to_json",
@@ -39,12 +46,14 @@ __all__ = [
 ]
 
 SIGNATURE_HEADER = "X-Fednode-Signature"
-SIGNING_DOMAIN = b"fednode-update-v1\n"
+SIGNING_DOMAIN = b"fednode-update-v2\n"
 MAX_INT = 2**63 - 1
 """Largest integer field accepted (SQLite INTEGER is signed 64-bit)."""
 
 _INT_FIELDS = ("task_id", "base_version", "num_examples", "epsilon_micro", "timestamp")
-_FIELDS = frozenset({"device_id", "payload", "nonce", *_INT_FIELDS})
+SCOPE_FIELDS = ("edge", "chain_id", "deployment")
+_FIELDS = frozenset({"device_id", "payload", "nonce", *_INT_FIELDS, *SCOPE_FIELDS})
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
 _SIGNATURE_BYTES = 64
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -58,6 +67,11 @@ STATUS_BY_REASON: Mapping[str, int] = {
     "bad_num_examples": 400,
     "unknown_device": 401,
     "bad_signature": 401,
+    "wrong_edge": 401,
+    "wrong_chain": 401,
+    "wrong_deployment": 401,
+    "unauthenticated": 401,
+    "forbidden": 403,
     "stale_timestamp": 401,
     "not_found": 404,
     "unknown_task": 404,
@@ -90,8 +104,74 @@ STATUS_BY_REASON: Mapping[str, int] = {
 
 
 @dataclass(frozen=True)
+class SigningScope:
+    """Where a signed device message is valid: one edge, one chain, one deployment.
+
+    Attributes:
+      edge: the edge operator's address (checksummed), the account that submits on chain.
+      chain_id: the chain's EIP-155 id.
+      deployment: the address of the deployment's UpdateLedger contract (checksummed).
+
+    Example:
+      >>> scope = SigningScope("0x" + "ed" * 20, 1337, "0x" + "11" * 20)
+      >>> SigningScope.from_json(scope.to_json()) == scope
+      True
+    """
+
+    edge: str
+    chain_id: int
+    deployment: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``GET /v1/info`` fields of the scope."""
+        return {"edge": self.edge, "chain_id": self.chain_id, "deployment": self.deployment}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> SigningScope:
+        """Parses the scope fields of a JSON object.
+
+        Raises:
+          UpdateRejectedError: ``bad_request`` when a field is missing or malformed.
+        """
+        return cls(
+            edge=_check_text("edge", body.get("edge"), _ADDRESS),
+            chain_id=_check_int("chain_id", body.get("chain_id")),
+            deployment=_check_text("deployment", body.get("deployment"), _ADDRESS),
+        )
+
+    def check(self, signed: Any) -> None:
+        """Refuses a message signed for another edge, chain or deployment than this one.
+
+        Raises:
+          UpdateRejectedError: ``wrong_edge``, ``wrong_chain`` or ``wrong_deployment``.
+
+        Example:
+          >>> here = SigningScope("0x" + "ed" * 20, 1337, "0x" + "11" * 20)
+          >>> here.check(SigningScope("0x" + "ee" * 20, 1337, "0x" + "11" * 20))
+          ... # doctest: +ELLIPSIS
+          Traceback (most recent call last):
+          ...
+          fednode.errors.UpdateRejectedError: wrong_edge: signed for edge 0xeeee..., this is ...
+        """
+        if signed.edge.lower() != self.edge.lower():
+            raise UpdateRejectedError(
+                "wrong_edge", f"signed for edge {signed.edge}, this is {self.edge}")
+        if signed.chain_id != self.chain_id:
+            raise UpdateRejectedError(
+                "wrong_chain", f"signed for chain {signed.chain_id}, this is {self.chain_id}")
+        if signed.deployment.lower() != self.deployment.lower():
+            raise UpdateRejectedError(
+                "wrong_deployment",
+                f"signed for deployment {signed.deployment}, this is {self.deployment}")
+
+
+@dataclass(frozen=True)
 class UpdateEnvelope:
-    """One update as a device sends it; everything here is covered by the device's signature."""
+    """One update as a device sends it; everything here is covered by the device's signature.
+
+    ``edge``, ``chain_id`` and ``deployment`` are its :class:`SigningScope` (empty by default:
+    such an envelope is refused by every edge as ``wrong_edge``).
+    """
 
     device_id: str
     task_id: int
@@ -101,6 +181,14 @@ class UpdateEnvelope:
     payload: bytes
     nonce: str
     timestamp: int
+    edge: str = ""
+    chain_id: int = 0
+    deployment: str = ""
+
+    @property
+    def scope(self) -> SigningScope:
+        """The edge, chain and deployment this update was signed for."""
+        return SigningScope(self.edge, self.chain_id, self.deployment)
 
     @property
     def payload_digest(self) -> str:
@@ -125,10 +213,11 @@ def signing_message(envelope: UpdateEnvelope) -> bytes:
 
     Example:
       >>> env = UpdateEnvelope("dev-1", 0, 0, 5, 0, b"x", "00" * 8, 1)
-      >>> signing_message(env).startswith(b"fednode-update-v1\\n{")
+      >>> signing_message(env).startswith(b"fednode-update-v2\\n{")
       True
     """
-    body = {name: getattr(envelope, name) for name in ("device_id", "nonce", *_INT_FIELDS)}
+    names = ("device_id", "nonce", *_INT_FIELDS, *SCOPE_FIELDS)
+    body: dict[str, Any] = {name: getattr(envelope, name) for name in names}
     body["payload_digest"] = envelope.payload_digest
     return SIGNING_DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -137,12 +226,13 @@ def envelope_to_json(envelope: UpdateEnvelope) -> bytes:
     """The request body of ``POST /v1/updates`` for an envelope.
 
     Example:
-      >>> env = UpdateEnvelope("dev-1", 0, 0, 5, 0, b"x", "00" * 8, 1)
+      >>> env = UpdateEnvelope("dev-1", 0, 0, 5, 0, b"x", "00" * 8, 1, "0x" + "ed" * 20, 7,
+      ...                      "0x" + "11" * 20)
       >>> parse_envelope(envelope_to_json(env)) == env
       True
     """
-    body: dict[str, Any] = {name: getattr(envelope, name) for name in ("device_id", "nonce")}
-    body.update({name: getattr(envelope, name) for name in _INT_FIELDS})
+    names = ("device_id", "nonce", *_INT_FIELDS, *SCOPE_FIELDS)
+    body: dict[str, Any] = {name: getattr(envelope, name) for name in names}
     body["payload"] = base64.b64encode(envelope.payload).decode("ascii")
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -165,12 +255,14 @@ def parse_envelope(body: bytes) -> UpdateEnvelope:
     if missing or unknown:
         raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
     ints = {name: _check_int(name, fields[name]) for name in _INT_FIELDS}
+    scope = SigningScope.from_json(fields)
     return UpdateEnvelope(
         device_id=_check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN),
         payload=_decode_base64("payload", fields["payload"]),
         nonce=_check_text("nonce", fields["nonce"], _NONCE),
+        edge=scope.edge, chain_id=scope.chain_id, deployment=scope.deployment,
         **ints,
-    )
+    )  # fmt: skip
 
 
 def decode_signature(header: str | None) -> bytes:

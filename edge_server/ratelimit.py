@@ -1,4 +1,8 @@
-"""Edge: a per-device token bucket; a device over its rate gets ``429 rate_limited``."""
+"""Edge: token buckets per device and per peer address; over the rate is ``429 rate_limited``.
+
+The peer buckets are spent before a request's body is parsed or any signature verified, so a
+flood of badly signed requests costs the edge no signature checks past the burst.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ class RateLimiter:
       rate_per_s: tokens added per second (0 disables limiting).
       burst: bucket size.
       clock: monotonic time source.
+      subject: what a key names, for the refusal's message ("device", "peer").
 
     Example:
       >>> limiter = RateLimiter(rate_per_s=1.0, burst=2, clock=lambda: 0.0)
@@ -29,8 +34,10 @@ class RateLimiter:
     """
 
     def __init__(
-        self, *, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self, *, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic,
+        subject: str = "device",
     ) -> None:
+        self._subject = subject
         self._rate = rate_per_s
         self._burst = float(max(burst, 1))
         self._clock = clock
@@ -54,7 +61,7 @@ class RateLimiter:
                 self._buckets[device_id] = (tokens, now)
                 error = UpdateRejectedError(
                     "rate_limited",
-                    f"device {device_id} is over {self._rate:g} requests/s "
+                    f"{self._subject} {device_id} is over {self._rate:g} requests/s "
                     f"(burst {self._burst:g}); retry later",
                 )
                 error.retry_after_s = (1.0 - tokens) / self._rate  # type: ignore[attr-defined]

@@ -252,6 +252,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-in-flight", type=int, default=16, help="pending tx cap (16)")
     parser.add_argument("--rate", type=float, default=2.0, help="per-device requests/s (2)")
     parser.add_argument("--burst", type=int, default=20, help="per-device burst (20)")
+    parser.add_argument("--peer-rate", type=float, default=100.0,
+                        help="per-peer-address requests/s, checked before signatures (100)")
+    parser.add_argument("--peer-burst", type=int, default=500, help="per-peer burst (500)")
+    parser.add_argument("--operator-token-file",
+                        help="file holding a secret that lets the operator read device routes")
     parser.add_argument("--poll", type=float, default=0.5, help="submitter idle poll, s (0.5)")
     parser.add_argument("--tls-cert", help="operator certificate (PEM): serve HTTPS")
     parser.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
@@ -261,6 +266,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
+
+
+def _read_token(path: str | None) -> str | None:
+    """The operator token from its file (first line), or None without a file."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise FednodeValueError(f"cannot read the operator token file {path}: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             rpc_url=args.rpc, deployment_path=args.deployment, key_path=args.key,
             confirmations=args.confirmations, max_in_flight=args.max_in_flight,
             device_rate_per_s=args.rate, device_burst=args.burst,
+            peer_rate_per_s=args.peer_rate, peer_burst=args.peer_burst,
+            operator_token=_read_token(args.operator_token_file),
             submit_poll_interval_s=args.poll, tls_certfile=args.tls_cert,
             tls_keyfile=args.tls_key, tls_client_ca=args.tls_client_ca,
         )  # fmt: skip

@@ -54,7 +54,7 @@ from fednode.network import (
     network_up,
     read_key_file,
 )
-from fednode.network.info import save_network
+from fednode.network.info import password_file_of, save_network
 from fednode.network.layout import checked_geth_version
 from fednode.network.node import NodeSpec, is_running, rpc_call, start_node
 
@@ -350,6 +350,7 @@ def restart_validators(directory: Path, indices: Sequence[int]) -> None:
             host="127.0.0.1", p2p_port=v.p2p_port, http_port=v.http_port,
             authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
             static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
+            password_file=password_file_of(info.dir, v.name),
         )  # fmt: skip
         pids[v.name] = start_node(find_geth(), spec, tie_to_caller=True)
     save_network(info.with_pids(pids))
@@ -364,7 +365,8 @@ def _enode_key(enode: str) -> str:
 
 
 def peer_keys(url: str) -> set[str]:
-    """Public keys of the peers a validator is connected to now (``admin_peers``)."""
+    """Public keys of the peers a validator is connected to now (``admin_peers``, on its IPC
+    socket: the public gateway refuses ``admin_`` calls)."""
     return {_enode_key(p["enode"]) for p in rpc_call(url, "admin_peers", timeout=10.0)}
 
 
@@ -372,15 +374,15 @@ def _cut(info: NetworkInfo, index: int) -> None:
     alone = info.validators[index]
     for i, other in enumerate(info.validators):
         if i != index:
-            rpc_call(info.http_urls[i], "admin_removePeer", [alone.enode], timeout=10.0)
-            rpc_call(info.http_urls[index], "admin_removePeer", [other.enode], timeout=10.0)
+            rpc_call(info.ipc_paths[i], "admin_removePeer", [alone.enode], timeout=10.0)
+            rpc_call(info.ipc_paths[index], "admin_removePeer", [other.enode], timeout=10.0)
 
 
 def _connected_to(info: NetworkInfo, index: int) -> set[str]:
     """Keys of the validators still connected to ``index``, seen from either side."""
     alone = _enode_key(info.validators[index].enode)
-    seen = peer_keys(info.http_urls[index])
-    for i, url in enumerate(info.http_urls):
+    seen = peer_keys(info.ipc_paths[index])
+    for i, url in enumerate(info.ipc_paths):
         if i != index and alone in peer_keys(url):
             seen.add(_enode_key(info.validators[i].enode))
     return seen
@@ -426,11 +428,11 @@ def heal_partition(info: NetworkInfo, index: int, *, timeout: float = 60.0) -> N
     alone = info.validators[index]
     others = [(i, v) for i, v in enumerate(info.validators) if i != index]
     for i, other in others:
-        rpc_call(info.http_urls[i], "admin_addPeer", [alone.enode], timeout=10.0)
-        rpc_call(info.http_urls[index], "admin_addPeer", [other.enode], timeout=10.0)
+        rpc_call(info.ipc_paths[i], "admin_addPeer", [alone.enode], timeout=10.0)
+        rpc_call(info.ipc_paths[index], "admin_addPeer", [other.enode], timeout=10.0)
     wanted = {_enode_key(v.enode) for _, v in others}
     deadline = time.monotonic() + timeout
-    while not wanted <= peer_keys(info.http_urls[index]):
+    while not wanted <= peer_keys(info.ipc_paths[index]):
         if time.monotonic() > deadline:
             raise NetworkError(f"validator {index} did not re-peer within {timeout:.0f}s")
         time.sleep(0.2)

@@ -203,7 +203,7 @@ def _sync(args: argparse.Namespace) -> int:
     from fednode.network.signers import sync_signers
 
     info, wanted = _signer_state(args)
-    drift = sync_signers(info.http_urls, wanted)
+    drift = sync_signers(info.ipc_paths, wanted)
     print(json.dumps({"proposed_additions": drift.missing, "proposed_removals": drift.extra}))
     return 0
 
@@ -212,6 +212,6 @@ def _drift(args: argparse.Namespace) -> int:
     from fednode.network.signers import chain_signers, signer_drift
 
     info, wanted = _signer_state(args)
-    drift = signer_drift(wanted, chain_signers(info.http_urls[args.node]))
+    drift = signer_drift(wanted, chain_signers(info.ipc_paths[args.node]))
     print(json.dumps({"missing": drift.missing, "extra": drift.extra, "clean": drift.clean}))
     return 0 if drift.clean else 1

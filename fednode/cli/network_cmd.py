@@ -128,7 +128,7 @@ def _registry_drift(directory: str) -> dict | None:
         return None
     try:
         wanted = registry_signers(open_ledger(directory, "auditor"))
-        drift = signer_drift(wanted, chain_signers(load_network(directory).http_urls[0]))
+        drift = signer_drift(wanted, chain_signers(load_network(directory).ipc_paths[0]))
     except FednodeError as exc:
         return {"error": str(exc)}
     return {"missing": list(drift.missing), "extra": list(drift.extra), "clean": drift.clean}
@@ -205,7 +205,8 @@ def _add_join(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     join.add_argument("--peers", default="", help="comma-separated enode URLs of validators")
     join.add_argument("--host", default="127.0.0.1", help="this node's own address")
     join.add_argument("--p2p-port", type=int, default=30303, help="devp2p port (30303)")
-    join.add_argument("--http-port", type=int, default=8545, help="JSON-RPC port (8545)")
+    join.add_argument("--http-port", type=int, default=8545,
+                      help="public JSON-RPC port: eth, net, web3 only (8545)")
     join.add_argument("--authrpc-port", type=int, default=8551, help="engine API port (8551)")
     join.add_argument("--name", default="validator", help="geth identity")
     join.add_argument("--signer-key", help="sealer key file (hex); a new key if omitted")

@@ -13,6 +13,10 @@ that halted because too few validators are alive (a fault test) is left alone. T
 stopped before a rewind and started again one at a time, in Clique's turn order
 (``sealing.start_miners_in_turn``): started together they would race for the same blocks and
 fork again. A stall with equal heads while every validator is up gets the same miner restart.
+
+Rewinding and stopping miners are powers no other host may hold: every call here goes to the
+validators' IPC sockets (``NetworkInfo.ipc_paths``), never to their public HTTP gateways, which
+refuse ``debug_`` and ``miner_`` calls.
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ class StallWatchdog:
     """Polls the validators; when no block was sealed for ``stall_s`` and heads differ, heals.
 
     Args:
-      urls: JSON-RPC URLs of the validators.
+      urls: the validators' control endpoints (IPC socket paths, see ``rpc_call``).
       stall_s: seconds without a new block before the heads are compared.
       poll_s: seconds between polls.
       heal: the healing step (injectable for tests).

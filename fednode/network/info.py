@@ -7,8 +7,11 @@ accounts with their key files. All paths in it are absolute.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,45 @@ __all__ = [
     "AccountInfo",
     "NetworkInfo",
     "ValidatorInfo",
+    "ipc_path_of",
     "load_network",
+    "password_file_of",
     "save_network",
 ]
 
 NETWORK_FILE = "network.json"
 _FORMAT_VERSION = 1
+_MAX_SOCKET_PATH = 100  # Linux caps a Unix socket path at 107 bytes
+
+
+def ipc_path_of(datadir: str | os.PathLike[str]) -> Path:
+    """Where a validator's geth listens for IPC: ``<datadir>/geth.ipc``.
+
+    A datadir too deep for a Unix socket path gets a short one instead, in a 0700 folder of
+    this user under /tmp named by a hash of the datadir.
+
+    Example:
+        >>> str(ipc_path_of("/srv/fednode/node"))
+        '/srv/fednode/node/geth.ipc'
+        >>> len(str(ipc_path_of("/deep" * 40))) < 100
+        True
+    """
+    path = Path(datadir) / "geth.ipc"
+    if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(str(Path(datadir)))).hexdigest()[:20]
+    return Path("/tmp") / f"fednode-ipc-{os.getuid()}" / f"{digest}.ipc"
+
+
+def password_file_of(directory: str | os.PathLike[str], name: str) -> Path:
+    """Where the password that unlocks validator ``name``'s keystore lives: a 0600 file in
+    ``<directory>/secrets/`` (0700), never in the datadir beside the keystore it opens.
+
+    Example:
+        >>> str(password_file_of("/srv/net", "validator-1"))
+        '/srv/net/secrets/validator-1.password'
+    """
+    return Path(directory) / "secrets" / f"{name}.password"
 
 
 @dataclass(frozen=True)
@@ -36,11 +72,12 @@ class ValidatorInfo:
         name: ``validator-<i>``, also the geth ``--identity``.
         signer: Checksummed Clique sealer address (unlocked in geth).
         enode: ``enode://<pubkey>@<host>:<p2p_port>``.
-        http_url: JSON-RPC endpoint, e.g. ``http://127.0.0.1:8545``.
+        http_url: Public JSON-RPC endpoint (the gateway: eth, net, web3 only), e.g.
+            ``http://127.0.0.1:8545``.
         p2p_port: devp2p TCP port.
         http_port: JSON-RPC HTTP port.
         authrpc_port: Engine API port (unused by Clique, but geth binds it).
-        datadir: geth ``--datadir`` (also holds config.toml, password.txt, node.log).
+        datadir: geth ``--datadir`` (also holds config.toml, node.log, geth.ipc).
         pid: Process id while running, ``None`` once stopped.
     """
 
@@ -58,6 +95,11 @@ class ValidatorInfo:
     def log_path(self) -> Path:
         """The file geth's stdout and stderr go to."""
         return Path(self.datadir) / "node.log"
+
+    @property
+    def ipc_path(self) -> str:
+        """geth's IPC socket: every API (admin, debug, miner, clique), for this host only."""
+        return str(ipc_path_of(self.datadir))
 
 
 @dataclass(frozen=True)
@@ -102,6 +144,11 @@ class NetworkInfo:
         return [v.http_url for v in self.validators]
 
     @property
+    def ipc_paths(self) -> list[str]:
+        """IPC sockets of all validators (the control endpoints of heal, sealing, signers)."""
+        return [v.ipc_path for v in self.validators]
+
+    @property
     def signers(self) -> list[str]:
         """Sealer addresses of all validators."""
         return [v.signer for v in self.validators]
@@ -133,11 +180,19 @@ class NetworkInfo:
 
 
 def save_network(info: NetworkInfo) -> Path:
-    """Writes ``<info.dir>/network.json`` atomically and returns its path."""
+    """Writes ``<info.dir>/network.json`` atomically (through a temporary file created
+    exclusively) and returns its path."""
     path = Path(info.dir) / NETWORK_FILE
-    tmp = path.with_name(NETWORK_FILE + ".tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{NETWORK_FILE}.", dir=path.parent)  # O_EXCL, 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info.to_json(), indent=2) + "\n")
+        os.chmod(tmp, 0o644)  # no secret in it: other tools of the operator read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return path
 
 

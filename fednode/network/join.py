@@ -4,7 +4,12 @@
 (sealer keystore, node key, ``geth init``), starts geth with static peering on the operator's
 own address and waits until it talks to a peer. The node seals once the current signers vote
 its address in (``clique.propose``); until then it syncs and serves JSON-RPC to the operator's
-edge server. ``<dir>/node.json`` records what other tools need (enode, RPC URL, signer, PID).
+edge server. That address is reachable from other hosts, so it serves only ``eth``, ``net`` and
+``web3`` calls that use no key of the node (``fednode.network.gateway``); every other API
+(admin, debug, miner, clique) is on geth's IPC socket ``<dir>/node/geth.ipc`` for this host's
+operator. The keystore's password is in ``<dir>/secrets/sealer.password`` (0600, 0700 folder),
+not in the datadir. ``<dir>/node.json`` records what other tools need (enode, RPC URL, IPC
+socket, signer, PID).
 geth's stdout and stderr go to ``<dir>/node/node.log`` (info level); when a join fails, the
 geth it started is stopped (freeing the datadir lock and ports) and the error quotes that log.
 """
@@ -26,6 +31,7 @@ from eth_utils.address import to_checksum_address
 
 from fednode.errors import FednodeValueError, NetworkError
 from fednode.network import keys as keyring
+from fednode.network.info import ipc_path_of
 from fednode.network.layout import checked_geth_version
 from fednode.network.node import (
     NodeSpec,
@@ -57,6 +63,7 @@ class JoinedNode:
     pid: int | None
     height: int
     peers: int
+    ipc_path: str = ""
 
 
 def _genesis_settings(genesis_path: Path) -> tuple[int, int]:
@@ -74,14 +81,20 @@ def _check_peers(peers: Sequence[str]) -> tuple[str, ...]:
     return tuple(peers)
 
 
+def _password_file(root: Path) -> Path:
+    return root / "secrets" / "sealer.password"
+
+
 def _prepare_datadir(
     datadir: Path, geth: Path, genesis: Path, *, signer_key: bytes | None, node_key: bytes | None
 ) -> None:
     if (datadir / "geth" / "chaindata").is_dir():
+        keyring.move_legacy_password(datadir, _password_file(datadir.parent))
         return  # joined before: keep keys and chain
     keyring.write_validator_keystore(
-        datadir, signer_key or keyring.generate_private_key(), secrets.token_hex(16)
-    )
+        datadir, signer_key or keyring.generate_private_key(), secrets.token_hex(16),
+        password_file=_password_file(datadir.parent),
+    )  # fmt: skip
     keyring.write_node_key(datadir, node_key or keyring.generate_private_key())
     init_datadir(geth, datadir, genesis)
 
@@ -157,20 +170,28 @@ def _wait_for_peer(
         except NetworkError:
             pass  # not listening yet
         time.sleep(0.25)
-    raise _failed(proc, spec, f"no peer reached {url} in {timeout:.0f} s")
+    raise _failed(proc, spec, f"no peer reached {spec.name} in {timeout:.0f} s")
 
 
 def _start_until_peered(
     geth: Path, spec: NodeSpec, url: str, *, timeout: float
 ) -> tuple[int, int, int]:
-    """Starts geth and waits for a peer; returns (pid, peers, height) or stops geth and raises."""
+    """Starts geth and waits for a peer; returns (pid, peers, height) or stops geth and raises.
+
+    Peers are counted on the IPC socket; the height is read through the public gateway, so a
+    join also proves that door answers.
+    """
     proc = spawn_node(geth, spec)
-    peers = _wait_for_peer(url, proc, spec, want_peer=bool(spec.static_nodes), timeout=timeout)
-    try:
-        height = int(rpc_call(url, "eth_blockNumber"), 16)
-    except NetworkError as exc:
-        raise _failed(proc, spec, f"eth_blockNumber failed: {exc}") from exc
-    return proc.pid, peers, height
+    ipc = str(spec.ipc_path)
+    peers = _wait_for_peer(ipc, proc, spec, want_peer=bool(spec.static_nodes), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return proc.pid, peers, int(rpc_call(url, "eth_blockNumber"), 16)
+        except NetworkError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise _failed(proc, spec, f"eth_blockNumber on {url} failed: {exc}") from exc
+        time.sleep(0.25)
 
 
 def join_network(
@@ -195,7 +216,7 @@ def join_network(
         peers: enode URLs of running validators (static peers, no discovery).
         host: The operator's own address: P2P and JSON-RPC listen here.
         p2p_port: devp2p port.
-        http_port: JSON-RPC port (the edge server's ``--rpc``).
+        http_port: Public JSON-RPC port (the edge server's ``--rpc``): eth, net, web3 only.
         authrpc_port: Engine API port geth binds on 127.0.0.1.
         name: geth ``--identity``.
         signer_key: Sealer key (a fresh one when None); its address must be voted in to seal.
@@ -226,7 +247,7 @@ def join_network(
     _prepare_datadir(datadir, geth, root / "genesis.json", signer_key=signer_key, node_key=node_key)
     spec = NodeSpec(
         name, datadir, _signer_of(datadir), chain_id, host, p2p_port, http_port, authrpc_port,
-        gas_limit, static, verbosity=_JOINED_VERBOSITY,
+        gas_limit, static, _password_file(root), verbosity=_JOINED_VERBOSITY,
     )  # fmt: skip
     _check_ports_free(spec)
     write_node_config(spec)
@@ -236,7 +257,7 @@ def join_network(
     node = JoinedNode(
         name=name, signer=spec.signer, enode=keyring.enode_url(own_key, host=host, port=p2p_port),
         http_url=url, chain_id=chain_id, datadir=str(datadir), pid=pid, height=height,
-        peers=peer_count,
+        peers=peer_count, ipc_path=str(ipc_path_of(datadir)),
     )  # fmt: skip
     (root / JOIN_FILE).write_text(json.dumps(asdict(node), indent=2) + "\n")
     return node

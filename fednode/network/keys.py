@@ -2,8 +2,10 @@
 
 Three kinds of key live in a network folder:
 
-- the **sealer key** of each validator, as a geth keystore JSON in ``<datadir>/keystore/`` with
-  its password in ``<datadir>/password.txt`` (0600), unlocked by geth to seal Clique blocks;
+- the **sealer key** of each validator, as a geth keystore JSON in ``<datadir>/keystore/``
+  (scrypt with geth's standard work factor, n = 2**18), unlocked by geth to seal Clique blocks
+  with a password kept in a 0600 file of a separate 0700 folder (``<dir>/secrets/``), never
+  beside the keystore it opens;
 - the **node key** of each validator (its devp2p identity, hence its enode), in
   ``<datadir>/geth/nodekey`` where geth looks for it;
 - the **account keys** of the consortium roles (admin, publisher, aggregator, auditor,
@@ -13,10 +15,12 @@ Three kinds of key live in a network folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,12 +31,14 @@ from eth_keys.datatypes import PrivateKey
 from fednode.errors import FednodeValueError, NetworkError
 
 __all__ = [
+    "KEYSTORE_SCRYPT_N",
     "ROLE_ACCOUNT_NAMES",
     "address_of",
     "default_account_names",
     "enode_url",
     "ensure_account_keys",
     "generate_private_key",
+    "move_legacy_password",
     "node_public_key",
     "read_key_file",
     "write_key_file",
@@ -45,7 +51,8 @@ ROLE_ACCOUNT_NAMES = ("admin", "publisher", "aggregator", "auditor")
 
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_KEYSTORE_SCRYPT_N = 4096  # geth's --lightkdf work factor: unlocks in milliseconds
+KEYSTORE_SCRYPT_N = 2**18
+"""scrypt work factor of the keystores fednode writes (geth's StandardScryptN)."""
 
 
 def generate_private_key() -> bytes:
@@ -95,13 +102,33 @@ def enode_url(node_key: bytes, *, host: str, port: int) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Writes ``text`` to a new file readable only by its owner (0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Writes ``text`` to a file readable only by its owner (0600), atomically.
+
+    The temporary file is created exclusively (``mkstemp``: O_EXCL, 0600, a random name), so a
+    file or link planted at a guessable name is never written through.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _create_private(path: Path, text: str) -> None:
+    """Creates a new 0600 file in a 0700 folder; refuses one that exists (O_CREAT | O_EXCL)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError as exc:
+        raise NetworkError(f"{path} already exists: refusing to overwrite a secret") from exc
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(text)
-    os.replace(tmp, path)
 
 
 def write_key_file(path: Path, private_key: bytes) -> None:
@@ -166,23 +193,53 @@ def ensure_account_keys(keys_dir: Path, names: Iterable[str]) -> dict[str, str]:
     return addresses
 
 
-def write_validator_keystore(datadir: Path, private_key: bytes, password: str) -> Path:
-    """Stores a sealer key as a geth keystore file plus ``<datadir>/password.txt``.
+def write_validator_keystore(
+    datadir: Path,
+    private_key: bytes,
+    password: str,
+    *,
+    password_file: Path,
+    insecure_test_scrypt_n: int | None = None,
+) -> Path:
+    """Stores a sealer key as a geth keystore file, and its password in ``password_file``.
 
     Args:
-        datadir: The validator's geth data directory.
+        datadir: The validator's geth data directory (the keystore goes to ``keystore/``).
         private_key: The sealer's secp256k1 key.
-        password: Password that encrypts the keystore (written 0600 next to it).
+        password: Password that encrypts the keystore.
+        password_file: Where the password goes: a new 0600 file (created exclusively) in a
+            0700 folder that must not be the datadir or inside it.
+        insecure_test_scrypt_n: Tests only: a weaker scrypt work factor than
+            ``KEYSTORE_SCRYPT_N``, so that unit tests stay fast. Never set it elsewhere.
 
     Returns:
         The path of the keystore JSON (``UTC--<time>--<address>`` as geth names them).
+
+    Raises:
+        NetworkError: ``password_file`` would sit in the datadir, or exists already.
     """
-    keystore = Account.encrypt(private_key, password, kdf="scrypt", iterations=_KEYSTORE_SCRYPT_N)
+    if Path(password_file).resolve().is_relative_to(Path(datadir).resolve()):
+        raise NetworkError(f"the password file {password_file} must not sit in the datadir "
+                           f"{datadir} beside the keystore it opens")
+    n = KEYSTORE_SCRYPT_N if insecure_test_scrypt_n is None else insecure_test_scrypt_n
+    keystore = Account.encrypt(private_key, password, kdf="scrypt", iterations=n)
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S.000000000Z", time.gmtime())
     path = datadir / "keystore" / f"UTC--{stamp}--{keystore['address'].lower()}"
+    _create_private(Path(password_file), password + "\n")
     _write_private(path, json.dumps(keystore))
-    _write_private(datadir / "password.txt", password + "\n")
     return path
+
+
+def move_legacy_password(datadir: Path, password_file: Path) -> None:
+    """Moves a password an older fednode kept in ``<datadir>/password.txt`` to ``password_file``.
+
+    Nothing happens when there is no such file; the new place is 0600 in a 0700 folder.
+    """
+    legacy = Path(datadir) / "password.txt"
+    if not legacy.is_file() or Path(password_file).exists():
+        return
+    _create_private(Path(password_file), legacy.read_text(encoding="ascii"))
+    legacy.unlink()
 
 
 def write_node_key(datadir: Path, node_key: bytes) -> Path:

@@ -18,7 +18,13 @@ from eth_utils.address import to_checksum_address
 from fednode.errors import NetworkError
 from fednode.network import keys as keyring
 from fednode.network.genesis import DEFAULT_BALANCE_WEI, build_clique_genesis
-from fednode.network.info import NETWORK_FILE, AccountInfo, NetworkInfo, ValidatorInfo
+from fednode.network.info import (
+    NETWORK_FILE,
+    AccountInfo,
+    NetworkInfo,
+    ValidatorInfo,
+    password_file_of,
+)
 from fednode.network.node import geth_version, init_datadir
 
 __all__ = ["checked_geth_version", "create_network", "discard_partial", "is_fresh_folder"]
@@ -49,7 +55,7 @@ def checked_geth_version(geth: Path) -> str:
 
 def discard_partial(directory: Path) -> None:
     """Removes what a failed creation left, so the folder can be used again."""
-    for name in ("nodes", "keys"):
+    for name in ("nodes", "keys", "secrets"):
         shutil.rmtree(directory / name, ignore_errors=True)
     for name in ("genesis.json", NETWORK_FILE):
         with contextlib.suppress(FileNotFoundError):
@@ -60,7 +66,10 @@ def _create_validator(directory: Path, index: int) -> tuple[str, bytes, Path]:
     """Makes the keys of validator ``index``: returns (name, node key, datadir)."""
     name = f"validator-{index}"
     datadir = directory / "nodes" / name
-    keyring.write_validator_keystore(datadir, keyring.generate_private_key(), secrets.token_hex(16))
+    keyring.write_validator_keystore(
+        datadir, keyring.generate_private_key(), secrets.token_hex(16),
+        password_file=password_file_of(directory, name),
+    )  # fmt: skip
     node_key = keyring.generate_private_key()
     keyring.write_node_key(datadir, node_key)
     return name, node_key, datadir

@@ -5,8 +5,13 @@ A network folder looks like this::
     <dir>/network.json               chain id, genesis, validators (enode, URL, PID), accounts
     <dir>/genesis.json               Clique genesis (see genesis.py)
     <dir>/keys/<name>.key            0600 hex keys of admin, publisher, aggregator, auditor, edge-i
-    <dir>/nodes/validator-<i>/       geth datadir: keystore/, password.txt, geth/nodekey,
-                                     config.toml (static peers), node.log, geth.pid
+    <dir>/secrets/validator-<i>.password  0600 password of that validator's keystore (0700 folder)
+    <dir>/nodes/validator-<i>/       geth datadir (0700): keystore/, geth/nodekey, geth.ipc,
+                                     config.toml (static peers), node.log, geth.pid,
+                                     gateway.log, gateway.pid
+
+Each validator's HTTP URL is its gateway (eth, net, web3; Clique reads on loopback); the fork
+healer, the sealers' restart and ``network status`` use geth's IPC socket.
 
 ``network_up`` on a folder whose network was stopped starts the same chain again (same keys,
 same genesis; the same ports when they are still free).
@@ -26,7 +31,14 @@ from typing import Any
 from fednode.errors import FednodeValueError, NetworkError
 from fednode.network.genesis import DEFAULT_GAS_LIMIT
 from fednode.network.heal import StallWatchdog, reseal_in_turn
-from fednode.network.info import NetworkInfo, ValidatorInfo, load_network, save_network
+from fednode.network.info import (
+    NetworkInfo,
+    ValidatorInfo,
+    load_network,
+    password_file_of,
+    save_network,
+)
+from fednode.network.keys import move_legacy_password
 from fednode.network.layout import (
     checked_geth_version,
     create_network,
@@ -43,7 +55,13 @@ from fednode.network.node import (
     write_node_config,
 )
 from fednode.network.ports import assign_ports
-from fednode.network.probe import NodeStatus, probe_network, wait_until_live, wait_until_peered
+from fednode.network.probe import (
+    NodeStatus,
+    probe_network,
+    wait_until_live,
+    wait_until_peered,
+    wait_until_unlocked,
+)
 
 __all__ = [
     "DEFAULT_CHAIN_ID",
@@ -96,6 +114,7 @@ def _node_specs(info: NetworkInfo) -> list[NodeSpec]:
             authrpc_port=v.authrpc_port,
             gas_limit=info.gas_limit,
             static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
+            password_file=password_file_of(info.dir, v.name),
         )
         for v in info.validators
     ]
@@ -151,6 +170,7 @@ def _start_network(
     geth = Path(info.geth)
     specs = _node_specs(info)
     for spec in specs:
+        move_legacy_password(spec.datadir, spec.password_file)
         write_node_config(spec)
     progress(f"starting {len(specs)} validators")
     pids: dict[str, int | None] = {
@@ -162,11 +182,13 @@ def _start_network(
     # Start-up is when Clique forks most: every node seals from launch (geth accepts propagated
     # blocks only once it has mined or synced), before it has peered. Once all are peered the
     # miners are stopped, blocks sealed apart are rewound and the sealers restart in turn order.
-    watchdog = StallWatchdog(info.http_urls)
+    watchdog = StallWatchdog(info.ipc_paths)
     try:
         wait_until_peered(info, timeout=timeout, progress=progress)
+        wait_until_unlocked(info, timeout=max(deadline - time.monotonic(), 10.0),
+                            progress=progress)
         progress("restarting the sealers one at a time, in turn order")
-        reseal_in_turn(info.http_urls)
+        reseal_in_turn(info.ipc_paths)
         watchdog.start()
         wait_until_live(info, timeout=max(deadline - time.monotonic(), 10.0), progress=progress)
     except BaseException:
@@ -260,7 +282,7 @@ _WATCHDOGS: dict[Path, StallWatchdog] = {}
 
 def _watch(root: Path, info: NetworkInfo) -> None:
     _unwatch(root)
-    _WATCHDOGS[root] = StallWatchdog(info.http_urls).start()
+    _WATCHDOGS[root] = StallWatchdog(info.ipc_paths).start()
 
 
 def _unwatch(root: Path) -> None:

@@ -5,6 +5,12 @@ whose output goes to ``<datadir>/node.log``. Peering is static: ``config.toml`` 
 validators under ``[Node.P2P] StaticNodes`` and discovery is off. geth stops gracefully on
 SIGTERM (it flushes its state; after a SIGKILL it rewinds its head on the next start).
 Liveness checks and stops by PID are in ``fednode.network.process`` (re-exported here).
+
+geth serves JSON-RPC on its IPC socket only (every API, for this host's operator); the
+validator's HTTP address is served by ``fednode.network.gateway``, a process started beside
+geth that relays the ``eth``, ``net`` and ``web3`` calls that use no key of the node. So geth
+unlocks its sealer key without ``--allow-insecure-unlock``, with the password from a 0600 file
+kept outside the datadir (``info.password_file_of``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,8 @@ from typing import Any
 import httpx
 
 from fednode.errors import NetworkError
+from fednode.network import gateway
+from fednode.network.info import ipc_path_of
 from fednode.network.process import StopResult, is_running, stop_nodes
 
 __all__ = [
@@ -30,6 +39,7 @@ __all__ = [
     "NodeSpec",
     "StopResult",
     "find_geth",
+    "gateway_command",
     "geth_command",
     "geth_version",
     "init_datadir",
@@ -43,7 +53,6 @@ __all__ = [
 ]
 
 GETH_VERSION = "1.13.15"
-_HTTP_APIS = "eth,net,web3,clique,admin,txpool,debug,miner"
 _CACHE_MB = 128  # per node; 4 validators share a small machine
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -62,12 +71,23 @@ class NodeSpec:
     authrpc_port: int
     gas_limit: int
     static_nodes: tuple[str, ...]
+    password_file: Path
     verbosity: int = 2  # geth's: 2 warnings, 3 also info (start-up, "Got interrupt", blocks)
 
     @property
     def log_path(self) -> Path:
         """Where geth's stdout and stderr go."""
         return self.datadir / "node.log"
+
+    @property
+    def ipc_path(self) -> Path:
+        """geth's IPC socket (0600): every API, for this host only."""
+        return ipc_path_of(self.datadir)
+
+    @property
+    def gateway_log_path(self) -> Path:
+        """Where the HTTP gateway's output goes."""
+        return self.datadir / "gateway.log"
 
 
 def geth_version(geth: Path) -> str:
@@ -136,20 +156,31 @@ def write_node_config(spec: NodeSpec) -> Path:
 
 
 def geth_command(geth: Path, spec: NodeSpec) -> list[str]:
-    """Builds the geth 1.13 command line of a sealing, archive, full-sync validator."""
+    """Builds the geth 1.13 command line of a sealing, archive, full-sync validator.
+
+    No HTTP or WebSocket server: JSON-RPC is on the IPC socket only (the gateway serves the
+    public part), so ``--unlock`` needs no ``--allow-insecure-unlock``.
+    """
     d = spec.datadir
     return [
         str(geth), "--config", str(d / "config.toml"), "--datadir", str(d),
         "--identity", spec.name, "--networkid", str(spec.network_id),
         "--nodiscover", "--nat", "none", "--maxpeers", str(len(spec.static_nodes) + 8),
         "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
-        "--cache", str(_CACHE_MB), "--ipcdisable",
-        "--http", "--http.addr", spec.host, "--http.port", str(spec.http_port),
-        "--http.api", _HTTP_APIS, "--http.vhosts", "localhost,127.0.0.1",
+        "--cache", str(_CACHE_MB), "--ipcpath", str(spec.ipc_path),
         "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(spec.authrpc_port),
         "--mine", "--miner.etherbase", spec.signer, "--miner.gaslimit", str(spec.gas_limit),
-        "--unlock", spec.signer, "--password", str(d / "password.txt"),
-        "--allow-insecure-unlock", "--verbosity", str(spec.verbosity),
+        "--unlock", spec.signer, "--password", str(spec.password_file),
+        "--verbosity", str(spec.verbosity),
+    ]  # fmt: skip
+
+
+def gateway_command(spec: NodeSpec, geth_pid: int) -> list[str]:
+    """Command line of the HTTP gateway of a validator (a stdlib-only script, quick to start)."""
+    return [
+        sys.executable, "-s", str(Path(gateway.__file__)), "--datadir", str(spec.datadir),
+        "--ipc", str(spec.ipc_path), "--host", spec.host, "--port", str(spec.http_port),
+        "--geth-pid", str(geth_pid),
     ]  # fmt: skip
 
 
@@ -159,10 +190,38 @@ def _terminate_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _detached(
+    label: str, command: list[str], log_path: Path, tie_to_caller: bool
+) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        log.write(f"--- fednode: starting {label} at {time.ctime()}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent if tie_to_caller else None,
+        )
+
+
+def _private_dir(path: Path) -> None:
+    """Creates a folder only its owner can enter (0700), refusing one that someone else owns."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise NetworkError(f"{path} belongs to uid {info.st_uid}, not to this user")
+    os.chmod(path, 0o700)
+
+
 def spawn_node(
     geth: Path, spec: NodeSpec, *, tie_to_caller: bool = False
 ) -> subprocess.Popen[bytes]:
     """Starts geth in its own session, its output appended to ``spec.log_path`` after a header.
+
+    The HTTP gateway (``gateway_command``) starts beside it, its PID in ``gateway.pid``; it
+    exits by itself once geth has.
 
     Args:
         geth: The geth binary.
@@ -174,19 +233,13 @@ def spawn_node(
     Returns:
         The process (its PID is also in ``geth.pid``); ``poll()`` gives its exit status.
     """
-    spec.datadir.mkdir(parents=True, exist_ok=True)
-    with open(spec.log_path, "ab") as log:
-        log.write(f"--- fednode: starting {spec.name} at {time.ctime()}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            geth_command(geth, spec),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_terminate_with_parent if tie_to_caller else None,
-        )
+    _private_dir(spec.datadir)
+    _private_dir(spec.ipc_path.parent)
+    proc = _detached(spec.name, geth_command(geth, spec), spec.log_path, tie_to_caller)
     (spec.datadir / "geth.pid").write_text(f"{proc.pid}\n", encoding="ascii")
+    relay = _detached(f"the gateway of {spec.name}", gateway_command(spec, proc.pid),
+                      spec.gateway_log_path, tie_to_caller)
+    (spec.datadir / "gateway.pid").write_text(f"{relay.pid}\n", encoding="ascii")
     return proc
 
 
@@ -212,14 +265,29 @@ def rpc_call(
 ) -> Any:
     """Makes one JSON-RPC call and returns its ``result``.
 
+    Args:
+        url: An ``http(s)://`` URL (a validator's public gateway), or the path of a geth IPC
+            socket (every API: the control calls of heal, sealing and signers go there).
+        method: The JSON-RPC method.
+        params: Its parameters.
+        timeout: Seconds to wait for the answer.
+
     Raises:
         NetworkError: The node is unreachable or answered with an error.
     """
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
-    try:
-        reply = httpx.post(url, json=body, timeout=timeout).json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise NetworkError(f"{method} on {url} failed: {exc}") from exc
+    if url.startswith(("http://", "https://")):
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+        try:
+            reply = httpx.post(url, json=body, timeout=timeout).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise NetworkError(f"{method} on {url} failed: {exc}") from exc
+    else:
+        try:
+            reply = gateway.ipc_call(url, method, params, timeout=timeout)
+        except (gateway.IpcError, OSError, ValueError) as exc:
+            raise NetworkError(f"{method} on {url} failed: {exc}") from exc
+    if not isinstance(reply, dict):
+        raise NetworkError(f"{method} on {url}: not a JSON-RPC answer")
     if "error" in reply:
         raise NetworkError(f"{method} on {url} returned {reply['error']}")
     return reply.get("result")

@@ -10,7 +10,14 @@ from fednode.errors import NetworkError
 from fednode.network.info import NetworkInfo, ValidatorInfo
 from fednode.network.node import is_running, log_tail, rpc_call
 
-__all__ = ["NodeStatus", "probe_network", "probe_node", "wait_until_live", "wait_until_peered"]
+__all__ = [
+    "NodeStatus",
+    "probe_network",
+    "probe_node",
+    "wait_until_live",
+    "wait_until_peered",
+    "wait_until_unlocked",
+]
 
 Progress = Callable[[str], None]
 
@@ -48,9 +55,9 @@ def probe_node(v: ValidatorInfo) -> NodeStatus:
     if not status.alive:
         return status
     try:
-        height = int(rpc_call(v.http_url, "eth_blockNumber"), 16)
-        peers = int(rpc_call(v.http_url, "net_peerCount"), 16)
-        signers = tuple(rpc_call(v.http_url, "clique_getSigners", ["latest"]))
+        height = int(rpc_call(v.http_url, "eth_blockNumber"), 16)  # the public door answers
+        peers = int(rpc_call(v.ipc_path, "net_peerCount"), 16)
+        signers = tuple(rpc_call(v.ipc_path, "clique_getSigners", ["latest"]))
     except (NetworkError, TypeError, ValueError) as exc:
         return replace(status, error=str(exc))
     return replace(status, height=height, peers=peers, signers=signers)
@@ -126,3 +133,37 @@ def wait_until_live(info: NetworkInfo, *, timeout: float, progress: Progress) ->
             the message ends with the log tails of the nodes concerned.
     """
     return _wait(info, timeout=timeout, progress=progress, sealing=True, what="live")
+
+
+def _unlocked(v: ValidatorInfo) -> bool:
+    """Whether geth has unlocked the sealer key yet (an ``eth_sign`` on the IPC socket signs)."""
+    try:
+        rpc_call(v.ipc_path, "eth_sign", [v.signer, "0x00"])
+    except NetworkError:
+        return False
+    return True
+
+
+def wait_until_unlocked(info: NetworkInfo, *, timeout: float, progress: Progress) -> None:
+    """Waits until every validator's geth has unlocked its sealer key.
+
+    geth decrypts the keystore (scrypt, n = 2**18) while it already runs, and a seal tried
+    before that fails without being tried again until a new block or transaction arrives: a
+    validator alone, or all of them restarted together, would wait forever. The check signs
+    on the IPC socket only; the public gateway refuses ``eth_sign``.
+
+    Raises:
+        NetworkError: A node died, or a key was still locked after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        locked = [v.name for v in info.validators if not _unlocked(v)]
+        if not locked:
+            return
+        dead = [v.name for v in info.validators if not is_running(v.pid, v.datadir)]
+        if dead:
+            raise _failure(info, f"validator(s) {', '.join(dead)} exited during start-up", dead)
+        if time.monotonic() > deadline:
+            raise _failure(info, f"sealer key still locked after {timeout:.0f} s", locked)
+        progress(f"waiting for geth to unlock the sealer keys of {', '.join(locked)}")
+        time.sleep(0.5)

@@ -58,12 +58,27 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
+def _reap_exiting(pid: int, *, patience_s: float = 5.0) -> None:
+    """Collects a child that is exiting: its command line is gone before it is a zombie, so
+    ``is_running`` may say False while one ``_reap`` would still find nothing to collect."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            return  # not our child, or already collected
+        if done:
+            return
+        time.sleep(0.02)
+
+
 def _wait_for_exits(live: dict[str, tuple[int, Path]], *, deadline: float) -> dict[str, float]:
     """Polls until every live node exited or ``deadline``; returns name -> seconds taken."""
     started, exited = time.monotonic(), {}
     while True:
         for name, (pid, datadir) in live.items():
             if name not in exited and not is_running(pid, datadir):
+                _reap_exiting(pid)
                 exited[name] = round(time.monotonic() - started, 2)
         if len(exited) == len(live) or time.monotonic() > deadline:
             return exited

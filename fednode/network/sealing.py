@@ -8,6 +8,9 @@ starting them together again replays the same race (seen here: six rewinds to bl
 Started one at a time, in the order Clique wants them to seal, with each start waiting until the
 block it allows has reached every validator, each block has exactly one sealer that can make it
 until all of them run, and they all build on one head when the race of the steady state begins.
+
+The ``urls`` here are the validators' IPC sockets (``NetworkInfo.ipc_paths``): ``miner_`` and
+``clique_`` calls are served there only, never on a validator's public HTTP gateway.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The registry is the authority: every registered edge operator that holds EDGE_RO
 validator address, and that set must equal ``clique_getSigners``. ``signer_drift`` compares the
 two (pure); ``sync_signers`` proposes the missing additions and removals with
 ``clique_propose`` on every validator (each seals its vote into its next block; a change passes
-once a majority of signers voted) and discards proposals that are no longer needed.
+once a majority of signers voted) and discards proposals that are no longer needed. Votes are
+cast on the validators' IPC sockets (``NetworkInfo.ipc_paths``): a public gateway refuses
+``clique_`` calls.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def signer_drift(wanted: Iterable[str], actual: Iterable[str]) -> SignerDrift:
     """
     wanted_set = {to_checksum_address(a) for a in wanted}
     actual_set = {to_checksum_address(a) for a in actual}
-    return SignerDrift(tuple(sorted(wanted_set - actual_set)), tuple(sorted(actual_set - wanted_set)))
+    missing, extra = sorted(wanted_set - actual_set), sorted(actual_set - wanted_set)
+    return SignerDrift(tuple(missing), tuple(extra))
 
 
 def registry_signers(ledger: object) -> list[str]:
@@ -54,7 +57,7 @@ def registry_signers(ledger: object) -> list[str]:
 
 
 def chain_signers(url: str) -> list[str]:
-    """``clique_getSigners`` at the latest block of the node at ``url``."""
+    """``clique_getSigners`` at the latest block of the node at ``url`` (its IPC socket)."""
     return [to_checksum_address(a) for a in rpc_call(url, "clique_getSigners", ["latest"])]
 
 

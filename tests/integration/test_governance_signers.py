@@ -31,14 +31,14 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
 def test_governance_signers_follow_the_registry(geth_network):
     # Arrange: a fresh deployment with the four validators' edges, bootstrap ended by deploy
     info = geth_network
-    urls = info.http_urls
+    urls, control = info.http_urls, info.ipc_paths  # votes go to the IPC sockets only
     names = [f"edge-{i + 1}" for i in range(len(info.validators))]
     consortium = deploy_on_geth(info, names)
     account, deployment = consortium.accounts, consortium.deployment
     w3 = connect_web3(urls[0])
     edges = [Web3Ledger(w3, deployment, account[n], confirmations=1) for n in names]
     assert not Web3Ledger(w3, deployment, account["admin"]).bootstrapping()
-    assert signer_drift(registry_signers(edges[0]), chain_signers(urls[0])).clean
+    assert signer_drift(registry_signers(edges[0]), chain_signers(control[0])).clean
     newcomer = Account.from_key(keccak(text="fednode-governance-newcomer")).address
     # Act 1: vote a new edge operator in (3 of 4 votes), then sync the signers
     pid = edges[0].propose_member(
@@ -46,19 +46,19 @@ def test_governance_signers_follow_the_registry(geth_network):
     )
     edges[1].vote(pid)
     edges[2].vote(pid)
-    drift = signer_drift(registry_signers(edges[0]), chain_signers(urls[0]))
-    sync_signers(urls, registry_signers(edges[0]))
-    _wait_for(lambda: NEW_VALIDATOR in chain_signers(urls[0]))
+    drift = signer_drift(registry_signers(edges[0]), chain_signers(control[0]))
+    sync_signers(control, registry_signers(edges[0]))
+    _wait_for(lambda: NEW_VALIDATOR in chain_signers(control[0]))
     # Assert 1
     assert drift.missing == (NEW_VALIDATOR,) and drift.extra == ()
     # Act 2: vote it out again and sync (the signer set returns to the four validators)
     pid = edges[3].propose_member(ProposalAction.REMOVE, EDGE_ROLE, newcomer)
     edges[1].vote(pid)
     edges[2].vote(pid)
-    sync_signers(urls, registry_signers(edges[0]))
-    _wait_for(lambda: NEW_VALIDATOR not in chain_signers(urls[0]))
+    sync_signers(control, registry_signers(edges[0]))
+    _wait_for(lambda: NEW_VALIDATOR not in chain_signers(control[0]))
     # Assert 2
-    assert signer_drift(registry_signers(edges[0]), chain_signers(urls[0])).clean
-    sync_signers(urls, registry_signers(edges[0]))  # discards the now-stale proposals
+    assert signer_drift(registry_signers(edges[0]), chain_signers(control[0])).clean
+    sync_signers(control, registry_signers(edges[0]))  # discards the now-stale proposals
     assert all(not (connect_web3(u).provider.make_request("clique_proposals", [])["result"])
                for u in urls)

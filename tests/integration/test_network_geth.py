@@ -115,7 +115,7 @@ def test_validators_seal_new_blocks(geth_network: NetworkInfo):
 
 def test_every_validator_peers_with_all_others(geth_network: NetworkInfo):
     # Act
-    peers = [len(rpc_call(url, "admin_peers")) for url in geth_network.http_urls]
+    peers = [len(rpc_call(url, "admin_peers")) for url in geth_network.ipc_paths]
 
     # Assert
     assert peers == [3, 3, 3, 3]

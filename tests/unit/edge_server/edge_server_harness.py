@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from edge_server.auth import new_nonce, sign_envelope
+from edge_server.app import ledger_scope
+from edge_server.auth import new_nonce, sign_envelope, sign_read
 from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
@@ -90,6 +91,7 @@ class Harness:
             "payload": payload,
             "nonce": new_nonce(),
             "timestamp": NOW,
+            **ledger_scope(self.ledger).to_json(),
         }
         values.update(fields)
         return UpdateEnvelope(**values)
@@ -106,6 +108,13 @@ class Harness:
     def post(self, body: bytes, headers: dict[str, str] | None = None) -> Any:
         """POSTs raw bytes to /v1/updates."""
         return self.http.post("/v1/updates", content=body, headers=headers or {})
+
+    def get(self, path: str, *, device: DeviceIdentity | None = None) -> Any:
+        """GETs ``path`` as a signed read of ``device`` (default: the enrolled one)."""
+        reader = device or self.device
+        headers = sign_read(reader.private_key, ledger_scope(self.ledger), "GET", path,
+                            reader.device_id, NOW)
+        return self.http.get(path, headers=headers)
 
     def post_envelope(self, envelope: UpdateEnvelope) -> Any:
         """Signs with the enrolled device key and POSTs."""

@@ -24,14 +24,17 @@ from fednode.errors import FednodeValueError, UpdateRejectedError
 ENVELOPE = UpdateEnvelope(
     device_id="dev-1", task_id=3, base_version=2, num_examples=5, epsilon_micro=7,
     payload=b"x", nonce="0123456789abcdef", timestamp=1_700_000_000,
+    edge="0x" + "ed" * 20, chain_id=1337, deployment="0x" + "11" * 20,
 )  # fmt: skip
 
 
 def test_signing_message_is_the_documented_canonical_bytes() -> None:
     # Arrange
     expected = (
-        b"fednode-update-v1\n"
-        b'{"base_version":2,"device_id":"dev-1","epsilon_micro":7,"nonce":"0123456789abcdef",'
+        b"fednode-update-v2\n"
+        b'{"base_version":2,"chain_id":1337,"deployment":"0x' + b"11" * 20 + b'",'
+        b'"device_id":"dev-1","edge":"0x' + b"ed" * 20 + b'","epsilon_micro":7,'
+        b'"nonce":"0123456789abcdef",'
         b'"num_examples":5,"payload_digest":"' + digest_bytes(b"x").hex().encode() + b'",'
         b'"task_id":3,"timestamp":1700000000}'
     )
@@ -61,7 +64,8 @@ def test_signature_round_trip_and_wire_round_trip() -> None:
     [
         {"device_id": "dev-2"}, {"task_id": 4}, {"base_version": 1}, {"num_examples": 6},
         {"epsilon_micro": 0}, {"payload": b"y"}, {"nonce": "f123456789abcdef"},
-        {"timestamp": 1_700_000_001},
+        {"timestamp": 1_700_000_001}, {"edge": "0x" + "ee" * 20}, {"chain_id": 1},
+        {"deployment": "0x" + "12" * 20},
     ],
 )  # fmt: skip
 def test_any_changed_field_breaks_the_signature(change: dict[str, object]) -> None:

@@ -59,7 +59,8 @@ def test_plain_cohort_submits_one_weighted_mean_update(cohorts: Cohorts) -> None
             assert cohorts.store.list_updates() == []  # nothing for the chain before the N-th
             assert client.update_status(refs[-1])["status"] == "collecting"
     cohorts.submitter.submit_pending()
-    statuses = [cohorts.clients[0].wait_committed(ref, timeout=1.0) for ref in refs]
+    statuses = [client.wait_committed(ref, timeout=1.0)  # each device reads its own record
+                for client, ref in zip(cohorts.clients, refs, strict=True)]
 
     # Assert
     update = _on_chain(cohorts, cohorts.plain_task)

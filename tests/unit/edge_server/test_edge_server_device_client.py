@@ -95,7 +95,11 @@ def test_post_update_sends_a_signed_canonical_body() -> None:
     # Arrange
     seen: list[httpx.Request] = []
 
+    scope = {"edge": "0x" + "ed" * 20, "chain_id": 7, "deployment": "0x" + "11" * 20}
+
     def accept(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/info":
+            return httpx.Response(200, json={"name": "e", **scope})
         seen.append(request)
         return httpx.Response(202, json={"update_ref": "ab" * 16, "status": "accepted"})
 
@@ -111,6 +115,7 @@ def test_post_update_sends_a_signed_canonical_body() -> None:
     assert (body["task_id"], body["base_version"], body["epsilon_micro"]) == (4, 2, 9)
     assert base64.b64decode(body["payload"]) == encode_params(make_params(0.1))
     assert len(base64.b64decode(request.headers["X-Fednode-Signature"])) == 64
+    assert {k: body[k] for k in scope} == scope  # the scope the edge reported is signed
 
 
 def test_wait_submitted_reports_refusal_and_timeout(harness: Harness) -> None:

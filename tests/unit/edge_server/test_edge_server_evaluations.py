@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from edge_server_harness import AGGREGATOR, NOW, Harness, make_params
 
+from edge_server.app import ledger_scope
 from edge_server.auth import new_nonce
 from edge_server.device_client import DeviceIdentity
 from edge_server.evaluation_store import EvaluationStatus, EvaluationStore, evaluation_db_path
@@ -28,8 +29,9 @@ def _envelope(harness: Harness, task_id: int = 1, version: int = 0, **fields) ->
     values = {"metric": 0.8, "num_examples": 20, "secondary": None}
     values.update(fields)
     return make_evaluation(
-        harness.device.device_id, task_id, version, nonce=new_nonce(), timestamp=NOW, **values
-    )
+        harness.device.device_id, task_id, version, nonce=new_nonce(), timestamp=NOW,
+        scope=ledger_scope(harness.ledger), **values,
+    )  # fmt: skip
 
 
 def _post(harness: Harness, envelope: EvaluationEnvelope, *, signer: DeviceIdentity | None = None):
@@ -163,7 +165,7 @@ def test_signatures_are_checked_and_nonces_not_replayed(harness: Harness) -> Non
 
 
 def test_unknown_evaluation_ref_is_404(harness: Harness) -> None:
-    response = harness.http.get("/v1/evaluations/" + "ab" * 16)
+    response = harness.get("/v1/evaluations/" + "ab" * 16)
     assert (response.status_code, response.json()["error"]) == (404, "unknown_evaluation")
 
 

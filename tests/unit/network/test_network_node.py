@@ -16,7 +16,7 @@ from fednode.network.info import (
     load_network,
     save_network,
 )
-from fednode.network.node import NodeSpec, geth_command, write_node_config
+from fednode.network.node import NodeSpec, gateway_command, geth_command, write_node_config
 from fednode.network.ports import assign_ports, choose_free_ports
 
 PUBKEY = "ab" * 64
@@ -34,6 +34,7 @@ def _spec(tmp_path: Path) -> NodeSpec:
         authrpc_port=8602,
         gas_limit=60_000_000,
         static_nodes=(f"enode://{PUBKEY}@127.0.0.1:30312", f"enode://{PUBKEY}@127.0.0.1:30313"),
+        password_file=tmp_path.parent / "secrets" / "validator-1.password",
     )
 
 
@@ -71,14 +72,35 @@ def test_geth_command_runs_an_unlocked_archive_sealer_without_discovery(tmp_path
     cmd = geth_command(Path("/opt/geth"), _spec(tmp_path))
 
     # Assert
-    assert {"--nodiscover", "--mine", "--allow-insecure-unlock", "--ipcdisable"} <= set(cmd)
+    assert {"--nodiscover", "--mine"} <= set(cmd)
     assert _flag(cmd, "--gcmode") == "archive" and _flag(cmd, "--syncmode") == "full"
     assert _flag(cmd, "--unlock") == _flag(cmd, "--miner.etherbase") == "0x" + "11" * 20
     assert _flag(cmd, "--miner.gaslimit") == "60000000"
-    assert _flag(cmd, "--http.addr") == "127.0.0.1" and _flag(cmd, "--http.port") == "8601"
     assert _flag(cmd, "--authrpc.port") == "8602"
-    assert set(_flag(cmd, "--http.api").split(",")) >= {"eth", "net", "clique", "admin"}
     assert _flag(cmd, "--config") == str(tmp_path / "config.toml")
+
+
+def test_geth_serves_json_rpc_on_ipc_only_and_unlocks_securely(tmp_path):
+    # Act
+    spec = _spec(tmp_path)
+    cmd = geth_command(Path("/opt/geth"), spec)
+
+    # Assert: no HTTP/WS server of geth's own, no insecure unlock, the password outside
+    assert not [a for a in cmd if a.startswith(("--http", "--ws", "--rpc"))]
+    assert "--allow-insecure-unlock" not in cmd and "--ipcdisable" not in cmd
+    assert _flag(cmd, "--ipcpath") == str(tmp_path / "geth.ipc")
+    assert not Path(_flag(cmd, "--password")).is_relative_to(tmp_path)
+
+
+def test_the_gateway_serves_the_validators_http_address_for_its_geth(tmp_path):
+    # Act
+    cmd = gateway_command(_spec(tmp_path), geth_pid=4242)
+
+    # Assert
+    assert cmd[2].endswith("fednode/network/gateway.py")
+    assert (_flag(cmd, "--host"), _flag(cmd, "--port")) == ("127.0.0.1", "8601")
+    assert _flag(cmd, "--ipc") == str(tmp_path / "geth.ipc")
+    assert (_flag(cmd, "--geth-pid"), _flag(cmd, "--datadir")) == ("4242", str(tmp_path))
 
 
 def test_node_config_lists_the_other_validators_as_static_peers(tmp_path):
