@@ -99,7 +99,7 @@ class CohortService:
         device, nonce = message.device_id, message.nonce
         if message.round == "advertise":
             examples = _int(body, "num_examples")
-            check_num_examples(examples)
+            check_num_examples(examples, self._intake.task(message.task_id).spec)
             self.cohorts.advertise(
                 task, device, nonce, num_examples=examples, now=now,
                 mask_public=_key(body, "mask_public"), enc_public=_key(body, "enc_public"),
