@@ -23,6 +23,7 @@ from fednode.update import (
     TensorSpec,
     check_num_examples,
     check_payload,
+    check_privacy_spend,
     check_update,
     template_of,
 )
@@ -122,6 +123,7 @@ class UpdateIntake:
         """
         task = self.task(envelope.task_id)
         check_num_examples(envelope.num_examples, task.spec)
+        check_privacy_spend(envelope.epsilon_micro, task.spec)
         check_task_accepts(task, envelope.base_version)
         template = self.template(envelope.task_id, envelope.base_version)
         checked = check_update(

@@ -84,6 +84,7 @@ STATUS_BY_REASON: Mapping[str, int] = {
     "bad_scale": 422,
     "digest_mismatch": 422,
     "too_many_examples": 422,
+    "zero_privacy_spend": 422,
     "chain_unavailable": 503,
     "bad_cohort": 422,
     "bad_cohort_input": 422,

@@ -35,6 +35,7 @@ __all__ = [
     "TensorSpec",
     "check_num_examples",
     "check_payload",
+    "check_privacy_spend",
     "check_update",
     "expected_layout",
     "is_finite_model",
@@ -183,6 +184,22 @@ def check_num_examples(num_examples: Any, spec: TaskSpec) -> int:
         detail = f"num_examples {num_examples} exceeds the task's max_examples {spec.max_examples}"
         raise UpdateRejectedError(RejectReason.TOO_MANY_EXAMPLES, detail)
     return int(num_examples)
+
+
+def check_privacy_spend(epsilon_micro: int, spec: TaskSpec) -> int:
+    """A DP task's update declares a privacy spend > 0 (``UpdateLedger`` refuses 0 too).
+
+    Raises:
+      UpdateRejectedError: ``zero_privacy_spend``.
+
+    Example:
+      >>> check_privacy_spend(0, TaskSpec(name="t", data_schema="s", num_features=2))
+      0
+    """
+    if spec.epsilon_budget > 0 and epsilon_micro == 0:
+        detail = f"the task has an epsilon budget of {spec.epsilon_budget:g}: declare the spend"
+        raise UpdateRejectedError(RejectReason.ZERO_PRIVACY_SPEND, detail)
+    return epsilon_micro
 
 
 def is_finite_model(payload: bytes) -> bool:

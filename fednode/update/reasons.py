@@ -52,3 +52,5 @@ class RejectReason(enum.StrEnum):
     """An example count that is not an integer >= 1."""
     TOO_MANY_EXAMPLES = "too_many_examples"
     """An example count above ``spec.max_examples``."""
+    ZERO_PRIVACY_SPEND = "zero_privacy_spend"
+    """No declared privacy spend in a DP task (``spec.epsilon_budget`` > 0)."""

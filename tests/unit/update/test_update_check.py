@@ -14,6 +14,7 @@ from fednode.types import DEFAULT_MAX_EXAMPLES, TaskSpec
 from fednode.update import (
     RejectReason,
     check_num_examples,
+    check_privacy_spend,
     check_update,
     expected_layout,
     is_finite_model,
@@ -160,6 +161,14 @@ def test_the_default_cap_is_carried_by_older_spec_json() -> None:
 def test_every_reason_has_an_http_status_of_its_own() -> None:
     assert all(reason.value in STATUS_BY_REASON for reason in RejectReason)
     assert status_for(RejectReason.PAYLOAD_TOO_LARGE) == 413
+
+
+def test_a_dp_task_needs_a_declared_spend() -> None:
+    dp = _spec(clip_norm=1.0, noise_multiplier=1.0, epsilon_budget=2.0)
+    with pytest.raises(UpdateRejectedError) as refused:
+        check_privacy_spend(0, dp)
+    assert refused.value.reason == RejectReason.ZERO_PRIVACY_SPEND
+    assert check_privacy_spend(1, dp) == 1 and check_privacy_spend(0, _spec()) == 0
 
 
 def test_expected_layouts_and_finite_models() -> None:
