@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import fednode.update
 from edge_server.protocol import STATUS_BY_REASON, status_for
 from fednode.codec import digest_bytes, encode_params
 from fednode.errors import TaskSpecError, UpdateRejectedError
@@ -175,3 +176,11 @@ def test_expected_layouts_and_finite_models() -> None:
     assert expected_layout(("topk:0.2",)) == ("idx", "val")
     assert is_finite_model(encode_params(MODEL))
     assert not is_finite_model(encode_params({"w": np.array([np.inf], np.float32)}))
+
+
+def test_update_all_is_sorted_and_importable() -> None:
+    names = fednode.update.__all__
+    # ruff RUF022 order: CONSTANTS, then Classes, then functions
+    order = [(0 if n.isupper() else 1 if n[0].isupper() else 2, n) for n in names]
+    assert order == sorted(order)
+    assert all(hasattr(fednode.update, name) for name in names)
