@@ -53,6 +53,7 @@ from fednode.chain.revert import revert_error_from
 from fednode.cli import audit_cmd
 from fednode.codec import decode_params, encode_params
 from fednode.types import TaskSpec
+from fednode.update.entropy import compress_codes
 from fednode.update.packing import encode_int8, encode_top_k, pack_delta
 from tests.chainkit import AnvilNode, deploy_consortium, labelled_account, running_anvil
 
@@ -276,15 +277,33 @@ def _verify_cli(
 # ---- a device forging its count at the edge -------------------------------------------------
 
 
-def test_edge_refuses_a_device_that_forges_its_example_count(tmp_path: Path) -> None:
-    # Arrange: one edge on an in-memory consortium, one enrolled device
+@dataclass
+class Edge:
+    """One edge server (in-process) on an in-memory consortium, with one enrolled device."""
+
+    http: TestClient
+    device: DeviceIdentity
+    store: EdgeStore
+    task_id: int
+
+    def post(self, payload: bytes, num_examples: int = 100) -> Any:
+        """The device signs an envelope with its own (valid) key and posts it."""
+        envelope = UpdateEnvelope(self.device.device_id, self.task_id, 0, num_examples, 0,
+                                  payload, new_nonce(), 1_700_000_000)
+        signature = sign_envelope(self.device.private_key, envelope)
+        headers = {SIGNATURE_HEADER: base64.b64encode(signature).decode()}
+        return self.http.post("/v1/updates", content=envelope_to_json(envelope), headers=headers)
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[Edge]:
     admin = InMemoryLedger()
     edge_address = "0x00000000000000000000000000000000000000Ed"
     admin.grant_role(PUBLISHER_ROLE, admin.sender)
     admin.grant_role(AGGREGATOR_ROLE, "0x00000000000000000000000000000000000000A9")
     admin.register_edge(edge_address, "0x000000000000000000000000000000000000Ba5e", "edge-a")
-    spec = TaskSpec(name="forged-count", data_schema="s", num_features=4, min_updates=1,
-                    max_update_norm=5.0, max_examples=500)
+    spec = TaskSpec(name="edge-bounds", data_schema="s", num_features=4, min_updates=1,
+                    max_update_norm=5.0, max_examples=500, compression=("int8",))
     task_id = admin.publish_task(spec, encode_params(MODEL))
     ledger = admin.as_sender(edge_address)
     store = EdgeStore(str(tmp_path / "edge.sqlite"))
@@ -293,20 +312,33 @@ def test_edge_refuses_a_device_that_forges_its_example_count(tmp_path: Path) -> 
     config = EdgeConfig(name="edge-a", db_path=str(tmp_path / "edge.sqlite"))
     app = create_app(config, ledger, store, submitter=Submitter(store, ledger),
                      clock=lambda: 1_700_000_000.0)
-
-    def post(num_examples: int) -> Any:
-        envelope = UpdateEnvelope(device.device_id, task_id, 0, num_examples, 0,
-                                  encode_params(MODEL), new_nonce(), 1_700_000_000)
-        signature = sign_envelope(device.private_key, envelope)
-        headers = {SIGNATURE_HEADER: base64.b64encode(signature).decode()}
-        return http.post("/v1/updates", content=envelope_to_json(envelope), headers=headers)
-
     with TestClient(app) as http:
-        # Act: the device signs a forged count (its own signature is valid)
-        forged = [post(2**63 - 1), post(501)]
-        honest = post(500)
+        yield Edge(http, device, store, task_id)
+
+
+def test_edge_refuses_a_device_that_forges_its_example_count(edge: Edge) -> None:
+    # Act: the device signs a forged count (its own signature is valid)
+    forged = [edge.post(encode_params(MODEL), 2**63 - 1), edge.post(encode_params(MODEL), 501)]
+    honest = edge.post(encode_params(MODEL), 500)
     # Assert
     assert [(r.status_code, r.json()["error"]) for r in forged] == [
         (422, "too_many_examples"), (422, "too_many_examples")]
     assert honest.status_code == 202, honest.text
-    assert [row.num_examples for row in store.list_updates()] == [500]
+    assert [row.num_examples for row in edge.store.list_updates()] == [500]
+
+
+def test_edge_refuses_the_same_bad_delta_alike_dense_or_compressed(edge: Edge) -> None:
+    # Arrange: one oversized delta in three layouts, a NaN one, and a layout against the spec
+    huge = {"b": np.zeros(1, np.float32), "w": np.full(4, 1e3, np.float32)}
+    packed = pack_delta({n: encode_int8(a) for n, a in huge.items()}, SHAPES)
+    coded = {"qz": compress_codes(packed["q"]), "scale": packed["scale"]}
+    oversized = [encode_params(huge), _int8(huge), encode_params(coded)]
+    # Act
+    answers = [edge.post(payload) for payload in oversized]
+    nan = edge.post(BAD_PAYLOADS["nan"][0])
+    layout = edge.post(BAD_PAYLOADS["layout-disagrees-with-spec"][0])
+    # Assert: the same status and reason for every layout, nothing stored
+    assert {(r.status_code, r.json()["error"]) for r in answers} == {(422, "norm_too_large")}
+    assert (nan.status_code, nan.json()["error"]) == (422, "not_finite")
+    assert (layout.status_code, layout.json()["error"]) == (422, "wrong_compression")
+    assert edge.store.list_updates() == []
