@@ -46,7 +46,8 @@ contract TaskRegistry is ITaskRegistry {
                 publishedBlock: uint64(block.number),
                 cancelled: false,
                 epsilonBudgetMicro: params.epsilonBudgetMicro,
-                aggregatorQuorum: params.aggregatorQuorum
+                aggregatorQuorum: params.aggregatorQuorum,
+                maxExamples: params.maxExamples
             })
         );
         taskId = _tasks.length;
@@ -110,6 +111,7 @@ contract TaskRegistry is ITaskRegistry {
         if (params.aggregatorQuorum == 0) {
             revert TaskRegistryInvalidAggregatorQuorum(params.aggregatorQuorum);
         }
+        if (params.maxExamples == 0) revert TaskRegistryInvalidMaxExamples(params.maxExamples);
         if (modelSize == 0 || modelSize > MAX_PAYLOAD_SIZE) {
             revert TaskRegistryInvalidInitialModelSize(modelSize, MAX_PAYLOAD_SIZE);
         }

@@ -57,6 +57,9 @@ contract UpdateLedger is IUpdateLedger {
         ITaskRegistry.Task memory record = _activeTask(taskId);
         _checkPayloadSize(payload.length);
         if (numExamples == 0) revert UpdateLedgerZeroExamples();
+        if (numExamples > record.maxExamples) {
+            revert UpdateLedgerTooManyExamples(numExamples, record.maxExamples);
+        }
         _checkBase(taskId, baseVersion, record.maxStaleness);
         if (_submissions[taskId][baseVersion][msg.sender] != 0) {
             revert UpdateLedgerDuplicateSubmission(taskId, baseVersion, msg.sender);
@@ -226,6 +229,7 @@ contract UpdateLedger is IUpdateLedger {
     }
 
     function _spendEpsilon(uint256 taskId, uint64 budget, uint64 epsilonMicro) private {
+        if (budget != 0 && epsilonMicro == 0) revert UpdateLedgerZeroPrivacySpend(taskId, budget);
         uint64 spent = _epsilonSpent[taskId][msg.sender];
         if (budget != 0 && uint256(spent) + epsilonMicro > budget) {
             revert UpdateLedgerPrivacyBudgetExceeded(taskId, msg.sender, spent, epsilonMicro, budget);

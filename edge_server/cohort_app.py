@@ -135,7 +135,7 @@ class CohortService:
     def _advertise(self, task: CohortTask, message: CohortMessage) -> None:
         body = message.body
         examples = _int(body, "num_examples")
-        check_num_examples(examples)
+        check_num_examples(examples, self._intake.task(message.task_id).spec)
         mask_public, enc_public = _key(body, "mask_public"), _key(body, "enc_public")
         signature = _signature(body)
         self._require_signed(message.device_id, signature, advertisement_bytes(

@@ -1,28 +1,32 @@
 """Edge: checks one device delta against its task before the edge stores and submits it.
 
-The checks mirror what the contracts and the aggregator rely on: the task still takes updates,
-the base version is within the task's staleness window, the payload is canonical, its tensors
-have the keys, dtypes and shapes of the global model it was trained from, every value is
-finite, and the L2 norm over all tensors stays within ``spec.max_update_norm``. Each refusal is
-an ``UpdateRejectedError`` with a machine-readable ``reason``.
+The task must still take updates and the base version must be within the task's staleness
+window; the delta itself goes through the one check every stage runs
+(``fednode.update.check_update``: canonical payload, compression layout, the global model's
+keys, dtypes and shapes, finiteness, the L2 norm after decompression) and the example count
+through ``fednode.update.check_num_examples`` (``spec.max_examples``). Each refusal is an
+``UpdateRejectedError`` with a machine-readable ``reason``, the same for a dense and a
+compressed delta.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-
-import numpy as np
+from collections.abc import Iterator, Mapping, Sequence
 
 from edge_server.protocol import UpdateEnvelope
 from fednode.chain.ledger import Ledger
-from fednode.codec import decode_params, flatten_params
-from fednode.device.compression import decompress_delta, is_compressed
-from fednode.errors import CodecError, ContractRevertError, UpdateRejectedError
+from fednode.errors import ContractRevertError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, TaskRecord, TaskState
+from fednode.update import (
+    TensorSpec,
+    check_num_examples,
+    check_payload,
+    check_privacy_spend,
+    check_update,
+    template_of,
+)
 
 __all__ = [
     "TensorSpec",
@@ -35,36 +39,6 @@ __all__ = [
 
 _ACCEPTING = (TaskState.OPEN, TaskState.TRAINING)
 _UNKNOWN_TASK = "TaskRegistryUnknownTask"
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """The dtype name and shape one tensor of a delta must have."""
-
-    dtype: str
-    shape: tuple[int, ...]
-
-
-def template_of(payload: bytes) -> dict[str, TensorSpec]:
-    """The per-key dtype and shape of a canonical parameter payload (a global model).
-
-    Example:
-      >>> from fednode.codec import encode_params
-      >>> template_of(encode_params({"w": np.zeros((2, 3), np.float32)}))
-      {'w': TensorSpec(dtype='float32', shape=(2, 3))}
-    """
-    flat = flatten_params(decode_params(payload))
-    return {key: TensorSpec(array.dtype.name, tuple(array.shape)) for key, array in flat.items()}
-
-
-def check_num_examples(num_examples: int) -> None:
-    """Refuses an update trained on no examples (``bad_num_examples``).
-
-    Example:
-      >>> check_num_examples(10)
-    """
-    if num_examples < 1:
-        raise UpdateRejectedError("bad_num_examples", "num_examples must be > 0")
 
 
 def check_task_accepts(task: TaskRecord, base_version: int) -> None:
@@ -99,40 +73,27 @@ def check_task_accepts(task: TaskRecord, base_version: int) -> None:
 
 def check_delta(
     payload: bytes, template: Mapping[str, TensorSpec], *, max_norm: float, max_payload_bytes: int,
-    compressed: bool = False,
+    compression: Sequence[str] = (),
 ) -> float:
     """Validates a delta payload against the global model's template; returns its L2 norm.
 
-    With ``compressed`` (the task prescribes update compression), int8 / top-k encodings
-    (``<name>.q`` + ``<name>.scale``, ``<name>.idx`` + ``<name>.val``) are decompressed exactly
-    as the aggregator will (``fednode.device.compression.decompress_delta``) and the dense
-    result is checked; without it only the dense float32 layout is accepted.
+    The edge's name for ``fednode.update.check_payload`` where no task spec is at hand (a
+    secure-aggregation cohort's sum): a packed layout is accepted only if ``compression``
+    prescribes it.
 
     Raises:
-      UpdateRejectedError: ``payload_too_large``, ``bad_payload``, ``wrong_keys``,
-        ``wrong_dtype``, ``wrong_shape``, ``not_finite`` or ``norm_too_large``.
+      UpdateRejectedError: any ``fednode.update.RejectReason`` of ``check_payload``.
 
     Example:
+      >>> import numpy as np
       >>> from fednode.codec import encode_params
       >>> payload = encode_params({"w": np.array([3.0, 4.0], np.float32)})
       >>> check_delta(payload, template_of(payload), max_norm=10.0, max_payload_bytes=2**20)
       5.0
     """
-    if len(payload) > max_payload_bytes:
-        detail = f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}"
-        raise UpdateRejectedError("payload_too_large", detail)
-    try:
-        decoded = decode_params(payload)
-    except CodecError as exc:
-        raise UpdateRejectedError("bad_payload", str(exc)) from exc
-    if compressed and is_compressed(decoded):
-        decoded = decompress_delta(decoded, {key: spec.shape for key, spec in template.items()})
-    flat = flatten_params(decoded)
-    _check_layout(flat, template)
-    norm = _l2_norm(flat)
-    if norm > max_norm:
-        raise UpdateRejectedError("norm_too_large", f"L2 norm {norm:.6g} exceeds {max_norm:.6g}")
-    return norm
+    checked = check_payload(payload, template, max_norm=max_norm, compression=compression,
+                            max_payload_bytes=max_payload_bytes)
+    return checked.norm
 
 
 class UpdateIntake:
@@ -160,17 +121,15 @@ class UpdateIntake:
           UpdateRejectedError: the first check that fails (see module docstring).
           ChainError: the ledger could not be read.
         """
-        check_num_examples(envelope.num_examples)
         task = self.task(envelope.task_id)
+        check_num_examples(envelope.num_examples, task.spec)
+        check_privacy_spend(envelope.epsilon_micro, task.spec)
         check_task_accepts(task, envelope.base_version)
         template = self.template(envelope.task_id, envelope.base_version)
-        return check_delta(
-            envelope.payload,
-            template,
-            max_norm=task.spec.max_update_norm,
-            max_payload_bytes=self._max_payload_bytes,
-            compressed=bool(task.spec.compression),
+        checked = check_update(
+            envelope.payload, template, task.spec, max_payload_bytes=self._max_payload_bytes
         )
+        return checked.norm
 
     def task(self, task_id: int) -> TaskRecord:
         """Reads a task from the ledger; an unknown id raises ``unknown_task``."""
@@ -213,24 +172,3 @@ def _unknown_task_refused(task_id: int) -> Iterator[None]:
             raise
         raise UpdateRejectedError("unknown_task", f"no task {task_id} on the ledger") from exc
 
-
-def _check_layout(flat: Mapping[str, np.ndarray], template: Mapping[str, TensorSpec]) -> None:
-    missing, extra = sorted(set(template) - set(flat)), sorted(set(flat) - set(template))
-    if missing or extra:
-        raise UpdateRejectedError("wrong_keys", f"missing tensors {missing}, unexpected {extra}")
-    for key, expected in template.items():
-        array = flat[key]
-        if array.dtype.name != expected.dtype:
-            detail = f"{key}: dtype {array.dtype.name}, expected {expected.dtype}"
-            raise UpdateRejectedError("wrong_dtype", detail)
-        if tuple(array.shape) != expected.shape:
-            detail = f"{key}: shape {tuple(array.shape)}, expected {expected.shape}"
-            raise UpdateRejectedError("wrong_shape", detail)
-        if not np.all(np.isfinite(array)):
-            raise UpdateRejectedError("not_finite", f"{key} holds NaN or infinite values")
-
-
-def _l2_norm(flat: Mapping[str, np.ndarray]) -> float:
-    with np.errstate(over="ignore"):  # an overflowing square is an infinite norm: refused
-        squares = [float(np.sum(np.square(a.astype(np.float64)))) for a in flat.values()]
-    return math.sqrt(math.fsum(squares))

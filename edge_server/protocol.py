@@ -91,6 +91,14 @@ STATUS_BY_REASON: Mapping[str, int] = {
     "wrong_dtype": 422,
     "not_finite": 422,
     "norm_too_large": 422,
+    "wrong_compression": 422,
+    "wrong_layout": 422,
+    "bad_index": 422,
+    "bad_coding": 422,
+    "bad_scale": 422,
+    "digest_mismatch": 422,
+    "too_many_examples": 422,
+    "zero_privacy_spend": 422,
     "chain_unavailable": 503,
     "bad_cohort": 422,
     "bad_cohort_input": 422,
@@ -198,6 +206,9 @@ class UpdateEnvelope:
 
 def status_for(reason: str) -> int:
     """HTTP status of a refusal reason; unknown reasons are client errors (400).
+
+    Every ``fednode.update.RejectReason`` has its own entry (a test checks it), so a delta is
+    refused with the same status whether it came dense or compressed.
 
     Example:
       >>> status_for("norm_too_large"), status_for("replayed_nonce")

@@ -6,6 +6,7 @@ One root, ``FednodeError``; builtins are mixed in where a caller would naturally
     ├── FednodeValueError (ValueError)
     │   ├── CodecError               bad canonical bytes, unsupported dtype, digest mismatch
     │   ├── UpdateRejectedError      shape/dtype/finite/norm checks on a delta failed
+    │   ├── GlobalModelNotFiniteError  a built global model holds NaN or infinity
     │   └── TaskSpecError            a task spec that cannot be published or used
     ├── DataError                    a data set is missing or its checksum does not match
     ├── ChainError                   talking to a chain node failed
@@ -30,6 +31,7 @@ __all__ = [
     "EdgeError",
     "FednodeError",
     "FednodeValueError",
+    "GlobalModelNotFiniteError",
     "NetworkError",
     "TaskSpecError",
     "UpdateRejectedError",
@@ -55,6 +57,10 @@ class UpdateRejectedError(FednodeValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class GlobalModelNotFiniteError(FednodeValueError):
+    """A global model built from checked updates holds NaN or infinity; it must not be committed."""
 
 
 class TaskSpecError(FednodeValueError):

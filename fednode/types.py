@@ -12,6 +12,7 @@ from fednode.errors import TaskSpecError
 
 __all__ = [
     "AGGREGATION_RULES",
+    "DEFAULT_MAX_EXAMPLES",
     "METRIC_SCALE",
     "MODEL_KINDS",
     "NOISE_CALIBRATIONS",
@@ -37,6 +38,11 @@ METRIC_SCALE = 1_000_000
 """On-chain evaluation metrics in [0, 1] are integer micro units (``EvaluationLedger``)."""
 NO_METRIC_MICRO = 2**32 - 1
 """The on-chain ``secondaryMicro`` of an evaluation without a second metric."""
+DEFAULT_MAX_EXAMPLES = 100_000
+"""``TaskSpec.max_examples`` unless the publisher says otherwise: the most examples one update
+may claim. Far above any site of the shipped tasks (the largest heart site has 303 rows), far
+below what lets one update own FedAvg's weighted mean (2**63)."""
+MAX_UINT64 = 2**64 - 1
 
 
 class TaskState(enum.IntEnum):
@@ -63,7 +69,8 @@ class TaskSpec:
     server_optimizer, server_learning_rate); privacy (clip_norm, noise_multiplier,
     epsilon_budget per site, 0 = none, delta, accountant "rdp"/"pld", and
     ``extra["noise_calibration"]``: "fixed" or "per_site"); compression (chain of
-    update transforms, e.g. ("int8",)); acceptance (metric_floor per site); deadline (unix s).
+    update transforms, e.g. ("int8",)); update bounds (max_update_norm, max_examples: the
+    most examples one update may claim); acceptance (metric_floor per site); deadline (unix s).
     """
 
     name: str
@@ -93,6 +100,10 @@ class TaskSpec:
     delta: float = 1e-5
     accountant: str = "rdp"
     compression: tuple[str, ...] = ()
+    # --- update bounds (issue 13 part 2): enforced by the edge, UpdateLedger.submitUpdate, the
+    # aggregator and the auditor (fednode.update.check_num_examples) -------------------------
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    # --- end of update bounds ----------------------------------------------------------------
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -161,6 +172,9 @@ def _check_spec(spec: TaskSpec) -> None:
         problems.append(f"proximal_mu must be >= 0, got {spec.proximal_mu}")
     if not spec.learning_rate > 0 or not spec.max_update_norm > 0:
         problems.append("learning_rate and max_update_norm must be > 0")
+    if isinstance(spec.max_examples, bool) or not isinstance(spec.max_examples, int) \
+            or not 1 <= spec.max_examples <= MAX_UINT64:
+        problems.append(f"max_examples must be an int in 1..2**64-1, got {spec.max_examples!r}")
     if problems:
         raise TaskSpecError("; ".join(problems))
 

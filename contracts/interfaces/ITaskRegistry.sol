@@ -39,11 +39,14 @@ interface ITaskRegistry {
         bool cancelled;
         uint64 epsilonBudgetMicro;
         uint32 aggregatorQuorum;
+        uint64 maxExamples;
     }
 
     /// @dev The fields of a task spec that the contracts enforce (all in the spec JSON too).
     /// `epsilonBudgetMicro` is the privacy budget per edge in micro-epsilon (0: unlimited);
-    /// `aggregatorQuorum` is how many aggregators must commit the same global model.
+    /// `aggregatorQuorum` is how many aggregators must commit the same global model;
+    /// `maxExamples` is the most examples one update may claim (FedAvg weighs by it). A task
+    /// with an epsilon budget is a DP task: its updates must declare a privacy spend > 0.
     struct TaskParams {
         uint32 rounds;
         uint32 minUpdates;
@@ -51,6 +54,7 @@ interface ITaskRegistry {
         uint64 deadline;
         uint64 epsilonBudgetMicro;
         uint32 aggregatorQuorum;
+        uint64 maxExamples;
     }
 
     /// @dev No task has id `taskId`.
@@ -73,6 +77,9 @@ interface ITaskRegistry {
 
     /// @dev A global model needs at least one aggregator's commit.
     error TaskRegistryInvalidAggregatorQuorum(uint32 aggregatorQuorum);
+
+    /// @dev An update must be allowed at least one example.
+    error TaskRegistryInvalidMaxExamples(uint64 maxExamples);
 
     /// @dev The task spec JSON is empty.
     error TaskRegistryEmptySpec();
@@ -113,7 +120,8 @@ interface ITaskRegistry {
      * @notice Publishes a task; its spec JSON and initial model stay in this call's calldata.
      * @dev Requirements:
      * - the caller has the consortium's PUBLISHER_ROLE;
-     * - `specJson` is non-empty, `rounds` > 0, `minUpdates` > 0, `aggregatorQuorum` > 0;
+     * - `specJson` is non-empty, `rounds` > 0, `minUpdates` > 0, `aggregatorQuorum` > 0,
+     *   `maxExamples` > 0;
      * - `initialModel` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
      * - `deadline` is 0 (none) or later than the current block timestamp.
      *

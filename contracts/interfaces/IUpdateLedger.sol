@@ -58,6 +58,13 @@ interface IUpdateLedger {
     /// @dev An update must be trained on at least one example.
     error UpdateLedgerZeroExamples();
 
+    /// @dev An update claims `numExamples`, more than its task's `maxExamples`.
+    error UpdateLedgerTooManyExamples(uint64 numExamples, uint64 maxExamples);
+
+    /// @dev An update of task `taskId`, a DP task (epsilon budget `budget` > 0), declares no
+    /// privacy spend.
+    error UpdateLedgerZeroPrivacySpend(uint256 taskId, uint64 budget);
+
     /// @dev `baseVersion` is newer than the task's latest global version.
     error UpdateLedgerFutureBase(uint256 taskId, uint32 baseVersion, uint32 latestVersion);
 
@@ -154,11 +161,11 @@ interface IUpdateLedger {
      * - the caller has the consortium's EDGE_ROLE;
      * - the task exists and is Open or Training;
      * - `payload` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
-     * - `numExamples` > 0;
+     * - 0 < `numExamples` <= the task's maxExamples;
      * - latest - maxStaleness <= `baseVersion` <= latest;
      * - the caller has not submitted on (`taskId`, `baseVersion`) before;
-     * - the task's epsilon budget is 0 (unlimited) or the caller's spend on this task plus
-     *   `epsilonMicro` stays within it.
+     * - the task's epsilon budget is 0 (unlimited), or `epsilonMicro` > 0 (a DP update spends
+     *   something) and the caller's spend on this task plus `epsilonMicro` stays within it.
      *
      * Emits an {UpdateSubmitted} event.
      */

@@ -31,7 +31,7 @@ contract EvaluationFuzzTest {
     }
 
     function _task() private returns (uint256) {
-        return registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, 0, 1), "m");
+        return registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, 0, 1, 100_000), "m");
     }
 
     function testFuzz_metricsOutsideTheUnitRangeRevert(uint32 metric, uint32 secondary) public {

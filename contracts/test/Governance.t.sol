@@ -126,7 +126,7 @@ contract GovernanceInvariantTest {
         registry.setLedger(address(ledger));
         consortium.grantRole(consortium.PUBLISHER_ROLE(), address(this));
         taskId = registry.publishTask(
-            "{}", ITaskRegistry.TaskParams(1_000, 1, 3, 0, BUDGET, QUORUM), "initial"
+            "{}", ITaskRegistry.TaskParams(1_000, 1, 3, 0, BUDGET, QUORUM, 100_000), "initial"
         );
         handler = new GovernanceHandler(consortium, ledger, taskId);
         for (uint256 i = 0; i < 3; ++i) {
@@ -301,7 +301,7 @@ contract GovernanceFuzzTest {
 
     function testFuzz_secondSubmissionOnAVersionReverts(bytes calldata first, bytes calldata second) public {
         vm.assume(first.length > 0 && second.length > 0 && first.length < 4096 && second.length < 4096);
-        uint256 task = registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, 0, 1), "m");
+        uint256 task = registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, 0, 1, 100_000), "m");
         vm.prank(EDGE);
         ledger.submitUpdate(task, 0, 1, 0, first);
         vm.expectRevert(
@@ -313,8 +313,12 @@ contract GovernanceFuzzTest {
 
     function testFuzz_spendBeyondBudgetReverts(uint64 budget, uint64 spend) public {
         vm.assume(budget > 0);
-        uint256 task = registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, budget, 1), "m");
-        if (spend > budget) {
+        uint256 task = registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, budget, 1, 100_000), "m");
+        if (spend == 0) {
+            vm.expectRevert(
+                abi.encodeWithSelector(IUpdateLedger.UpdateLedgerZeroPrivacySpend.selector, task, budget)
+            );
+        } else if (spend > budget) {
             vm.expectRevert(
                 abi.encodeWithSelector(
                     IUpdateLedger.UpdateLedgerPrivacyBudgetExceeded.selector, task, EDGE, uint64(0), spend, budget
@@ -323,6 +327,19 @@ contract GovernanceFuzzTest {
         }
         vm.prank(EDGE);
         ledger.submitUpdate(task, 0, 1, spend, "u");
-        if (spend <= budget) require(ledger.epsilonSpent(task, EDGE) == spend, "spent");
+        if (spend != 0 && spend <= budget) require(ledger.epsilonSpent(task, EDGE) == spend, "spent");
+    }
+
+    function testFuzz_examplesOverTheCapRevert(uint64 cap, uint64 count) public {
+        vm.assume(cap > 0 && count > 0);
+        uint256 task = registry.publishTask("{}", ITaskRegistry.TaskParams(2, 1, 0, 0, 0, 1, cap), "m");
+        if (count > cap) {
+            vm.expectRevert(
+                abi.encodeWithSelector(IUpdateLedger.UpdateLedgerTooManyExamples.selector, count, cap)
+            );
+        }
+        vm.prank(EDGE);
+        ledger.submitUpdate(task, 0, count, 0, "u");
+        if (count <= cap) require(ledger.update(1).numExamples == count, "stored");
     }
 }

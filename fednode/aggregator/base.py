@@ -20,6 +20,7 @@ import numpy as np
 
 from fednode.codec import flatten_params
 from fednode.errors import CodecError, UpdateRejectedError
+from fednode.update import RejectReason
 
 __all__ = [
     "Aggregator",
@@ -68,7 +69,8 @@ def param_template(params: Mapping[str, Any]) -> ParamTemplate:
     flat = _flatten(params)
     for name, array in flat.items():
         if array.dtype != np.float32:
-            raise UpdateRejectedError("dtype_mismatch", f"{name} is {array.dtype}, not float32")
+            detail = f"{name} is {array.dtype}, not float32"
+            raise UpdateRejectedError(RejectReason.WRONG_DTYPE, detail)
     return tuple((name, tuple(array.shape)) for name, array in flat.items())
 
 
@@ -76,8 +78,8 @@ def check_delta(delta: Mapping[str, Any], template: ParamTemplate) -> Flat:
     """Validates one delta against a template; returns its flattened arrays.
 
     Raises:
-      UpdateRejectedError: with reason ``malformed``, ``structure_mismatch``,
-        ``dtype_mismatch``, ``shape_mismatch`` or ``non_finite``.
+      UpdateRejectedError: with reason ``bad_payload``, ``wrong_keys``, ``wrong_dtype``,
+        ``wrong_shape`` or ``not_finite`` (``fednode.update.RejectReason``).
 
     Example:
       >>> check_delta({"w": np.zeros(2, np.float32)}, (("w", (2,)),))["w"].shape
@@ -86,15 +88,17 @@ def check_delta(delta: Mapping[str, Any], template: ParamTemplate) -> Flat:
     flat = _flatten(delta)
     names = tuple(name for name, _ in template)
     if tuple(flat) != names:
-        raise UpdateRejectedError("structure_mismatch", f"names {list(flat)} != {list(names)}")
+        raise UpdateRejectedError(RejectReason.WRONG_KEYS, f"names {list(flat)} != {list(names)}")
     for name, shape in template:
         array = flat[name]
         if array.dtype != np.float32:
-            raise UpdateRejectedError("dtype_mismatch", f"{name} is {array.dtype}, not float32")
+            detail = f"{name} is {array.dtype}, not float32"
+            raise UpdateRejectedError(RejectReason.WRONG_DTYPE, detail)
         if array.shape != shape:
-            raise UpdateRejectedError("shape_mismatch", f"{name} is {array.shape}, not {shape}")
+            detail = f"{name} is {array.shape}, not {shape}"
+            raise UpdateRejectedError(RejectReason.WRONG_SHAPE, detail)
         if not np.all(np.isfinite(array)):
-            raise UpdateRejectedError("non_finite", f"{name} holds NaN or infinity")
+            raise UpdateRejectedError(RejectReason.NOT_FINITE, f"{name} holds NaN or infinity")
     return flat
 
 
@@ -102,14 +106,15 @@ def check_weight(weight: Any) -> int:
     """Validates an example count: an int (not a bool) >= 1.
 
     Raises:
-      UpdateRejectedError: with reason ``bad_weight``.
+      UpdateRejectedError: with reason ``bad_num_examples``.
 
     Example:
       >>> check_weight(3)
       3
     """
     if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight < 1:
-        raise UpdateRejectedError("bad_weight", f"num_examples must be an int >= 1, got {weight!r}")
+        detail = f"num_examples must be an int >= 1, got {weight!r}"
+        raise UpdateRejectedError(RejectReason.BAD_NUM_EXAMPLES, detail)
     return int(weight)
 
 
@@ -177,4 +182,4 @@ def _flatten(params: Mapping[str, Any]) -> Flat:
     try:
         return flatten_params(params)
     except CodecError as exc:
-        raise UpdateRejectedError("malformed", str(exc)) from exc
+        raise UpdateRejectedError(RejectReason.BAD_PAYLOAD, str(exc)) from exc

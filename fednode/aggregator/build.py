@@ -3,9 +3,10 @@
 Both the aggregator (which publishes) and the auditor (which recomputes) call
 :func:`build_global_model`, so there is exactly one definition of what a version contains. It
 takes values and returns values: payload bytes in, payload bytes out, no I/O. Compressed
-updates (int8, top-k; layout in ``fednode/device/compression.py``) are decompressed exactly
-before the rule sees them; the rule state (``pipeline.RuleState``) knows which version is being
-built, so asynchronous tasks weigh each update by its staleness.
+updates (int8, top-k; layout in ``fednode/update/packing.py``) go through the one update check
+(``fednode.update.check_update``) and are decompressed exactly before the rule sees them; a
+global model that is not finite is refused. The rule state (``pipeline.RuleState``) knows
+which version is being built, so asynchronous tasks weigh each update by its staleness.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fednode.aggregator.rules import apply_global_delta, rule_for_spec
-from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
-from fednode.device.compression import decompress_delta
-from fednode.errors import UpdateRejectedError
+from fednode.codec import decode_params, digest_bytes, encode_params
+from fednode.errors import GlobalModelNotFiniteError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
+from fednode.update import check_num_examples, check_update, is_finite_model, template_of
 
 __all__ = ["BuiltGlobalModel", "build_global_model", "check_update_payload", "replay_rule_state"]
 
@@ -34,41 +35,44 @@ class BuiltGlobalModel:
     rule_state: Any = None
 
 
-def check_update_payload(update: LedgerUpdate, global_payload: bytes) -> dict:
-    """Decodes an update's payload and checks it against its recorded digest and the model layout.
+def check_update_payload(update: LedgerUpdate, global_payload: bytes, spec: TaskSpec) -> dict:
+    """Runs the one update check (``fednode.update``) on an update as the ledger holds it.
+
+    The payload must hash to its recorded digest, decode, have the compression layout of
+    ``spec.compression`` and the global model's layout, be finite, and stay within
+    ``spec.max_update_norm`` after decompression; its example count must be within
+    ``spec.max_examples``. This is the very check the edge runs: an edge operator who signs
+    ``submitUpdate`` with its own key does not get past it.
 
     Args:
       update: the update as read from the ledger.
       global_payload: canonical bytes of the global model the update is based on.
+      spec: the task's spec.
 
     Returns:
       The decoded delta as dense float32 (nested dict of numpy arrays), decompressed if the
       update was int8 / top-k encoded.
 
     Raises:
-      UpdateRejectedError: digest mismatch, undecodable bytes, or a layout that differs from
-        the global model's.
+      UpdateRejectedError: with a ``fednode.update.RejectReason``; the detail names the update.
 
     Example:
       >>> import numpy as np
       >>> from fednode.types import LedgerUpdate
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
       >>> g = encode_params({"w": np.zeros(2, np.float32)})
       >>> u = LedgerUpdate(1, 1, 0, "0x0", digest_bytes(g), 1, 0, g, 1, b"")
-      >>> check_update_payload(u, g)["w"].shape
+      >>> check_update_payload(u, g, spec)["w"].shape
       (2,)
     """
-    if digest_bytes(update.payload) != update.digest:
-        raise UpdateRejectedError("digest_mismatch", f"update {update.update_id}")
     try:
-        delta = decode_params(update.payload)
-    except ValueError as exc:
-        raise UpdateRejectedError("bad_payload", f"update {update.update_id}: {exc}") from exc
-    template = {k: v.shape for k, v in flatten_params(decode_params(global_payload)).items()}
-    try:
-        return decompress_delta(delta, template)
+        check_num_examples(update.num_examples, spec)
+        checked = check_update(update.payload, template_of(global_payload), spec,
+                               digest=update.digest)
     except UpdateRejectedError as exc:
-        detail = f"update {update.update_id} does not fit the model: {exc.detail}"
+        detail = f"update {update.update_id} from {update.edge}: {exc.detail}"
         raise UpdateRejectedError(exc.reason, detail) from exc
+    return checked.delta
 
 
 def build_global_model(
@@ -89,6 +93,7 @@ def build_global_model(
 
     Raises:
       UpdateRejectedError: if an update fails :func:`check_update_payload` or the list is empty.
+      GlobalModelNotFiniteError: if the new global model holds NaN or infinity.
 
     Example:
       >>> import numpy as np
@@ -103,7 +108,7 @@ def build_global_model(
     ordered = sorted(updates, key=lambda u: u.update_id)
     if not ordered:
         raise UpdateRejectedError("no_updates", "a global model needs at least one update")
-    deltas = [check_update_payload(u, global_payload) for u in ordered]
+    deltas = [check_update_payload(u, global_payload, spec) for u in ordered]
     weights = [u.num_examples for u in ordered]
     rule = rule_for_spec(spec)
     state = rule.init() if rule_state is None else rule_state
@@ -111,6 +116,11 @@ def build_global_model(
     aggregate, state = rule.apply(deltas, weights, state, base_versions=base_versions)
     new_params = apply_global_delta(decode_params(global_payload), aggregate)
     payload = encode_params(new_params)
+    if not is_finite_model(payload):
+        raise GlobalModelNotFiniteError(
+            f"the global model built from updates {[u.update_id for u in ordered]} holds NaN or "
+            "infinity; it is not committed"
+        )
     ids = tuple(u.update_id for u in ordered)
     return BuiltGlobalModel(payload, digest_bytes(payload), ids, state)
 

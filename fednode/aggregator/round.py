@@ -27,7 +27,7 @@ from fednode.aggregator.commit import await_quorum, commit_once
 from fednode.aggregator.crash import crash_if_armed
 from fednode.chain.ledger import Ledger
 from fednode.errors import ChainTimeoutError, UpdateRejectedError
-from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskState
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
 
 __all__ = [
     "RoundResult", "aggregated_update_ids", "run_round", "run_task", "select_round_updates",
@@ -135,14 +135,19 @@ def _resume(
     return resume_rule_state(task, records, (), checkpoint)
 
 
-def _verify(updates: list[LedgerUpdate], global_payload: bytes):
+def _verify(
+    updates: list[LedgerUpdate], global_payload: bytes, spec: TaskSpec
+) -> tuple[list[LedgerUpdate], list[tuple[int, str]]]:
+    """Runs the one update check on every candidate: the edge's checks, re-made where the
+    update is counted (an edge operator can sign ``submitUpdate`` without its edge server)."""
     accepted, rejected = [], []
     for update in updates:
         try:
-            check_update_payload(update, global_payload)
+            check_update_payload(update, global_payload, spec)
             accepted.append(update)
         except UpdateRejectedError as exc:
-            rejected.append((update.update_id, exc.reason))
+            log.warning("update %d left out (%s): %s", update.update_id, exc.reason, exc.detail)
+            rejected.append((update.update_id, str(exc.reason)))
     return accepted, rejected
 
 
@@ -197,7 +202,7 @@ def run_round(
     candidates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
     crash_if_armed("after_read", version)
     # ---- stage 2: verify -------------------------------------------------------------------
-    accepted, rejected = _verify(candidates, current.payload)
+    accepted, rejected = _verify(candidates, current.payload, task.spec)
     if task.spec.mode == "async":
         accepted = accepted[: task.spec.min_updates]
     if len(accepted) < task.spec.min_updates:

@@ -34,6 +34,8 @@ __all__ = [
 FINDING_KINDS = (
     "tampered_payload", "wrong_update_list", "forged_signer", "budget_overrun",
     "privacy_underdeclared", "quorum_violation", "digest_mismatch",
+    # the one update check re-made on aggregated updates (update_checks.py)
+    "rejected_update", "too_many_examples", "global_model_not_finite",
 )
 """Every kind of problem the auditor reports."""
 

@@ -27,11 +27,12 @@ from fednode.auditor.checks import (
 )
 from fednode.auditor.privacy_checks import check_privacy_declarations
 from fednode.auditor.roles import RoleHistory, role_history
+from fednode.auditor.update_checks import check_aggregated_updates, check_finite_models
 from fednode.chain.constants import AGGREGATOR_ROLE, EDGE_ROLE
 from fednode.chain.ledger import Ledger
 from fednode.chain.roles import REGISTERED_EDGE
 from fednode.codec import decode_params, digest_bytes, flatten_params
-from fednode.errors import CodecError, UpdateRejectedError
+from fednode.errors import CodecError, GlobalModelNotFiniteError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskSpec
 
 __all__ = [
@@ -120,10 +121,12 @@ def _listed_updates(
     return [by_id[i] for i in record.update_ids], ""
 
 
-def _faulty_update(updates: Sequence[LedgerUpdate], base_payload: bytes) -> str | None:
+def _faulty_update(
+    updates: Sequence[LedgerUpdate], base_payload: bytes, spec: TaskSpec
+) -> str | None:
     for update in updates:
         try:
-            check_update_payload(update, base_payload)
+            check_update_payload(update, base_payload, spec)
         except UpdateRejectedError as exc:
             kind = "tampered_payload" if exc.reason == "digest_mismatch" else "bad_update"
             return f"{kind}: update {update.update_id} from {update.edge}: {exc.reason}"
@@ -141,11 +144,16 @@ def _verify_version(
                               "tampered_payload: committed payload does not hash to its digest",
                               at_fault=f"commit by {record.aggregator}"), rule_state
     updates, problem = _listed_updates(record, by_id)
-    fault = problem or _faulty_update(updates, previous.payload)
+    fault = problem or _faulty_update(updates, previous.payload, spec)
     if fault:
         return VersionVerdict(record.version, committed, "", False, record.update_ids,
                               "an aggregated update fails verification", at_fault=fault), rule_state
-    built = build_global_model(spec, previous.payload, updates, rule_state=rule_state)
+    try:
+        built = build_global_model(spec, previous.payload, updates, rule_state=rule_state)
+    except GlobalModelNotFiniteError as exc:
+        return VersionVerdict(record.version, committed, "", False, record.update_ids,
+                              f"global_model_not_finite: {exc}",
+                              at_fault=f"commit by {record.aggregator}"), rule_state
     match = built.digest == record.digest
     return VersionVerdict(
         record.version, committed, built.digest.hex(), match, record.update_ids,
@@ -201,6 +209,7 @@ def audit_records(
                    for r in records if r.version]
     findings = [*check_update_lists(spec, records, updates), *check_budgets(spec, records, updates),
                 *check_privacy_declarations(spec, records, updates),
+                *check_aggregated_updates(spec, records, updates), *check_finite_models(records),
                 *check_quorum(spec, records, commits, authority)]
     if authority is not None:
         findings += check_signers(records, updates, authority)

@@ -86,6 +86,7 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
         check_uint("deadline", spec.deadline, 64)
         check_uint("epsilon_budget", epsilon_budget_micro(spec), 64)
         check_uint("aggregator_quorum", spec.aggregator_quorum, 32)
+        check_uint("max_examples", spec.max_examples, 64)
         if not 0 < len(initial_payload) <= MAX_PAYLOAD_SIZE:
             raise revert(
                 "TaskRegistryInvalidInitialModelSize",
@@ -158,6 +159,11 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
         require_payload_size(payload)
         if num_examples == 0:
             raise revert("UpdateLedgerZeroExamples")
+        max_examples = self._chain.task(task_id).spec.max_examples
+        if num_examples > max_examples:
+            raise revert(
+                "UpdateLedgerTooManyExamples", numExamples=num_examples, maxExamples=max_examples
+            )
         require_fresh_base(self._chain, task_id, base_version)
         key = (task_id, base_version, self._sender)
         if key in self._chain.submissions:

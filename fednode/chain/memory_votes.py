@@ -16,8 +16,11 @@ __all__ = ["record_commit", "spend_epsilon"]
 
 
 def spend_epsilon(chain: MemoryChain, task_id: int, edge: str, epsilon_micro: int) -> None:
-    """Adds ``epsilon_micro`` to ``edge``'s spend, or UpdateLedgerPrivacyBudgetExceeded."""
+    """Adds ``epsilon_micro`` to ``edge``'s spend; UpdateLedgerZeroPrivacySpend for no spend in
+    a DP task (budget > 0), UpdateLedgerPrivacyBudgetExceeded over the budget."""
     budget = epsilon_budget_micro(chain.tasks[task_id - 1].spec)
+    if budget != 0 and epsilon_micro == 0:
+        raise revert("UpdateLedgerZeroPrivacySpend", taskId=task_id, budget=budget)
     spent = chain.epsilon_spent.get((task_id, edge), 0)
     if budget != 0 and spent + epsilon_micro > budget:
         raise revert(

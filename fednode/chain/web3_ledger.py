@@ -111,6 +111,7 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
             check_uint("deadline", spec.deadline, 64),
             check_uint("epsilon_budget", epsilon_budget_micro(spec), 64),
             check_uint("aggregator_quorum", spec.aggregator_quorum, 32),
+            check_uint("max_examples", spec.max_examples, 64),
         )
         args = [spec.to_json(), params, bytes(initial_payload)]
         receipt = self._transact(self.registry, "publishTask", args)

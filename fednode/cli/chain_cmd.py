@@ -51,6 +51,7 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
         ("--deadline", int, "unix seconds after which nothing is accepted (0: none)"),
         ("--epsilon-budget", float, "privacy budget per site (0: unlimited)"),
         ("--aggregator-quorum", int, "aggregators that must commit the same model (k)"),
+        ("--max-examples", int, "most examples one update may claim (FedAvg weight cap)"),
     ):
         publish.add_argument(flag, type=kind, help=f"override the spec: {what}")
     publish.set_defaults(handler=_publish)
@@ -110,6 +111,7 @@ def render_task(task: TaskRecord, console: Console) -> None:
         "deadline": str(task.spec.deadline or "none"),
         "epsilon budget / site": str(task.spec.epsilon_budget or "unlimited"),
         "aggregator quorum": str(task.spec.aggregator_quorum),
+        "max examples / update": str(task.spec.max_examples),
         "published at block": str(task.published_block),
     }
     for key, value in rows.items():
@@ -141,6 +143,7 @@ def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
 
 _SPEC_OVERRIDES = (
     "min_updates", "max_staleness", "deadline", "epsilon_budget", "aggregator_quorum",
+    "max_examples",
 )
 
 

@@ -1,7 +1,7 @@
 """Device: the compression update transforms (top-k with error feedback, int8, packing).
 
 ``top_k`` and ``quantize_int8`` produce per-tensor parts; ``pack_compressed`` turns them into
-the packed flat-model layout of ``fednode.device.compression`` (what goes on chain), so it is
+the packed flat-model layout of ``fednode.update.packing`` (what goes on chain), so it is
 always the last step. ``fednode.device.transforms.transforms_for_spec`` chains them as a task's
 ``spec.compression`` says.
 """
@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.device.compression import encode_int8, encode_top_k, pack_delta
-from fednode.device.entropy import entropy_code
 from fednode.device.update_transform import EmptyState, UpdateTransform
 from fednode.errors import FednodeValueError
+from fednode.update.entropy import entropy_code
+from fednode.update.packing import encode_int8, encode_top_k, pack_delta
 
 __all__ = [
     "DEFAULT_TOPK_FRACTION",

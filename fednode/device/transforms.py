@@ -7,8 +7,8 @@ Each transform is an optax-style ``UpdateTransform(init, update)``: ``init(delta
 ``spec.clip_norm`` and add ``N(0, (noise_multiplier * clip_norm)^2)`` noise (update-level DP,
 when ``spec.extra["dp_unit"]`` is ``"update"``, the default), then the ``spec.compression``
 steps (``"topk"`` or ``"topk:<fraction>"``, then ``"int8"``) and ``pack_compressed``, which
-turns their per-tensor parts into the packed flat-model layout of ``compression.py`` (what goes
-on chain). Deltas are nested dicts of float32 numpy arrays.
+turns their per-tensor parts into the packed flat-model layout of ``fednode.update.packing``
+(what goes on chain). Deltas are nested dicts of float32 numpy arrays.
 
 The protocol and ``chain`` live in ``fednode.device.update_transform``, the compression steps in
 ``fednode.device.compression_transforms``; this module re-exports both.

@@ -176,6 +176,29 @@ def refuses_bad_update_arguments(actors: LedgerActors) -> None:
     )
 
 
+def bounds_examples_and_privacy_spend_per_update(actors: LedgerActors) -> None:
+    # Arrange: a DP task (budget 2.0 epsilon per edge) capping updates at 500 examples
+    task_id = _publish(actors, max_examples=500, epsilon_budget=2.0)
+    edge = actors.edges[0]
+    # Act / Assert
+    _expect(
+        "UpdateLedgerTooManyExamples",
+        lambda: edge.submit_update(task_id, 0, b"x", num_examples=2**63 - 1, epsilon_micro=1),
+        numExamples=2**63 - 1,
+        maxExamples=500,
+    )
+    _expect(
+        "UpdateLedgerZeroPrivacySpend",
+        lambda: edge.submit_update(task_id, 0, b"x", num_examples=500, epsilon_micro=0),
+        taskId=task_id,
+        budget=2_000_000,
+    )
+    assert edge.read_updates(task_id) == []
+    update_id = edge.submit_update(task_id, 0, b"x", num_examples=500, epsilon_micro=1)
+    assert [u.update_id for u in edge.read_updates(task_id)] == [update_id]
+    assert edge.get_task(task_id).spec.max_examples == 500
+
+
 def accepts_a_maximum_size_update(actors: LedgerActors) -> None:
     task_id = _publish(actors)
     payload = bytes(range(256)) * (MAX_PAYLOAD_SIZE // 256)
@@ -422,6 +445,7 @@ LEDGER_BEHAVIOURS: tuple[Callable[[LedgerActors], None], ...] = (
     refuses_updates_from_accounts_without_edge_role,
     refuses_publishing_without_publisher_role,
     refuses_bad_update_arguments,
+    bounds_examples_and_privacy_spend_per_update,
     accepts_a_maximum_size_update,
     runs_rounds_to_the_finish,
     refuses_bad_global_commits,

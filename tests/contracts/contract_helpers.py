@@ -82,10 +82,12 @@ def publish(
     deadline: int = 0,
     epsilon_budget_micro: int = 0,
     aggregator_quorum: int = 1,
+    max_examples: int = 100_000,
     initial_model: bytes = b"initial-model",
 ) -> int:
     """Publishes a task straight through the contract; returns its id."""
-    params = (rounds, min_updates, max_staleness, deadline, epsilon_budget_micro, aggregator_quorum)
+    params = (rounds, min_updates, max_staleness, deadline, epsilon_budget_micro, aggregator_quorum,
+              max_examples)
     receipt = send(account, registry, "publishTask", spec, params, initial_model)
     return int(events(registry, "TaskPublished", receipt)[0]["taskId"])
 

@@ -123,7 +123,7 @@ def test_contracts_publish_needs_publisher_role(contracts, accounts):
             account,
             contracts.registry,
             "publishTask",
-            (b"{}", (1, 1, 0, 0, 0, 1), b"m"),
+            (b"{}", (1, 1, 0, 0, 0, 1, 100), b"m"),
             "AccessControlUnauthorizedAccount",
             account=account.address,
             neededRole=PUBLISHER_ROLE,

@@ -67,7 +67,7 @@ def test_quorum_refuses_zero_aggregator_quorum(contracts, accounts):
         accounts.publisher,
         contracts.registry,
         "publishTask",
-        (b"{}", (1, 1, 0, 0, 0, 0), b"m"),
+        (b"{}", (1, 1, 0, 0, 0, 0, 100), b"m"),
         "TaskRegistryInvalidAggregatorQuorum",
         aggregatorQuorum=0,
     )

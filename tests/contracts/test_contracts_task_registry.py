@@ -32,7 +32,8 @@ def test_task_registry_publishes_with_event_and_stored_record(w3, contracts, acc
     first_id = contracts.registry.functions.taskCount().call() + 1
     # Act
     receipt = send(
-        accounts.publisher, contracts.registry, "publishTask", spec, (5, 3, 1, 2**40, 7_000_000, 2), model
+        accounts.publisher, contracts.registry, "publishTask", spec,
+        (5, 3, 1, 2**40, 7_000_000, 2, 500), model,
     )
     # Assert
     assert events(contracts.registry, "TaskPublished", receipt) == [
@@ -61,6 +62,7 @@ def test_task_registry_publishes_with_event_and_stored_record(w3, contracts, acc
         "cancelled": False,
         "epsilonBudgetMicro": 7_000_000,
         "aggregatorQuorum": 2,
+        "maxExamples": 500,
     }
     assert contracts.registry.functions.taskCount().call() == first_id
     assert contracts.registry.functions.state(first_id).call() == TaskState.OPEN
@@ -88,12 +90,15 @@ def test_task_registry_task_ids_start_at_one(contracts):
             {"size": MAX_PAYLOAD_SIZE + 1, "maxSize": MAX_PAYLOAD_SIZE},
         ),
         ((b"{}", 1, 1, 0, 1, b"m"), "TaskRegistryInvalidDeadline", {"deadline": 1}),
+        ((b"{}", 1, 1, 0, 0, b"m", 0), "TaskRegistryInvalidMaxExamples", {"maxExamples": 0}),
     ],
-    ids=["empty-spec", "zero-rounds", "zero-min-updates", "empty-model", "big-model", "deadline"],
+    ids=["empty-spec", "zero-rounds", "zero-min-updates", "empty-model", "big-model", "deadline",
+         "zero-max-examples"],
 )
 def test_task_registry_refuses_bad_tasks(contracts, accounts, args, error, expected):
-    spec, rounds, min_updates, staleness, deadline, model = args
-    args = (spec, (rounds, min_updates, staleness, deadline, 0, 1), model)
+    spec, rounds, min_updates, staleness, deadline, model, *rest = args
+    max_examples = rest[0] if rest else 100
+    args = (spec, (rounds, min_updates, staleness, deadline, 0, 1, max_examples), model)
     expect_revert(accounts.publisher, contracts.registry, "publishTask", args, error, **expected)
 
 

@@ -62,11 +62,12 @@ def test_update_ledger_stores_update_and_emits(contracts, accounts):
 
 @pytest.mark.parametrize(
     "case",
-    ["unknown-task", "empty", "too-big", "zero-examples", "future", "stale", "duplicate"],
+    ["unknown-task", "empty", "too-big", "zero-examples", "too-many-examples", "future", "stale",
+     "duplicate"],
 )
 def test_update_ledger_refuses_bad_submissions(contracts, accounts, case):
     # Arrange: a task at version 1 that tolerates no staleness
-    task_id = publish(accounts.publisher, contracts.registry, rounds=3)
+    task_id = publish(accounts.publisher, contracts.registry, rounds=3, max_examples=1_000)
     first = submit(accounts.edges[0], contracts.ledger, task_id)
     _commit(accounts, contracts, task_id, 1, [first])
     submit(accounts.edges[1], contracts.ledger, task_id, 1)
@@ -83,6 +84,11 @@ def test_update_ledger_refuses_bad_submissions(contracts, accounts, case):
             {"size": MAX_PAYLOAD_SIZE + 1, "maxSize": MAX_PAYLOAD_SIZE},
         ),
         "zero-examples": ((task_id, 1, 0, 0, b"u"), "UpdateLedgerZeroExamples", {}),
+        "too-many-examples": (
+            (task_id, 1, 2**64 - 1, 0, b"u"),
+            "UpdateLedgerTooManyExamples",
+            {"numExamples": 2**64 - 1, "maxExamples": 1_000},
+        ),
         "future": (
             (task_id, 2, 1, 0, b"u"),
             "UpdateLedgerFutureBase",
@@ -274,3 +280,28 @@ def test_update_ledger_views_revert_on_unknown_ids(contracts, accounts):
 def test_update_ledger_points_at_its_registry_and_consortium(contracts, deployment):
     assert contracts.ledger.functions.registry().call() == deployment.address("TaskRegistry")
     assert contracts.ledger.functions.consortium().call() == deployment.address("Consortium")
+
+
+def test_update_ledger_takes_exactly_max_examples(contracts, accounts):
+    # Arrange
+    task_id = publish(accounts.publisher, contracts.registry, max_examples=1_000)
+    # Act
+    update_id = submit(accounts.edges[0], contracts.ledger, task_id, num_examples=1_000)
+    # Assert
+    assert struct(contracts.ledger, "update", update_id)["numExamples"] == 1_000
+    assert struct(contracts.registry, "task", task_id)["maxExamples"] == 1_000
+
+
+def test_update_ledger_refuses_zero_spend_in_a_dp_task(contracts, accounts):
+    # Arrange: a DP task (epsilon budget 1.0 per edge) and a task without a budget
+    dp_task = publish(accounts.publisher, contracts.registry, epsilon_budget_micro=1_000_000)
+    plain_task = publish(accounts.publisher, contracts.registry)
+    edge = accounts.edges[0]
+    # Act / Assert
+    expect_revert(
+        edge, contracts.ledger, "submitUpdate", (dp_task, 0, 1, 0, b"u"),
+        "UpdateLedgerZeroPrivacySpend", taskId=dp_task, budget=1_000_000,
+    )
+    assert contracts.ledger.functions.epsilonSpent(dp_task, edge.address).call() == 0
+    submit(edge, contracts.ledger, dp_task, epsilon_micro=1)
+    submit(edge, contracts.ledger, plain_task, epsilon_micro=0)

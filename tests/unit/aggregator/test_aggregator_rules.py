@@ -169,16 +169,16 @@ def test_result_survives_the_codec() -> None:
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
-        ({"dense_0": _layer(np.random.default_rng(0), 1.0)}, "structure_mismatch"),
-        ({**_model(0), "extra": np.zeros(1, np.float32)}, "structure_mismatch"),
+        ({"dense_0": _layer(np.random.default_rng(0), 1.0)}, "wrong_keys"),
+        ({**_model(0), "extra": np.zeros(1, np.float32)}, "wrong_keys"),
         ({**_model(0), "output": {"kernel": np.zeros((10, 15), np.float32),
-                                  "bias": np.zeros(16, np.float32)}}, "shape_mismatch"),
+                                  "bias": np.zeros(16, np.float32)}}, "wrong_shape"),
         ({**_model(0), "output": {"kernel": np.zeros((10, 16), np.float64),
-                                  "bias": np.zeros(16, np.float32)}}, "dtype_mismatch"),
+                                  "bias": np.zeros(16, np.float32)}}, "wrong_dtype"),
         ({**_model(0), "output": {"kernel": np.full((10, 16), np.nan, np.float32),
-                                  "bias": np.zeros(16, np.float32)}}, "non_finite"),
+                                  "bias": np.zeros(16, np.float32)}}, "not_finite"),
         ({**_model(0), "output": {"kernel": np.zeros((10, 16), np.float16),
-                                  "bias": np.zeros(16, np.float32)}}, "malformed"),
+                                  "bias": np.zeros(16, np.float32)}}, "bad_payload"),
     ],
 )  # fmt: skip
 def test_mismatching_deltas_are_rejected(bad: dict, reason: str) -> None:
@@ -194,7 +194,7 @@ def test_mismatching_deltas_are_rejected(bad: dict, reason: str) -> None:
 def test_bad_weights_are_rejected(weight: object) -> None:
     with pytest.raises(UpdateRejectedError) as caught:
         fedavg_delta([_model(1)], [weight])  # type: ignore[list-item]
-    assert caught.value.reason == "bad_weight"
+    assert caught.value.reason == "bad_num_examples"
 
 
 def test_numpy_integer_weights_are_accepted() -> None:

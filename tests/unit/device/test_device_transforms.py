@@ -10,8 +10,6 @@ import pytest
 
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
-from fednode.device.compression import decompress_delta, encode_int8, pack_delta
-from fednode.device.entropy import plain_parts
 from fednode.device.transforms import (
     add_gaussian_noise,
     apply_transforms,
@@ -25,6 +23,8 @@ from fednode.device.transforms import (
 )
 from fednode.errors import FednodeValueError, UpdateRejectedError
 from fednode.types import LedgerUpdate, TaskSpec
+from fednode.update.entropy import plain_parts
+from fednode.update.packing import decompress_delta, encode_int8, pack_delta
 
 
 def _delta(seed: int = 0) -> dict:
@@ -153,29 +153,38 @@ def test_build_global_model_decompresses_int8_updates() -> None:
     global_payload = encode_params({"w": np.zeros(3, np.float32)})
     encoded = pack_delta({"w": encode_int8(np.array([1.0, -0.5, 0.25], np.float32))}, {"w": (3,)})
     # Act
-    built = build_global_model(_spec(), global_payload, [_ledger_update(encode_params(encoded))])
+    spec = _spec(compression=("int8",))
+    built = build_global_model(spec, global_payload, [_ledger_update(encode_params(encoded))])
     # Assert
     expected = decompress_delta(encoded, {"w": (3,)})["w"]
     assert decode_params(built.payload)["w"].tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize(
-    ("encoded", "reason"),
+    ("encoded", "compression", "reason"),
     [
-        ({"q": np.zeros(3, np.int8), "scale": np.zeros(1, np.float32)}, "bad_scale"),
-        ({"q": np.zeros(2, np.int8), "scale": np.ones(1, np.float32)}, "wrong_layout"),
-        ({"idx": np.array([2, 1], np.int32), "val": np.ones(2, np.float32)}, "bad_index"),
-        ({"idx": np.array([0, 3], np.int32), "val": np.ones(2, np.float32)}, "bad_index"),
-        ({"idx": np.array([0], np.int32)}, "wrong_layout"),
-        ({"w": {"q": np.zeros(3, np.int8), "scale": np.ones(1, np.float32)}}, "wrong_layout"),
-        ({"v": np.zeros(3, np.float32)}, "wrong_layout"),
-        ({"w": np.full(3, np.inf, np.float32)}, "non_finite"),
+        ({"q": np.zeros(3, np.int8), "scale": np.zeros(1, np.float32)}, ("int8",), "bad_scale"),
+        ({"q": np.zeros(2, np.int8), "scale": np.ones(1, np.float32)}, ("int8",), "wrong_layout"),
+        ({"q": np.zeros(3, np.int8), "scale": np.ones(1, np.float32)}, (), "wrong_compression"),
+        ({"idx": np.array([2, 1], np.int32), "val": np.ones(2, np.float32)}, ("topk",),
+         "bad_index"),
+        ({"idx": np.array([0, 3], np.int32), "val": np.ones(2, np.float32)}, ("topk",),
+         "bad_index"),
+        ({"idx": np.array([0, 1], np.int32), "val": np.ones(2, np.float32)}, ("int8",),
+         "wrong_compression"),
+        ({"idx": np.array([0], np.int32)}, ("topk",), "wrong_layout"),
+        ({"w": {"q": np.zeros(3, np.int8), "scale": np.ones(1, np.float32)}}, ("int8",),
+         "wrong_keys"),
+        ({"v": np.zeros(3, np.float32)}, (), "wrong_keys"),
+        ({"w": np.full(3, np.inf, np.float32)}, (), "not_finite"),
+        ({"w": np.full(3, np.inf, np.float32)}, ("int8",), "not_finite"),
     ],
 )  # fmt: skip
-def test_malformed_compressed_updates_are_rejected(encoded, reason) -> None:
+def test_malformed_compressed_updates_are_rejected(encoded, compression, reason) -> None:
     global_payload = encode_params({"w": np.zeros(3, np.float32)})
+    spec = _spec(compression=compression)
     with pytest.raises(UpdateRejectedError) as caught:
-        check_update_payload(_ledger_update(encode_params(encoded)), global_payload)
+        check_update_payload(_ledger_update(encode_params(encoded)), global_payload, spec)
     assert caught.value.reason == reason
 
 

@@ -19,10 +19,10 @@ from edge_server.intake import (
 )
 from edge_server.protocol import UpdateEnvelope
 from fednode.codec import encode_params
-from fednode.device.compression import encode_int8, pack_delta
-from fednode.device.entropy import compress_codes
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
+from fednode.update.entropy import compress_codes
+from fednode.update.packing import encode_int8, pack_delta
 
 TEMPLATE = template_of(encode_params(make_params()))
 
@@ -147,7 +147,7 @@ def test_entropy_coded_int8_deltas_are_checked_like_raw_ones():
     coded = {"qz": compress_codes(raw["q"]), "scale": raw["scale"]}
     truncated = {"qz": coded["qz"][:-3], "scale": raw["scale"]}
     check = partial(check_delta, template=template_of(model), max_norm=100.0,
-                    max_payload_bytes=2**20, compressed=True)
+                    max_payload_bytes=2**20, compression=("int8",))
     # Act / Assert
     assert check(encode_params(coded)) == check(encode_params(raw))
     with pytest.raises(UpdateRejectedError) as refused:
@@ -163,12 +163,17 @@ def test_compressed_deltas_are_accepted_only_for_tasks_that_prescribe_compressio
     payload = encode_params(pack_delta(parts, {"b": (2,), "w": (3, 2)}))
     # Act
     norm = check_delta(payload, template_of(model), max_norm=10.0, max_payload_bytes=2**20,
-                       compressed=True)
+                       compression=("int8",))
     # Assert
     assert abs(norm - float(np.sqrt(6.5))) < 0.05
     with pytest.raises(UpdateRejectedError) as refused:
         check_delta(payload, template_of(model), max_norm=10.0, max_payload_bytes=2**20)
-    assert refused.value.reason == "wrong_keys"
-    with pytest.raises(UpdateRejectedError):
+    assert refused.value.reason == "wrong_compression"
+    with pytest.raises(UpdateRejectedError) as refused:
+        check_delta(payload, template_of(model), max_norm=10.0, max_payload_bytes=2**20,
+                    compression=("topk:0.5",))
+    assert refused.value.reason == "wrong_compression"
+    with pytest.raises(UpdateRejectedError) as refused:
         check_delta(payload, template_of(model), max_norm=1.0, max_payload_bytes=2**20,
-                    compressed=True)
+                    compression=("int8",))
+    assert refused.value.reason == "norm_too_large"

@@ -1,4 +1,4 @@
-"""Device: the packed int8 / top-k layout over the flat model, its exact decoding and rejections."""
+"""Update: the packed int8 / top-k layout over the flat model, its exact decoding and rejections."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from hypothesis import strategies as st
 
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
-from fednode.device.compression import (
+from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
+from fednode.errors import FednodeValueError, UpdateRejectedError
+from fednode.types import LedgerUpdate, TaskSpec
+from fednode.update.packing import (
     decompress_delta,
     encode_int8,
     encode_top_k,
     is_compressed,
     pack_delta,
 )
-from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
-from fednode.errors import FednodeValueError, UpdateRejectedError
-from fednode.types import LedgerUpdate, TaskSpec
 
 TEMPLATE = {"a.bias": (2,), "a.kernel": (3, 2), "b.bias": (1,)}
 
@@ -115,7 +115,7 @@ def test_dense_payloads_still_decode_unchanged() -> None:
         ({"idx": np.arange(10, dtype=np.int32), "val": np.ones(10, np.float32)}, "wrong_layout"),
         ({"idx": np.array([0, 2], np.int32), "val": np.ones(3, np.float32)}, "wrong_layout"),
         ({"idx": np.array([0, 2], np.int32), "val": np.array([1, np.nan], np.float32)},
-         "non_finite"),
+         "not_finite"),
         ({"idx": np.array([0, 2], np.int32), "q": np.ones(3, np.int8),
           "scale": np.ones(3, np.float32)}, "wrong_layout"),
         ({"idx": np.array([0, 2], np.int32), "q": np.ones(2, np.int8),
@@ -133,8 +133,9 @@ def test_malformed_packed_payloads_are_rejected_with_a_reason(packed, reason) ->
 def test_rejections_reach_the_aggregator_with_the_update_id() -> None:
     global_payload = encode_params(_nest({n: np.zeros(s, np.float32) for n, s in TEMPLATE.items()}))
     bad = encode_params({"q": np.zeros(8, np.int8), "scale": np.ones(3, np.float32)})
+    spec = TaskSpec(name="t", data_schema="s", num_features=3, compression=("int8",))
     with pytest.raises(UpdateRejectedError, match="update 1") as caught:
-        check_update_payload(_update(bad), global_payload)
+        check_update_payload(_update(bad), global_payload, spec)
     assert caught.value.reason == "wrong_layout"
 
 
@@ -188,12 +189,13 @@ def test_arbitrary_index_bytes_never_decode_to_out_of_range_writes(data, total):
 
 
 def test_aggregator_and_auditor_builds_agree_bit_for_bit_on_packed_updates() -> None:
-    # Arrange: two sites' int8 + top-k updates on a 3-tensor model.
-    spec = TaskSpec(name="t", data_schema="s", num_features=3, min_updates=2)
+    # Arrange: two sites' top-k + int8 updates (different fractions) on a 3-tensor model.
+    spec = TaskSpec(name="t", data_schema="s", num_features=3, min_updates=2,
+                    compression=("topk:0.5", "int8"))
     zeros = _nest({n: np.zeros(s, np.float32) for n, s in TEMPLATE.items()})
     global_payload = encode_params(zeros)
     updates = []
-    for i, steps in enumerate(([quantize_int8()], [top_k(0.5), quantize_int8()])):
+    for i, steps in enumerate(([top_k(0.3), quantize_int8()], [top_k(0.5), quantize_int8()])):
         delta = _dense(10 + i)
         t = chain(*steps, pack_compressed())
         payload = encode_params(t.update(delta, t.init(delta), key=None)[0])

@@ -1,4 +1,4 @@
-"""Device: entropy-coded int8 codes (``qz``) decode to the very same values; bad streams fail."""
+"""Update: entropy-coded int8 codes (``qz``) decode to the very same values; bad streams fail."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 
 from fednode.aggregator.build import build_global_model, check_update_payload
 from fednode.codec import decode_params, digest_bytes, encode_params, flatten_params
-from fednode.device.compression import decompress_delta, encode_int8, encode_top_k, pack_delta
-from fednode.device.entropy import (
+from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
+from fednode.errors import UpdateRejectedError
+from fednode.types import LedgerUpdate, TaskSpec
+from fednode.update.entropy import (
     compress_codes,
     compress_indices,
     decompress_codes,
     decompress_indices,
     entropy_code,
 )
-from fednode.device.transforms import chain, pack_compressed, quantize_int8, top_k
-from fednode.errors import UpdateRejectedError
-from fednode.types import LedgerUpdate, TaskSpec
+from fednode.update.packing import decompress_delta, encode_int8, encode_top_k, pack_delta
 
 TEMPLATE = {"hidden.bias": (64,), "hidden.kernel": (13, 64), "out.kernel": (64, 1)}
 
@@ -100,7 +100,7 @@ def test_global_model_is_the_same_whether_codes_travel_raw_or_coded() -> None:
     def build(packed: dict) -> bytes:
         payload = encode_params(packed)
         update = LedgerUpdate(1, 1, 0, "0x0", digest_bytes(payload), 5, 0, payload, 1, b"")
-        check_update_payload(update, base)
+        check_update_payload(update, base, spec)
         return build_global_model(spec, base, [update]).payload
 
     # Act / Assert

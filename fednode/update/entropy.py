@@ -1,4 +1,4 @@
-"""Device: lossless coding of packed int8 codes and top-k indices (``qz``, ``idxz``), checked.
+"""Update: lossless coding of packed int8 codes and top-k indices (``qz``, ``idxz``), checked.
 
 Per-tensor int8 stores one byte per value, but the codes of a model delta are far from uniform:
 most sit near zero (order-0 entropy about 6.1 bits per code for MLP[64,32] on the heart task)
@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fednode.errors import UpdateRejectedError
+from fednode.update.reasons import RejectReason
 
 __all__ = [
     "CODES_FILTERS",
@@ -70,7 +71,8 @@ def decompress_codes(qz: np.ndarray, count: int) -> np.ndarray:
     """
     raw = _decompress("qz", qz, count)
     if len(raw) != count:
-        raise UpdateRejectedError("bad_coding", f"qz holds {len(raw)} codes, expected {count}")
+        detail = f"qz holds {len(raw)} codes, expected {count}"
+        raise UpdateRejectedError(RejectReason.BAD_CODING, detail)
     return np.frombuffer(raw, np.int8).copy()
 
 
@@ -86,7 +88,8 @@ def compress_indices(idx: np.ndarray) -> np.ndarray:
     wide = np.asarray(idx, np.int64)
     gaps = np.diff(wide, prepend=-1) - 1
     if gaps.size and (gaps.min() < 0 or gaps.max() > np.iinfo(np.uint32).max):
-        raise UpdateRejectedError("bad_index", "indices must be strictly increasing and >= 0")
+        detail = "indices must be strictly increasing and >= 0"
+        raise UpdateRejectedError(RejectReason.BAD_INDEX, detail)
     return _compress(gaps.astype("<u4"))
 
 
@@ -103,10 +106,11 @@ def decompress_indices(idxz: np.ndarray, total: int) -> np.ndarray:
     """
     raw = _decompress("idxz", idxz, 4 * total)
     if len(raw) % 4:
-        raise UpdateRejectedError("bad_coding", f"idxz holds {len(raw)} bytes, not uint32 gaps")
+        detail = f"idxz holds {len(raw)} bytes, not uint32 gaps"
+        raise UpdateRejectedError(RejectReason.BAD_CODING, detail)
     idx = np.cumsum(np.frombuffer(raw, "<u4").astype(np.int64) + 1) - 1
     if idx.size and idx[-1] >= total:
-        raise UpdateRejectedError("bad_index", f"indices must be in [0, {total})")
+        raise UpdateRejectedError(RejectReason.BAD_INDEX, f"indices must be in [0, {total})")
     return idx.astype(np.int32)
 
 
@@ -148,7 +152,8 @@ def plain_parts(packed: Mapping[str, np.ndarray], total: int) -> dict[str, np.nd
     parts = dict(packed)
     for part in ("idx", "q"):
         if part in parts and part + "z" in parts:
-            raise UpdateRejectedError("wrong_layout", f"{part} comes both plain and as {part}z")
+            detail = f"{part} comes both plain and as {part}z"
+            raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     if "idxz" in parts:
         parts["idx"] = decompress_indices(parts.pop("idxz"), total)
     if "qz" in parts:
@@ -167,17 +172,19 @@ def _decompress(name: str, stream: np.ndarray, limit: int) -> bytes:
     """At most ``limit`` bytes of a complete raw LZMA2 stream with nothing after it."""
     if stream.dtype != np.uint8 or stream.ndim != 1:
         detail = f"{name} is {stream.dtype}{stream.shape}, expected uint8 (n,)"
-        raise UpdateRejectedError("wrong_layout", detail)
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     unpacker = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=list(CODES_FILTERS))
     try:
         raw = unpacker.decompress(stream.tobytes(), limit + 1)  # one past: over-long streams
     except lzma.LZMAError as exc:
-        raise UpdateRejectedError("bad_coding", f"{name} is not a raw LZMA2 stream: {exc}") from exc
+        detail = f"{name} is not a raw LZMA2 stream: {exc}"
+        raise UpdateRejectedError(RejectReason.BAD_CODING, detail) from exc
     if len(raw) > limit:
-        raise UpdateRejectedError("bad_coding", f"{name} holds more than {limit} bytes")
+        raise UpdateRejectedError(RejectReason.BAD_CODING, f"{name} holds more than {limit} bytes")
     if not unpacker.eof:
-        raise UpdateRejectedError("bad_coding", f"{name} stream does not end ({len(raw)} bytes)")
+        detail = f"{name} stream does not end ({len(raw)} bytes)"
+        raise UpdateRejectedError(RejectReason.BAD_CODING, detail)
     if unpacker.unused_data:
         detail = f"{len(unpacker.unused_data)} stray bytes after the {name} stream"
-        raise UpdateRejectedError("bad_coding", detail)
+        raise UpdateRejectedError(RejectReason.BAD_CODING, detail)
     return raw

@@ -1,4 +1,4 @@
-"""Device: the packed on-chain encoding of compressed deltas (int8, top-k) and its exact decoding.
+"""Update: the packed on-chain encoding of compressed deltas (int8, top-k) and its exact decoding.
 
 A compressed delta is packed over the *flat model*: every tensor of the global model the update
 is based on, in sorted dotted-key order (the canonical codec's order), each raveled in C order
@@ -15,7 +15,7 @@ top-k + int8    ``idx`` int32 (k,), ``q`` int8 (k,), ``scale`` float32 (T,)
 ==============  =============================================================================
 
 ``q`` and ``idx`` may travel entropy-coded as ``qz`` / ``idxz`` (uint8, a raw LZMA2 stream of
-the same codes / of the index gaps, ``fednode.device.entropy``), decoded back before the layout
+the same codes / of the index gaps, ``fednode.update.entropy``), decoded back before the layout
 is checked: lossless, and what makes int8 cut the bytes on chain by more than 4x on real-size
 models (one byte per value is 4x only before scales and headers).
 
@@ -29,17 +29,19 @@ aggregator, the edge and the auditor agree bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from fednode.codec import flatten_params, unflatten_params
-from fednode.device.entropy import plain_parts
 from fednode.errors import CodecError, FednodeValueError, UpdateRejectedError
+from fednode.update.entropy import plain_parts
+from fednode.update.reasons import RejectReason
 
 __all__ = [
     "COMPRESSED_PARTS",
+    "PACKED_KEYS",
     "PACKED_LAYOUTS",
     "decompress_delta",
     "encode_int8",
@@ -52,9 +54,11 @@ COMPRESSED_PARTS = (("q", "scale"), ("idx", "val"), ("idx", "q", "scale"))
 """The part-name sets of one compressed tensor before packing (sorted)."""
 
 PACKED_LAYOUTS = COMPRESSED_PARTS
-_PACKED_KEYS = {"idx", "idxz", "q", "qz", "scale", "val"}
 """The top-level key sets of a packed payload once ``qz`` / ``idxz`` are decoded (sorted): int8,
 top-k, top-k + int8."""
+
+PACKED_KEYS = frozenset({"idx", "idxz", "q", "qz", "scale", "val"})
+"""Every top-level key a packed payload may hold (``qz`` / ``idxz``: entropy-coded parts)."""
 
 
 def encode_int8(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -144,7 +148,9 @@ def is_compressed(delta: Mapping[str, Any]) -> bool:
     return any(a.dtype != np.float32 for a in flatten_params(delta).values())
 
 
-def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int, ...]]) -> dict:
+def decompress_delta(
+    delta: Mapping[str, Any], template: Mapping[str, tuple[int, ...]]
+) -> dict[str, Any]:
     """Dense float32 delta from a dense or packed one, checked against the model layout.
 
     Args:
@@ -157,7 +163,7 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
     Raises:
       UpdateRejectedError: ``wrong_layout`` (keys, dtypes, shapes or lengths), ``bad_index``
         (out of range, not strictly increasing), ``bad_coding`` (a ``qz`` / ``idxz`` stream
-        that is not exactly what the layout implies), ``bad_scale`` or ``non_finite``.
+        that is not exactly what the layout implies), ``bad_scale`` or ``not_finite``.
 
     Example:
       >>> enc = pack_delta({"w": encode_int8(np.array([1.0, -0.5], np.float32))}, {"w": (2,)})
@@ -167,16 +173,16 @@ def decompress_delta(delta: Mapping[str, Any], template: Mapping[str, tuple[int,
     try:
         flat = flatten_params(delta)
     except CodecError as exc:
-        raise UpdateRejectedError("wrong_layout", str(exc)) from exc
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, str(exc)) from exc
     names = sorted(template)
     if sorted(flat) == names:
         return unflatten_params({n: _expect(n, flat[n], tuple(template[n])) for n in names})
     sizes = np.asarray([int(np.prod(template[n], dtype=np.int64)) for n in names], np.int64)
-    if set(flat) <= _PACKED_KEYS:
+    if set(flat) <= PACKED_KEYS:
         flat = plain_parts(flat, int(sizes.sum()))
     if tuple(sorted(flat)) not in PACKED_LAYOUTS:
         detail = f"keys {sorted(flat)} are neither the model's {names} nor a packed layout"
-        raise UpdateRejectedError("wrong_layout", detail)
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     vector = _unpack(flat, sizes)
     bounds = np.cumsum(sizes)[:-1]
     pieces = np.split(vector, bounds)
@@ -205,13 +211,14 @@ def _unpack(flat: Mapping[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
 def _indices(idx: np.ndarray, total: int) -> np.ndarray:
     if idx.dtype != np.int32 or idx.ndim != 1:
         detail = f"idx is {idx.dtype}{idx.shape}, expected int32 (k,)"
-        raise UpdateRejectedError("wrong_layout", detail)
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     if idx.size > total:
-        raise UpdateRejectedError("wrong_layout", f"{idx.size} indices for a model of {total}")
+        detail = f"{idx.size} indices for a model of {total}"
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     wide = idx.astype(np.int64)  # int32 differences can overflow and look increasing
     if wide.size and (wide[0] < 0 or wide[-1] >= total or np.any(np.diff(wide) <= 0)):
         detail = f"indices must be strictly increasing in [0, {total})"
-        raise UpdateRejectedError("bad_index", detail)
+        raise UpdateRejectedError(RejectReason.BAD_INDEX, detail)
     return wide
 
 
@@ -221,28 +228,28 @@ def _int8_values(
     """``q * scale[tensor_of]`` in float64, rounded once to float32; checks dtypes and lengths."""
     if q.dtype != np.int8 or q.shape != tensor_of.shape:
         detail = f"q is {q.dtype}{q.shape}, expected int8 {tensor_of.shape}"
-        raise UpdateRejectedError("wrong_layout", detail)
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     if scale.dtype != np.float32 or scale.shape != (num_tensors,):
         detail = f"scale is {scale.dtype}{scale.shape}, expected float32 ({num_tensors},)"
-        raise UpdateRejectedError("wrong_layout", detail)
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        raise UpdateRejectedError("bad_scale", "every scale must be finite and > 0")
+        raise UpdateRejectedError(RejectReason.BAD_SCALE, "every scale must be finite and > 0")
     if np.any(q == -128):
-        raise UpdateRejectedError("bad_scale", "q must be in [-127, 127]")
-    return np.multiply(q.astype(np.float64), scale.astype(np.float64)[tensor_of]).astype(np.float32)
+        raise UpdateRejectedError(RejectReason.BAD_SCALE, "q must be in [-127, 127]")
+    wide = np.multiply(q.astype(np.float64), scale.astype(np.float64)[tensor_of])
+    return np.asarray(wide.astype(np.float32))
 
 
 def _expect(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if values.dtype != np.float32 or tuple(values.shape) != tuple(shape):
-        raise UpdateRejectedError(
-            "wrong_layout", f"{name} is {values.dtype}{values.shape}, expected float32{shape}"
-        )
+        detail = f"{name} is {values.dtype}{values.shape}, expected float32{shape}"
+        raise UpdateRejectedError(RejectReason.WRONG_LAYOUT, detail)
     if not np.all(np.isfinite(values)):
-        raise UpdateRejectedError("non_finite", f"{name} holds NaN or infinity")
+        raise UpdateRejectedError(RejectReason.NOT_FINITE, f"{name} holds NaN or infinity")
     return np.ascontiguousarray(values)
 
 
-def _walk(tree: Mapping[str, Any], prefix: str):
+def _walk(tree: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """``(dotted name, part dict)`` of every compressed tensor of a nested parts tree."""
     for key, value in tree.items():
         if not isinstance(value, Mapping):
