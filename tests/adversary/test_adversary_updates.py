@@ -36,11 +36,11 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 
-from edge_server.app import create_app
+from edge_server.app import create_app, ledger_scope
 from edge_server.auth import new_nonce, sign_envelope
 from edge_server.config import EdgeConfig
 from edge_server.device_client import DeviceIdentity
-from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
+from edge_server.protocol import SIGNATURE_HEADER, SigningScope, UpdateEnvelope, envelope_to_json
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
@@ -285,11 +285,13 @@ class Edge:
     device: DeviceIdentity
     store: EdgeStore
     task_id: int
+    scope: SigningScope
 
     def post(self, payload: bytes, num_examples: int = 100) -> Any:
         """The device signs an envelope with its own (valid) key and posts it."""
         envelope = UpdateEnvelope(self.device.device_id, self.task_id, 0, num_examples, 0,
-                                  payload, new_nonce(), 1_700_000_000)
+                                  payload, new_nonce(), 1_700_000_000, self.scope.edge,
+                                  self.scope.chain_id, self.scope.deployment)
         signature = sign_envelope(self.device.private_key, envelope)
         headers = {SIGNATURE_HEADER: base64.b64encode(signature).decode()}
         return self.http.post("/v1/updates", content=envelope_to_json(envelope), headers=headers)
@@ -313,7 +315,7 @@ def edge(tmp_path: Path) -> Iterator[Edge]:
     app = create_app(config, ledger, store, submitter=Submitter(store, ledger),
                      clock=lambda: 1_700_000_000.0)
     with TestClient(app) as http:
-        yield Edge(http, device, store, task_id)
+        yield Edge(http, device, store, task_id, ledger_scope(ledger))
 
 
 def test_edge_refuses_a_device_that_forges_its_example_count(edge: Edge) -> None:
