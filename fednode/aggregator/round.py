@@ -16,7 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fednode.aggregator.build import BuiltGlobalModel, build_global_model, check_update_payload
+from fednode.aggregator.build import BuiltGlobalModel, build_global_model
+from fednode.aggregator.candidates import (
+    CandidateSet,
+    consumed_update_ids,
+    distinct_edges,
+    fixed_cutoff,
+    select_candidates,
+)
 from fednode.aggregator.checkpoint import (
     RuleCheckpoint,
     advance_checkpoint,
@@ -26,7 +33,8 @@ from fednode.aggregator.checkpoint import (
 from fednode.aggregator.commit import await_quorum, commit_once
 from fednode.aggregator.crash import crash_if_armed
 from fednode.chain.ledger import Ledger
-from fednode.errors import ChainTimeoutError, UpdateRejectedError
+from fednode.chain.records import GlobalModelCommit
+from fednode.errors import ChainTimeoutError, ContractRevertError
 from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskState
 
 __all__ = [
@@ -93,34 +101,49 @@ _WINDOW_READS = 8
 """Most base versions read one by one; a wider staleness window reads the whole task once."""
 
 
-def _read_window(ledger: Ledger, task: TaskRecord) -> list[LedgerUpdate]:
-    """The updates on the base versions the next version may aggregate, in ledger order.
+def _read_window(ledger: Ledger, task: TaskRecord, *, full: bool = False) -> list[LedgerUpdate]:
+    """The updates on the base versions the next version may aggregate, and on the one before
+    (updates on it that no version consumed must be listed as rejected), in ledger order.
 
-    Reading only the staleness window (one base version for a sync task) keeps a round's reads
-    independent of how many versions the task already has.
+    Reading only this window (two base versions for a sync task) keeps a round's reads
+    independent of how many versions the task already has; ``full`` reads every update (a
+    commit refused as incomplete names an older unconsumed one).
     """
     newest = task.latest_version
-    oldest = max(newest - task.spec.max_staleness, 0)
-    if newest - oldest + 1 > _WINDOW_READS:
+    oldest = max(newest - task.spec.max_staleness - 1, 0)
+    if full or newest - oldest + 1 > _WINDOW_READS:
         return ledger.read_updates(task.task_id)
     window = [u for base in range(oldest, newest + 1)
               for u in ledger.read_updates(task.task_id, base_version=base)]
     return sorted(window, key=lambda u: u.update_id)
 
 
-def _wait_for_updates(
-    ledger: Ledger, task: TaskRecord, aggregated: frozenset[int], *, timeout: float, poll: float
-) -> list[LedgerUpdate]:
-    """The round's candidates, once at least ``min_updates`` of them are on the ledger."""
+def _may_be_ready(task: TaskRecord, updates: list[LedgerUpdate], consumed: frozenset[int]) -> bool:
+    """Cheap pre-check before decoding payloads: fresh unconsumed updates of K distinct edges."""
+    oldest = task.latest_version - task.spec.max_staleness
+    fresh = [u for u in updates if u.update_id not in consumed and u.base_version >= oldest]
+    return distinct_edges(fresh) >= task.spec.min_updates
+
+
+def _wait_for_candidates(
+    ledger: Ledger, task: TaskRecord, global_payload: bytes, consumed: frozenset[int], *,
+    cutoff: int, full: bool, timeout: float, poll: float,
+) -> CandidateSet:
+    """The round's candidate set, once it is complete (see ``candidates.select_candidates``)."""
     deadline = time.monotonic() + timeout
     while True:
-        candidates = select_round_updates(task, _read_window(ledger, task), aggregated=aggregated)
-        if len(candidates) >= task.spec.min_updates:
-            return candidates
+        updates = _read_window(ledger, task, full=full)
+        if cutoff or _may_be_ready(task, updates, consumed):
+            chosen = select_candidates(task, updates, global_payload, consumed=consumed,
+                                       cutoff=cutoff)
+            if chosen is not None:
+                return chosen
         if time.monotonic() >= deadline:
+            fresh = [u for u in updates if u.update_id not in consumed]
             raise ChainTimeoutError(
-                f"task {task.task_id} version {task.latest_version}: "
-                f"{len(candidates)}/{task.spec.min_updates} updates after {timeout:.0f}s"
+                f"task {task.task_id} version {task.latest_version + 1}: unconsumed updates of "
+                f"{distinct_edges(fresh)}/{task.spec.min_updates} distinct edges (valid ones "
+                f"needed) after {timeout:.0f}s, cut-off {cutoff or 'not fixed'}"
             )
         time.sleep(poll)
 
@@ -133,17 +156,6 @@ def _resume(
     if replay_needed(task, records, checkpoint):
         return resume_rule_state(task, records, ledger.read_updates(task.task_id), checkpoint)
     return resume_rule_state(task, records, (), checkpoint)
-
-
-def _verify(updates: list[LedgerUpdate], global_payload: bytes):
-    accepted, rejected = [], []
-    for update in updates:
-        try:
-            check_update_payload(update, global_payload)
-            accepted.append(update)
-        except UpdateRejectedError as exc:
-            rejected.append((update.update_id, exc.reason))
-    return accepted, rejected
 
 
 def _next_checkpoint(
@@ -185,39 +197,64 @@ def run_round(
     started = time.monotonic()
     task = ledger.get_task(task_id)
     records = ledger.read_global_models(task_id)
-    current = records[-1]
-    version = current.version + 1
-    commits = ledger.read_commits(task_id)  # read once: own commits and rejected ids
+    version = records[-1].version + 1
+    commits = ledger.read_commits(task_id)  # read once: own commits, rejected ids, cut-off
     if any(c.version == version and c.aggregator == ledger.sender for c in commits):
         record = await_quorum(ledger, task_id, version, timeout=timeout, poll=poll)
         return RoundResult(record, (), time.monotonic() - started, checkpoint)
-    # ---- stage 1: read updates -------------------------------------------------------------
-    rejected_before = frozenset(i for c in commits if c.final for i in c.rejected_ids)
-    aggregated = aggregated_update_ids(records) | rejected_before
-    candidates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
-    crash_if_armed("after_read", version)
-    # ---- stage 2: verify -------------------------------------------------------------------
-    accepted, rejected = _verify(candidates, current.payload)
-    if task.spec.mode == "async":
-        accepted = accepted[: task.spec.min_updates]
-    if len(accepted) < task.spec.min_updates:
-        raise UpdateRejectedError("too_few_valid", f"{len(accepted)} valid, rejected {rejected}")
-    # ---- stage 3: aggregate ----------------------------------------------------------------
     resumed = _resume(ledger, task, records, checkpoint)
-    built = build_global_model(task.spec, current.payload, accepted,
+    full_read = False
+    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+        try:
+            return _build_and_commit(ledger, task, records, commits, resumed, started,
+                                     full_read=full_read, timeout=timeout, poll=poll)
+        except ContractRevertError as exc:
+            if exc.name not in _RETRY_ERRORS or attempt == _COMMIT_ATTEMPTS:
+                raise
+            log.warning("version %d: commit refused (%s %s): re-reading the candidate set",
+                        version, exc.name, exc.args_by_name)
+            full_read = full_read or exc.name == "UpdateLedgerIncompleteCandidateSet"
+            commits = ledger.read_commits(task_id)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_COMMIT_ATTEMPTS = 3
+_RETRY_ERRORS = ("UpdateLedgerCutoffMismatch", "UpdateLedgerIncompleteCandidateSet")
+"""Refusals that mean "another aggregator fixed the cut-off" or "an older unconsumed update
+exists": the round reads the candidate set again and rebuilds."""
+
+
+def _build_and_commit(
+    ledger: Ledger, task: TaskRecord, records: list[GlobalModelRecord],
+    commits: list[GlobalModelCommit], resumed: RuleCheckpoint, started: float, *,
+    full_read: bool, timeout: float, poll: float,
+) -> RoundResult:
+    """Stages 1-5 of one round over the candidate set the ledger allows now."""
+    current = records[-1]
+    version = current.version + 1
+    # ---- stage 1: read updates (up to the cut-off a first commit fixed, if any) ------------
+    consumed = consumed_update_ids(records, commits)
+    cutoff = fixed_cutoff(commits, version)
+    # ---- stage 2: verify (stale and invalid updates are listed as rejected) ----------------
+    chosen = _wait_for_candidates(ledger, task, current.payload, consumed, cutoff=cutoff,
+                                  full=full_read, timeout=timeout, poll=poll)
+    crash_if_armed("after_read", version)
+    # ---- stage 3: aggregate ----------------------------------------------------------------
+    built = build_global_model(task.spec, current.payload, chosen.accepted,
                                rule_state=resumed.rule_state)
     crash_if_armed("after_build", version)
     # ---- stage 4: commit global ------------------------------------------------------------
-    rejected_ids = tuple(update_id for update_id, _ in rejected)
-    record = commit_once(ledger, task, version, built, rejected_ids, timeout=timeout, poll=poll)
+    record = commit_once(ledger, task, version, built, chosen.rejected_ids,
+                         timeout=timeout, poll=poll)
     # ---- stage 5: emit metrics -------------------------------------------------------------
     seconds = time.monotonic() - started
     log.info(
-        "task %d version %d committed: %d updates (%d rejected), digest %s, %.1fs",
-        task_id, record.version, len(record.update_ids), len(rejected), record.digest.hex(),
-        seconds,
+        "task %d version %d committed: %d updates (%d rejected, cut-off %d), digest %s, %.1fs",
+        task.task_id, record.version, len(record.update_ids), len(chosen.rejected),
+        chosen.cutoff, record.digest.hex(), seconds,
     )
-    return RoundResult(record, tuple(rejected), seconds, _next_checkpoint(resumed, record, built))
+    return RoundResult(record, chosen.rejected, seconds,
+                       _next_checkpoint(resumed, record, built))
 
 
 def run_task(

@@ -211,8 +211,8 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
         ),
         "too-few": (
             (task_a, 2, [], b"g"),
-            "UpdateLedgerTooFewUpdates",
-            {"taskId": task_a, "count": 0, "minUpdates": 1},
+            "UpdateLedgerTooFewEdges",
+            {"taskId": task_a, "edges": 0, "minUpdates": 1},
         ),
         "unknown-update": (
             (task_a, 2, [a1, 999], b"g"),
@@ -241,7 +241,7 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
             "UpdateLedgerUpdateAlreadyAggregated",
             {"updateId": a0, "version": 1},
         ),
-    }[case] or _stale_case(accounts, contracts, task_a, a1, a3)
+    }[case] or _stale_case(accounts, contracts, task_a, a1, a2)
     # Act / Assert
     args = (*args[:3], [], args[3])
     expect_revert(
@@ -249,8 +249,9 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
     )
 
 
-def _stale_case(accounts, contracts, task_id, stale_id, fresh_id):
-    """Moves task A to version 2 so that base-0 update ``stale_id`` is too old for version 3."""
+def _stale_case(accounts, contracts, task_id, fresh_id, stale_id):
+    """Moves task A to version 2 (cut-off ``fresh_id``) so that base-0 update ``stale_id``,
+    after the cut-off, is too old for version 3."""
     _commit(accounts, contracts, task_id, 2, [fresh_id])
     return (
         (task_id, 3, [stale_id], b"g"),

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from fednode.chain import AGGREGATOR_ROLE, EDGE_ROLE, PUBLISHER_ROLE, InMemoryLedger
 from fednode.errors import ContractRevertError
 from tests.behaviours.governance_behaviour import GOVERNANCE_BEHAVIOURS, GovernanceActors
+from tests.behaviours.quorum_behaviour import QUORUM_BEHAVIOURS
 from tests.behaviours.ledger_behaviour import _model, make_spec
 
 ADMIN = "0x" + "aa" * 20
@@ -41,7 +42,9 @@ def _actors() -> GovernanceActors:
     )
 
 
-@pytest.mark.parametrize("behaviour", GOVERNANCE_BEHAVIOURS, ids=lambda b: b.__name__)
+@pytest.mark.parametrize(
+    "behaviour", GOVERNANCE_BEHAVIOURS + QUORUM_BEHAVIOURS, ids=lambda b: b.__name__
+)
 def test_memory_ledger_behaves_like_governance(behaviour):
     behaviour(_actors())
 
