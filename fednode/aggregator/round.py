@@ -7,6 +7,12 @@ replays only the versions it has not seen (none, when it committed the previous 
 
 A restarted aggregator may find the commit of the process it replaces still in flight;
 ``commit.commit_once`` waits for it instead of committing the version a second time.
+
+With k-of-n aggregators, every honest one lists the same candidate set
+(``candidates.select_candidates``): the version's first commit fixes its cut-off on chain, and
+a commit refused because another aggregator fixed a different cut-off first
+(``UpdateLedgerCutoffMismatch``) is rebuilt over that cut-off, so an update landing between two
+aggregators' reads cannot split them.
 """
 
 from __future__ import annotations
@@ -61,12 +67,11 @@ class RoundResult:
 def select_round_updates(
     task: TaskRecord, updates: list[LedgerUpdate], *, aggregated: frozenset[int] = frozenset()
 ) -> list[LedgerUpdate]:
-    """Picks the updates the next version may aggregate, in ledger order.
+    """The updates the next version may aggregate, in ledger order (a pre-filter).
 
     Eligible: based on a version within the task's staleness window and not aggregated into
-    an earlier version (the contract refuses both). A sync task aggregates every valid one; an
-    async task (FedBuff) the first ``min_updates`` valid ones (its buffer size K, see
-    ``run_round``), so a version is built as soon as K updates arrived, whoever sent them.
+    an earlier version (the contract refuses both). What a version actually lists, with the
+    refused ones and the cut-off, is ``candidates.select_candidates`` (``run_round`` uses it).
 
     Example:
       >>> from fednode.types import TaskSpec, TaskState
