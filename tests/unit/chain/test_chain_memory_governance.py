@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from fednode.chain import AGGREGATOR_ROLE, EDGE_ROLE, PUBLISHER_ROLE, InMemoryLedger
 from fednode.errors import ContractRevertError
 from tests.behaviours.governance_behaviour import GOVERNANCE_BEHAVIOURS, GovernanceActors
-from tests.behaviours.quorum_behaviour import QUORUM_BEHAVIOURS
 from tests.behaviours.ledger_behaviour import _model, make_spec
+from tests.behaviours.quorum_behaviour import QUORUM_BEHAVIOURS
 
 ADMIN = "0x" + "aa" * 20
 PUBLISHER = "0x" + "0b" * 20
