@@ -13,7 +13,7 @@ import {IUpdateLedger} from "./interfaces/IUpdateLedger.sol";
  * @title EvaluationLedger
  * @notice Per-site evaluations of final global models, one per (task, version, edge).
  * @dev Kept apart from UpdateLedger (at its bytecode budget); it reads the latest final
- * version there. The acceptance gate over these evaluations is derived off chain from the
+ * version and the caller's contributions there. The acceptance gate over these evaluations is derived off chain from the
  * task's `metric_floor` (see {IEvaluationLedger}).
  */
 contract EvaluationLedger is IEvaluationLedger {
@@ -50,7 +50,11 @@ contract EvaluationLedger is IEvaluationLedger {
             revert IAccessControl.AccessControlUnauthorizedAccount(msg.sender, edgeRole);
         }
         uint32 latest = _ledger.latestVersion(taskId);
+        if (version == 0) revert EvaluationLedgerInitialVersion(taskId);
         if (version > latest) revert EvaluationLedgerUnknownVersion(taskId, version, latest);
+        if (_ledger.contributions(taskId, msg.sender) == 0) {
+            revert EvaluationLedgerNotContributor(taskId, msg.sender);
+        }
         if (metricMicro > METRIC_SCALE_MICRO) {
             revert EvaluationLedgerMetricOutOfRange(metricMicro, METRIC_SCALE_MICRO);
         }

@@ -35,6 +35,13 @@ contract UpdateLedger is IUpdateLedger {
     mapping(uint256 taskId => mapping(uint32 version => mapping(address aggregator => bool)))
         private _committed;
     mapping(uint256 taskId => mapping(uint32 version => bool)) private _conflicted;
+    // Candidate sets (see {IUpdateLedger-commitGlobalModel}): each update's position among its
+    // task's updates (1-based), how many of a task's updates final versions consumed (a prefix),
+    // and the last update id of each version's candidate set, fixed by its first commit.
+    mapping(uint256 updateId => uint256) private _taskOrdinal;
+    mapping(uint256 taskId => uint256) private _consumed;
+    mapping(uint256 taskId => mapping(uint32 version => uint256)) private _cutoff;
+    mapping(uint256 taskId => mapping(address edge => uint64)) private _contributions;
 
     /**
      * @param consortium_ the consortium whose roles this ledger checks.
@@ -82,7 +89,9 @@ contract UpdateLedger is IUpdateLedger {
         );
         updateId = _updates.length;
         _submissions[taskId][baseVersion][msg.sender] = updateId;
-        _taskUpdateCount[taskId] += 1;
+        uint256 ordinal = _taskUpdateCount[taskId] + 1;
+        _taskUpdateCount[taskId] = ordinal;
+        _taskOrdinal[updateId] = ordinal;
         Reputation storage facts = _reputation[msg.sender];
         facts.submitted += 1;
         if (baseVersion < _globalModels[taskId].length) facts.late += 1;
@@ -114,11 +123,7 @@ contract UpdateLedger is IUpdateLedger {
             revert UpdateLedgerAlreadyCommitted(taskId, version, msg.sender);
         }
         _checkPayloadSize(payload.length);
-        if (updateIds.length < record.minUpdates) {
-            revert UpdateLedgerTooFewUpdates(taskId, updateIds.length, record.minUpdates);
-        }
-        _checkUpdates(taskId, version, record.maxStaleness, updateIds);
-        _checkRejected(taskId, updateIds, rejectedIds);
+        _checkLists(taskId, version, record, updateIds, rejectedIds);
 
         bytes32 digest = keccak256(payload);
         bytes32 commitHash = keccak256(abi.encode(digest, updateIds, rejectedIds));
@@ -183,6 +188,16 @@ contract UpdateLedger is IUpdateLedger {
     /// @inheritdoc IUpdateLedger
     function conflicted(uint256 taskId, uint32 version) external view returns (bool) {
         return _conflicted[taskId][version];
+    }
+
+    /// @inheritdoc IUpdateLedger
+    function candidateCutoff(uint256 taskId, uint32 version) external view returns (uint256) {
+        return _cutoff[taskId][version];
+    }
+
+    /// @inheritdoc IUpdateLedger
+    function contributions(uint256 taskId, address edge) external view returns (uint64) {
+        return _contributions[taskId][edge];
     }
 
     /// @inheritdoc IUpdateLedger
@@ -290,6 +305,66 @@ contract UpdateLedger is IUpdateLedger {
         }
     }
 
+    function _checkLists(
+        uint256 taskId,
+        uint32 version,
+        ITaskRegistry.Task memory record,
+        uint256[] calldata updateIds,
+        uint256[] calldata rejectedIds
+    ) private {
+        _checkUpdates(taskId, version, record.maxStaleness, updateIds);
+        _checkRejected(taskId, updateIds, rejectedIds);
+        uint256 edges = _distinctEdges(updateIds, record.minUpdates);
+        if (edges < record.minUpdates) {
+            revert UpdateLedgerTooFewEdges(taskId, edges, record.minUpdates);
+        }
+        _checkCandidateSet(taskId, version, updateIds, rejectedIds);
+    }
+
+    /// @dev Distinct edges among `updateIds` (all existing), counting no further than `enough`.
+    function _distinctEdges(uint256[] calldata updateIds, uint32 enough)
+        private
+        view
+        returns (uint256 count)
+    {
+        address[] memory seen = new address[](updateIds.length);
+        for (uint256 i = 0; i < updateIds.length && count < enough; ++i) {
+            address edge = _updates[updateIds[i] - 1].edge;
+            bool fresh = true;
+            for (uint256 j = 0; j < count && fresh; ++j) {
+                fresh = seen[j] != edge;
+            }
+            if (fresh) seen[count++] = edge;
+        }
+    }
+
+    /// @dev The listed updates (aggregated and rejected, all of the task and unconsumed) are
+    /// exactly the task's unconsumed updates up to the last listed id, the version's cut-off,
+    /// which must equal the cut-off its first commit fixed. Final versions consume a prefix of
+    /// the task's updates, so every unconsumed update comes after `_consumed[taskId]`.
+    function _checkCandidateSet(
+        uint256 taskId,
+        uint32 version,
+        uint256[] calldata updateIds,
+        uint256[] calldata rejectedIds
+    ) private {
+        uint256 last = updateIds[updateIds.length - 1];
+        if (rejectedIds.length != 0 && rejectedIds[rejectedIds.length - 1] > last) {
+            last = rejectedIds[rejectedIds.length - 1];
+        }
+        uint256 fixedCutoff = _cutoff[taskId][version];
+        if (fixedCutoff == 0) {
+            _cutoff[taskId][version] = last;
+        } else if (fixedCutoff != last) {
+            revert UpdateLedgerCutoffMismatch(taskId, version, last, fixedCutoff);
+        }
+        uint256 candidates = _taskOrdinal[last] - _consumed[taskId];
+        uint256 listed = updateIds.length + rejectedIds.length;
+        if (listed != candidates) {
+            revert UpdateLedgerIncompleteCandidateSet(taskId, version, listed, candidates);
+        }
+    }
+
     function _recordCommit(uint256 taskId, uint32 version, bytes32 digest, bytes32 commitHash)
         private
         returns (uint256 agreeing)
@@ -313,10 +388,12 @@ contract UpdateLedger is IUpdateLedger {
         uint256[] calldata rejectedIds
     ) private {
         _globalModels[taskId].push(GlobalModel(digest, msg.sender, uint64(block.number), updateIds));
+        _consumed[taskId] = _taskOrdinal[_cutoff[taskId][version]];
         for (uint256 i = 0; i < updateIds.length; ++i) {
             Update storage entry = _updates[updateIds[i] - 1];
             entry.aggregatedIn = version;
             _reputation[entry.edge].accepted += 1;
+            _contributions[taskId][entry.edge] += 1;
         }
         for (uint256 i = 0; i < rejectedIds.length; ++i) {
             _rejectedIn[rejectedIds[i]] = version;

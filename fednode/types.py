@@ -11,6 +11,7 @@ from fednode.codec import digest_bytes
 from fednode.errors import TaskSpecError
 
 __all__ = [
+    "ACCEPTANCE_RULES",
     "AGGREGATION_RULES",
     "DEFAULT_MAX_EXAMPLES",
     "METRIC_SCALE",
@@ -28,6 +29,11 @@ __all__ = [
 MODEL_KINDS = ("logreg", "mlp", "cnn1d", "feature_stats")
 AGGREGATION_RULES = ("fedavg", "krum", "median", "norm_clip", "sum", "trimmed_mean")
 ACCOUNTANT_KINDS = ("pld", "rdp")
+ACCEPTANCE_RULES = ("all", "quorum")
+"""``TaskSpec.acceptance_rule``: "quorum" (default) accepts a version once more than
+``acceptance_quorum`` of the sites that must evaluate it reach ``metric_floor``, so no single
+site's report accepts or vetoes it (with 3 sites or more); "all" needs every site (each one
+holds a veto: an explicit choice, e.g. when the worst site must be served)."""
 NOISE_CALIBRATIONS = ("fixed", "per_site")
 """``extra["noise_calibration"]``: one ``noise_multiplier`` for every site ("fixed", the default)
 or each site's own, solved for ``epsilon_budget`` on its data ("per_site",
@@ -70,7 +76,8 @@ class TaskSpec:
     epsilon_budget per site, 0 = none, delta, accountant "rdp"/"pld", and
     ``extra["noise_calibration"]``: "fixed" or "per_site"); compression (chain of
     update transforms, e.g. ("int8",)); update bounds (max_update_norm, max_examples: the
-    most examples one update may claim); acceptance (metric_floor per site); deadline (unix s).
+    most examples one update may claim); acceptance (metric_floor per site, acceptance_rule
+    and acceptance_quorum: see ``ACCEPTANCE_RULES``); deadline (unix s).
     """
 
     name: str
@@ -105,6 +112,11 @@ class TaskSpec:
     max_examples: int = DEFAULT_MAX_EXAMPLES
     # --- end of update bounds ----------------------------------------------------------------
     extra: dict[str, Any] = field(default_factory=dict)
+    # ---- acceptance gate (issue 13, part 4): how the sites' evaluations decide a version ----
+    # "quorum": accepted once more than acceptance_quorum (in [0.5, 1)) of the sites reach
+    # metric_floor; "all": every site must (each holds a veto). See ACCEPTANCE_RULES.
+    acceptance_rule: str = "quorum"
+    acceptance_quorum: float = 0.5
 
     def __post_init__(self) -> None:
         _check_spec(self)
@@ -166,6 +178,7 @@ def _check_spec(spec: TaskSpec) -> None:
     if min(spec.clip_norm, spec.noise_multiplier, spec.epsilon_budget) < 0 or not 0 < spec.delta < 1:
         problems.append("clip_norm, noise_multiplier, epsilon_budget must be >= 0, delta in (0, 1)")
     problems += _privacy_problems(spec)
+    problems += _acceptance_problems(spec)
     if spec.max_staleness < 0 or spec.deadline < 0:
         problems.append("max_staleness and deadline must be >= 0")
     if spec.proximal_mu < 0:
@@ -177,6 +190,17 @@ def _check_spec(spec: TaskSpec) -> None:
         problems.append(f"max_examples must be an int in 1..2**64-1, got {spec.max_examples!r}")
     if problems:
         raise TaskSpecError("; ".join(problems))
+
+
+def _acceptance_problems(spec: TaskSpec) -> list[str]:
+    problems = []
+    if spec.acceptance_rule not in ACCEPTANCE_RULES:
+        problems.append(f"acceptance_rule must be one of {ACCEPTANCE_RULES}, "
+                        f"got {spec.acceptance_rule!r}")
+    quorum = spec.acceptance_quorum
+    if isinstance(quorum, bool) or not isinstance(quorum, (int, float)) or not 0.5 <= quorum < 1:
+        problems.append(f"acceptance_quorum must be a number in [0.5, 1), got {quorum!r}")
+    return problems
 
 
 def _privacy_problems(spec: TaskSpec) -> list[str]:

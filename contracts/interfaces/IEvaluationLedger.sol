@@ -10,9 +10,11 @@ uint32 constant NO_METRIC = type(uint32).max;
  * @title IEvaluationLedger
  * @notice Per-site evaluations of final global models: each edge operator reports one metric
  * (and optionally a second one) of one version of a task, measured on its own test split.
+ * Only edges that contributed to the task evaluate it, and never its version 0.
  * @dev The acceptance decision (pending / accepted / rejected) is derived off chain by
- * `fednode.aggregator.acceptance.acceptance_gate` from these evaluations and the task's
- * `metric_floor`: the floor lives in the task spec JSON, which is calldata whose keccak-256
+ * `fednode.aggregator.acceptance.version_acceptance` from these evaluations and the task's
+ * `metric_floor`, `acceptance_rule` and `acceptance_quorum` (a quorum of the contributing
+ * edges, so no single edge's report accepts or vetoes a version): the floor lives in the task spec JSON, which is calldata whose keccak-256
  * digest TaskRegistry stores, so a contract cannot read it without trusting a re-submitted
  * copy. Everyone can recompute the gate from the ledger alone, like every other derived fact.
  */
@@ -31,6 +33,13 @@ interface IEvaluationLedger {
     /// @dev Version `version` of task `taskId` is not a final global model (latest is
     /// `latestVersion`).
     error EvaluationLedgerUnknownVersion(uint256 taskId, uint32 version, uint32 latestVersion);
+
+    /// @dev Version 0 of task `taskId` is the publisher's initial model; it is not evaluated.
+    error EvaluationLedgerInitialVersion(uint256 taskId);
+
+    /// @dev `edge` has no update aggregated into a final version of task `taskId`
+    /// ({IUpdateLedger-contributions}), so it does not evaluate it.
+    error EvaluationLedgerNotContributor(uint256 taskId, address edge);
 
     /// @dev `edge` already evaluated version `version` of task `taskId`.
     error EvaluationLedgerDuplicateEvaluation(uint256 taskId, uint32 version, address edge);
@@ -57,9 +66,12 @@ interface IEvaluationLedger {
      * @notice Records the caller's evaluation of final global model `version` of `taskId`.
      * @dev Requirements, checked in this order:
      * - the caller has the consortium's EDGE_ROLE;
-     * - the task exists (else TaskRegistryUnknownTask) and `version` <= its latest final
-     *   version (version 0 is the initial model); any task state, so a Finished task's last
-     *   version can be evaluated;
+     * - the task exists (else TaskRegistryUnknownTask);
+     * - `version` is not 0 (the initial model; {EvaluationLedgerInitialVersion});
+     * - `version` <= the task's latest final version; any task state, so a Finished task's
+     *   last version can be evaluated;
+     * - the caller contributed to the task: at least one of its updates was aggregated into a
+     *   final version of it ({EvaluationLedgerNotContributor});
      * - `metricMicro` <= METRIC_SCALE_MICRO;
      * - `secondaryMicro` <= METRIC_SCALE_MICRO or == NO_METRIC;
      * - `numExamples` > 0;

@@ -79,8 +79,23 @@ interface IUpdateLedger {
     /// @dev The next version of task `taskId` is `expected`, not `version`.
     error UpdateLedgerUnexpectedVersion(uint256 taskId, uint32 version, uint32 expected);
 
-    /// @dev A global model of task `taskId` needs at least `minUpdates` updates, got `count`.
-    error UpdateLedgerTooFewUpdates(uint256 taskId, uint256 count, uint32 minUpdates);
+    /// @dev A global model of task `taskId` aggregates updates of at least `minUpdates`
+    /// distinct edges; the commit's aggregated updates come from `edges` (counted up to
+    /// `minUpdates`). One edge submitting on several base versions cannot fill a version.
+    error UpdateLedgerTooFewEdges(uint256 taskId, uint256 edges, uint32 minUpdates);
+
+    /// @dev The first commit of version `version` of task `taskId` fixed its candidate set to
+    /// the updates up to id `cutoffUpdateId`; this commit's last listed update is `lastUpdateId`.
+    error UpdateLedgerCutoffMismatch(
+        uint256 taskId, uint32 version, uint256 lastUpdateId, uint256 cutoffUpdateId
+    );
+
+    /// @dev A commit of version `version` of task `taskId` lists `listed` updates (aggregated
+    /// plus rejected); its candidate set, the task's unconsumed updates up to the commit's last
+    /// listed id, holds `candidates`.
+    error UpdateLedgerIncompleteCandidateSet(
+        uint256 taskId, uint32 version, uint256 listed, uint256 candidates
+    );
 
     /// @dev No update has id `updateId`.
     error UpdateLedgerUnknownUpdate(uint256 updateId);
@@ -181,17 +196,39 @@ interface IUpdateLedger {
      * @notice Commits global model `version` of task `taskId`, aggregated from `updateIds`
      * after the robust filter dropped `rejectedIds`. The version becomes final once the
      * task's `aggregatorQuorum` aggregators committed the same digest, updates and rejections.
+     *
+     * Candidate set. The candidate set of a version is every update of the task that no final
+     * version aggregated or rejected, up to and including a cut-off update id; a commit lists
+     * all of it, each update either in `updateIds` or in `rejectedIds` (an update too stale to
+     * aggregate must be rejected). The first commit of a version fixes its cut-off (its largest
+     * listed id); every later commit of the version must list the same candidate set, so an
+     * update that lands between two aggregators' reads cannot split them: the later one is
+     * refused with {UpdateLedgerCutoffMismatch} before it is recorded, reads the cut-off
+     * ({candidateCutoff}) and commits again over it. Final versions thus consume a prefix of
+     * the task's updates.
+     *
+     * Conflicts. A commit whose digest, updates or rejections differ from the version's first
+     * commit emits {GlobalModelConflict} and sets {conflicted}, but does not block the version:
+     * it becomes final as soon as `aggregatorQuorum` commits agree on one (digest, updates,
+     * rejections), whichever commit came first. An aggregator cannot withdraw or replace its
+     * commit, so a garbage commit only costs its author's vote: with n aggregators and quorum
+     * k, the version finalizes as long as k honest ones commit (liveness needs n - k >= the
+     * number of faulty aggregators).
      * @dev Requirements, checked in this order:
      * - the caller has the consortium's AGGREGATOR_ROLE;
      * - the task exists and is Open or Training;
      * - `version` is the latest final version + 1 (hence at most `rounds`);
      * - the caller has not committed this version yet;
      * - `payload` is non-empty and at most MAX_PAYLOAD_SIZE bytes;
-     * - at least `minUpdates` update ids, each existing, strictly increasing, of this task,
-     *   based on a version in [version - 1 - maxStaleness, version - 1], not aggregated or
-     *   rejected before;
+     * - `updateIds` each existing, strictly increasing, of this task, based on a version in
+     *   [version - 1 - maxStaleness, version - 1], not aggregated or rejected before;
      * - `rejectedIds` strictly increasing, existing, of this task, not aggregated or rejected
-     *   before, none of them in `updateIds`.
+     *   before, none of them in `updateIds`;
+     * - `updateIds` come from at least `minUpdates` distinct edges ({UpdateLedgerTooFewEdges});
+     * - the cut-off (largest id in either list) equals the one the version's first commit
+     *   fixed, if any ({UpdateLedgerCutoffMismatch});
+     * - the two lists together are exactly the candidate set up to the cut-off
+     *   ({UpdateLedgerIncompleteCandidateSet}).
      *
      * Emits a {GlobalModelCommitted} event, a {GlobalModelConflict} event if it disagrees
      * with the first commit of the version, and {GlobalModelFinalized} when the quorum is met.
@@ -255,6 +292,21 @@ interface IUpdateLedger {
      * @dev Requirements: none. Emits nothing.
      */
     function conflicted(uint256 taskId, uint32 version) external view returns (bool);
+
+    /**
+     * @notice The cut-off of `version` of task `taskId`: the largest update id its first
+     * commit listed (0 while it has no commit). Its candidate set is every update of the task
+     * up to this id that no earlier final version aggregated or rejected.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function candidateCutoff(uint256 taskId, uint32 version) external view returns (uint256);
+
+    /**
+     * @notice How many of `edge`'s updates final versions of task `taskId` aggregated; an
+     * edge contributed to a task (and may evaluate it) when this is at least 1.
+     * @dev Requirements: none. Emits nothing.
+     */
+    function contributions(uint256 taskId, address edge) external view returns (uint64);
 
     /**
      * @notice Micro-epsilon `edge` has spent on task `taskId`.

@@ -1,13 +1,21 @@
-"""Aggregator: the task's per-site acceptance gate (``spec.metric_floor``), a pure function.
+"""Aggregator: the task's acceptance gate over the sites' evaluations, a pure function.
 
-A version is promoted to "accepted" only if every site's (signed) evaluation of it reaches the
-task's metric floor; a missing or non-finite evaluation fails the gate. How evaluations are
-signed and put on chain is the ledger's business (``EvaluationLedger``, one evaluation per
-edge and version); this decides on the values. ``version_acceptance`` derives a version's state
-from its on-chain evaluations: ``pending`` while a required site has not reported and none
-failed, ``rejected`` as soon as one reported below the floor (an edge cannot evaluate a version
-twice, so that cannot change), else ``accepted``. The floor lives in the task spec (calldata), so
-the state is derived here, off chain, by anyone holding the ledger.
+A site passes when its (signed) evaluation of a version reaches ``spec.metric_floor``; a
+missing or non-finite evaluation does not pass. The task's ``acceptance_rule`` says how many
+of the n sites must pass (:func:`sites_needed`):
+
+- "quorum" (the default): more than ``acceptance_quorum`` * n, i.e. ``floor(q * n) + 1``; with
+  q = 0.5 and 4 sites, 3. No single site's report accepts or vetoes a version once n >= 3 (one
+  edge reporting metric 0 cannot block a model the others accept).
+- "all": every site (each site holds a veto).
+
+How evaluations are signed and put on chain is the ledger's business (``EvaluationLedger``: one
+evaluation per edge and version, only by edges that contributed to the task, never of version
+0); this decides on the values. ``version_acceptance`` derives a version's state from its
+on-chain evaluations: ``accepted`` once enough sites passed, ``rejected`` once so many failed
+that the rule can no longer be met (an edge cannot evaluate a version twice, so neither can
+change), else ``pending``. The rule lives in the task spec (calldata), so the state is derived
+here, off chain, by anyone holding the ledger.
 """
 
 from __future__ import annotations
@@ -17,13 +25,16 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from fednode.types import EvaluationRecord, TaskSpec
+from fednode.types import EvaluationRecord, GlobalModelRecord, LedgerUpdate, TaskSpec
 
 __all__ = [
     "AcceptanceState",
     "GateDecision",
     "VersionAcceptance",
     "acceptance_gate",
+    "contributors",
+    "describe_rule",
+    "sites_needed",
     "version_acceptance",
 ]
 
@@ -38,34 +49,84 @@ class AcceptanceState(enum.Enum):
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether a version is accepted, and the sites below the floor (sorted)."""
+    """Whether a version is accepted, the sites below the floor (sorted), and how many of
+    ``sites`` had to pass under ``rule``."""
 
     accepted: bool
     failing_sites: tuple[str, ...]
     floor: float
+    needed: int = 0
+    sites: int = 0
+    rule: str = "quorum"
+
+
+def sites_needed(spec: TaskSpec, sites: int) -> int:
+    """How many of ``sites`` sites must reach the floor under the task's acceptance rule.
+
+    Example:
+      >>> spec = TaskSpec(name="t", data_schema="s", num_features=2)
+      >>> [sites_needed(spec, n) for n in (1, 2, 3, 4, 5)]
+      [1, 2, 2, 3, 3]
+    """
+    if spec.acceptance_rule == "all":
+        return sites
+    return math.floor(spec.acceptance_quorum * sites) + 1
+
+
+def describe_rule(spec: TaskSpec) -> str:
+    """The task's acceptance rule in words, for reports.
+
+    Example:
+      >>> describe_rule(TaskSpec(name="t", data_schema="s", num_features=2, metric_floor=0.7))
+      'more than 50% of the sites reach 0.7'
+    """
+    if spec.acceptance_rule == "all":
+        return f"every site reaches {spec.metric_floor:g}"
+    return f"more than {spec.acceptance_quorum:.0%} of the sites reach {spec.metric_floor:g}"
+
+
+def contributors(
+    records: Iterable[GlobalModelRecord], updates: Iterable[LedgerUpdate]
+) -> tuple[str, ...]:
+    """The edges with an update aggregated into a final version, in order of first update:
+    the edges that may evaluate the task (``EvaluationLedger``) and that the gate counts.
+
+    Example:
+      >>> contributors([], [])
+      ()
+    """
+    aggregated = {i for record in records for i in record.update_ids}
+    ordered = sorted(updates, key=lambda u: u.update_id)
+    return tuple(dict.fromkeys(u.edge for u in ordered if u.update_id in aggregated))
 
 
 def acceptance_gate(
     spec: TaskSpec, evaluations: Mapping[str, float], *, sites: tuple[str, ...] = ()
 ) -> GateDecision:
-    """Accepts a version iff every site's metric is finite and >= ``spec.metric_floor``.
+    """Accepts a version iff enough sites (:func:`sites_needed`) have a finite metric
+    >= ``spec.metric_floor``.
 
     Args:
-      spec: the task (its ``metric_floor``).
+      spec: the task (its ``metric_floor``, ``acceptance_rule`` and ``acceptance_quorum``).
       evaluations: site -> metric of this version on that site's test data.
-      sites: sites that must have evaluated (missing ones fail); default: those given.
+      sites: sites that must evaluate (missing ones do not pass); default: those given.
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, metric_floor=0.7)
-      >>> acceptance_gate(spec, {"a": 0.8, "b": 0.65})
-      GateDecision(accepted=False, failing_sites=('b',), floor=0.7)
+      >>> acceptance_gate(spec, {"a": 0.8, "b": 0.9, "c": 0.75, "d": 0.0}).accepted
+      True
+      >>> decision = acceptance_gate(spec, {"a": 0.8, "b": 0.65})
+      >>> decision.accepted, decision.failing_sites, decision.needed
+      (False, ('b',), 2)
     """
-    required = tuple(sites) or tuple(evaluations)
+    everyone = set(sites) | set(evaluations)
     failing = sorted(
-        site for site in set(required) | set(evaluations)
-        if not _passes(evaluations.get(site), spec.metric_floor)
+        site for site in everyone if not _passes(evaluations.get(site), spec.metric_floor)
     )
-    return GateDecision(not failing and bool(required), tuple(failing), spec.metric_floor)
+    needed = sites_needed(spec, len(everyone))
+    accepted = bool(everyone) and len(everyone) - len(failing) >= needed
+    return GateDecision(accepted, tuple(failing), spec.metric_floor, needed, len(everyone),
+                        spec.acceptance_rule)
 
 
 def _passes(value: float | None, floor: float) -> bool:
@@ -92,11 +153,14 @@ def version_acceptance(
 ) -> VersionAcceptance:
     """Pending, accepted or rejected: the gate over ``version``'s evaluations by ``sites``.
 
+    Accepted once :func:`sites_needed` sites passed; rejected once more than n - needed
+    reported below the floor (the rule can no longer be met); pending otherwise.
+
     Args:
-      spec: the task (its ``metric_floor``).
+      spec: the task (its ``metric_floor`` and acceptance rule).
       version: the global version judged; evaluations of other versions are ignored.
       evaluations: on-chain evaluations (``Ledger.read_evaluations``).
-      sites: the edges that must evaluate (e.g. the registered edges); others still count.
+      sites: the edges that must evaluate (e.g. those that contributed); others still count.
 
     Example:
       >>> from fednode.types import EvaluationRecord
@@ -108,10 +172,11 @@ def version_acceptance(
     metrics = {r.edge: r.metric for r in evaluations if r.version == version}
     missing = tuple(sorted(set(sites) - set(metrics)))
     decision = acceptance_gate(spec, metrics, sites=tuple(sites))
-    if any(not _passes(value, spec.metric_floor) for value in metrics.values()):
-        state = AcceptanceState.REJECTED
-    elif missing or not metrics:
-        state = AcceptanceState.PENDING
-    else:
+    reported_failing = sum(not _passes(value, spec.metric_floor) for value in metrics.values())
+    if decision.accepted:
         state = AcceptanceState.ACCEPTED
+    elif decision.sites and reported_failing > decision.sites - decision.needed:
+        state = AcceptanceState.REJECTED
+    else:
+        state = AcceptanceState.PENDING
     return VersionAcceptance(version, state, decision, metrics, missing)

@@ -7,6 +7,12 @@ replays only the versions it has not seen (none, when it committed the previous 
 
 A restarted aggregator may find the commit of the process it replaces still in flight;
 ``commit.commit_once`` waits for it instead of committing the version a second time.
+
+With k-of-n aggregators, every honest one lists the same candidate set
+(``candidates.select_candidates``): the version's first commit fixes its cut-off on chain, and
+a commit refused because another aggregator fixed a different cut-off first
+(``UpdateLedgerCutoffMismatch``) is rebuilt over that cut-off, so an update landing between two
+aggregators' reads cannot split them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fednode.aggregator.build import BuiltGlobalModel, build_global_model, check_update_payload
+from fednode.aggregator.build import BuiltGlobalModel, build_global_model
+from fednode.aggregator.candidates import (
+    CandidateSet,
+    consumed_update_ids,
+    distinct_edges,
+    fixed_cutoff,
+    select_candidates,
+)
 from fednode.aggregator.checkpoint import (
     RuleCheckpoint,
     advance_checkpoint,
@@ -26,8 +39,9 @@ from fednode.aggregator.checkpoint import (
 from fednode.aggregator.commit import await_quorum, commit_once
 from fednode.aggregator.crash import crash_if_armed
 from fednode.chain.ledger import Ledger
-from fednode.errors import ChainTimeoutError, UpdateRejectedError
-from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskSpec, TaskState
+from fednode.chain.records import GlobalModelCommit
+from fednode.errors import ChainTimeoutError, ContractRevertError
+from fednode.types import GlobalModelRecord, LedgerUpdate, TaskRecord, TaskState
 
 __all__ = [
     "RoundResult", "aggregated_update_ids", "run_round", "run_task", "select_round_updates",
@@ -53,12 +67,11 @@ class RoundResult:
 def select_round_updates(
     task: TaskRecord, updates: list[LedgerUpdate], *, aggregated: frozenset[int] = frozenset()
 ) -> list[LedgerUpdate]:
-    """Picks the updates the next version may aggregate, in ledger order.
+    """The updates the next version may aggregate, in ledger order (a pre-filter).
 
     Eligible: based on a version within the task's staleness window and not aggregated into
-    an earlier version (the contract refuses both). A sync task aggregates every valid one; an
-    async task (FedBuff) the first ``min_updates`` valid ones (its buffer size K, see
-    ``run_round``), so a version is built as soon as K updates arrived, whoever sent them.
+    an earlier version (the contract refuses both). What a version actually lists, with the
+    refused ones and the cut-off, is ``candidates.select_candidates`` (``run_round`` uses it).
 
     Example:
       >>> from fednode.types import TaskSpec, TaskState
@@ -93,34 +106,49 @@ _WINDOW_READS = 8
 """Most base versions read one by one; a wider staleness window reads the whole task once."""
 
 
-def _read_window(ledger: Ledger, task: TaskRecord) -> list[LedgerUpdate]:
-    """The updates on the base versions the next version may aggregate, in ledger order.
+def _read_window(ledger: Ledger, task: TaskRecord, *, full: bool = False) -> list[LedgerUpdate]:
+    """The updates on the base versions the next version may aggregate, and on the one before
+    (updates on it that no version consumed must be listed as rejected), in ledger order.
 
-    Reading only the staleness window (one base version for a sync task) keeps a round's reads
-    independent of how many versions the task already has.
+    Reading only this window (two base versions for a sync task) keeps a round's reads
+    independent of how many versions the task already has; ``full`` reads every update (a
+    commit refused as incomplete names an older unconsumed one).
     """
     newest = task.latest_version
-    oldest = max(newest - task.spec.max_staleness, 0)
-    if newest - oldest + 1 > _WINDOW_READS:
+    oldest = max(newest - task.spec.max_staleness - 1, 0)
+    if full or newest - oldest + 1 > _WINDOW_READS:
         return ledger.read_updates(task.task_id)
     window = [u for base in range(oldest, newest + 1)
               for u in ledger.read_updates(task.task_id, base_version=base)]
     return sorted(window, key=lambda u: u.update_id)
 
 
-def _wait_for_updates(
-    ledger: Ledger, task: TaskRecord, aggregated: frozenset[int], *, timeout: float, poll: float
-) -> list[LedgerUpdate]:
-    """The round's candidates, once at least ``min_updates`` of them are on the ledger."""
+def _may_be_ready(task: TaskRecord, updates: list[LedgerUpdate], consumed: frozenset[int]) -> bool:
+    """Cheap pre-check before decoding payloads: fresh unconsumed updates of K distinct edges."""
+    oldest = task.latest_version - task.spec.max_staleness
+    fresh = [u for u in updates if u.update_id not in consumed and u.base_version >= oldest]
+    return distinct_edges(fresh) >= task.spec.min_updates
+
+
+def _wait_for_candidates(
+    ledger: Ledger, task: TaskRecord, global_payload: bytes, consumed: frozenset[int], *,
+    cutoff: int, full: bool, timeout: float, poll: float,
+) -> CandidateSet:
+    """The round's candidate set, once it is complete (see ``candidates.select_candidates``)."""
     deadline = time.monotonic() + timeout
     while True:
-        candidates = select_round_updates(task, _read_window(ledger, task), aggregated=aggregated)
-        if len(candidates) >= task.spec.min_updates:
-            return candidates
+        updates = _read_window(ledger, task, full=full)
+        if cutoff or _may_be_ready(task, updates, consumed):
+            chosen = select_candidates(task, updates, global_payload, consumed=consumed,
+                                       cutoff=cutoff)
+            if chosen is not None:
+                return chosen
         if time.monotonic() >= deadline:
+            fresh = [u for u in updates if u.update_id not in consumed]
             raise ChainTimeoutError(
-                f"task {task.task_id} version {task.latest_version}: "
-                f"{len(candidates)}/{task.spec.min_updates} updates after {timeout:.0f}s"
+                f"task {task.task_id} version {task.latest_version + 1}: unconsumed updates of "
+                f"{distinct_edges(fresh)}/{task.spec.min_updates} distinct edges (valid ones "
+                f"needed) after {timeout:.0f}s, cut-off {cutoff or 'not fixed'}"
             )
         time.sleep(poll)
 
@@ -133,22 +161,6 @@ def _resume(
     if replay_needed(task, records, checkpoint):
         return resume_rule_state(task, records, ledger.read_updates(task.task_id), checkpoint)
     return resume_rule_state(task, records, (), checkpoint)
-
-
-def _verify(
-    updates: list[LedgerUpdate], global_payload: bytes, spec: TaskSpec
-) -> tuple[list[LedgerUpdate], list[tuple[int, str]]]:
-    """Runs the one update check on every candidate: the edge's checks, re-made where the
-    update is counted (an edge operator can sign ``submitUpdate`` without its edge server)."""
-    accepted, rejected = [], []
-    for update in updates:
-        try:
-            check_update_payload(update, global_payload, spec)
-            accepted.append(update)
-        except UpdateRejectedError as exc:
-            log.warning("update %d left out (%s): %s", update.update_id, exc.reason, exc.detail)
-            rejected.append((update.update_id, str(exc.reason)))
-    return accepted, rejected
 
 
 def _next_checkpoint(
@@ -190,39 +202,64 @@ def run_round(
     started = time.monotonic()
     task = ledger.get_task(task_id)
     records = ledger.read_global_models(task_id)
-    current = records[-1]
-    version = current.version + 1
-    commits = ledger.read_commits(task_id)  # read once: own commits and rejected ids
+    version = records[-1].version + 1
+    commits = ledger.read_commits(task_id)  # read once: own commits, rejected ids, cut-off
     if any(c.version == version and c.aggregator == ledger.sender for c in commits):
         record = await_quorum(ledger, task_id, version, timeout=timeout, poll=poll)
         return RoundResult(record, (), time.monotonic() - started, checkpoint)
-    # ---- stage 1: read updates -------------------------------------------------------------
-    rejected_before = frozenset(i for c in commits if c.final for i in c.rejected_ids)
-    aggregated = aggregated_update_ids(records) | rejected_before
-    candidates = _wait_for_updates(ledger, task, aggregated, timeout=timeout, poll=poll)
-    crash_if_armed("after_read", version)
-    # ---- stage 2: verify -------------------------------------------------------------------
-    accepted, rejected = _verify(candidates, current.payload, task.spec)
-    if task.spec.mode == "async":
-        accepted = accepted[: task.spec.min_updates]
-    if len(accepted) < task.spec.min_updates:
-        raise UpdateRejectedError("too_few_valid", f"{len(accepted)} valid, rejected {rejected}")
-    # ---- stage 3: aggregate ----------------------------------------------------------------
     resumed = _resume(ledger, task, records, checkpoint)
-    built = build_global_model(task.spec, current.payload, accepted,
+    full_read = False
+    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+        try:
+            return _build_and_commit(ledger, task, records, commits, resumed, started,
+                                     full_read=full_read, timeout=timeout, poll=poll)
+        except ContractRevertError as exc:
+            if exc.name not in _RETRY_ERRORS or attempt == _COMMIT_ATTEMPTS:
+                raise
+            log.warning("version %d: commit refused (%s %s): re-reading the candidate set",
+                        version, exc.name, exc.args_by_name)
+            full_read = full_read or exc.name == "UpdateLedgerIncompleteCandidateSet"
+            commits = ledger.read_commits(task_id)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_COMMIT_ATTEMPTS = 3
+_RETRY_ERRORS = ("UpdateLedgerCutoffMismatch", "UpdateLedgerIncompleteCandidateSet")
+"""Refusals that mean "another aggregator fixed the cut-off" or "an older unconsumed update
+exists": the round reads the candidate set again and rebuilds."""
+
+
+def _build_and_commit(
+    ledger: Ledger, task: TaskRecord, records: list[GlobalModelRecord],
+    commits: list[GlobalModelCommit], resumed: RuleCheckpoint, started: float, *,
+    full_read: bool, timeout: float, poll: float,
+) -> RoundResult:
+    """Stages 1-5 of one round over the candidate set the ledger allows now."""
+    current = records[-1]
+    version = current.version + 1
+    # ---- stage 1: read updates (up to the cut-off a first commit fixed, if any) ------------
+    consumed = consumed_update_ids(records, commits)
+    cutoff = fixed_cutoff(commits, version)
+    # ---- stage 2: verify (stale and invalid updates are listed as rejected) ----------------
+    chosen = _wait_for_candidates(ledger, task, current.payload, consumed, cutoff=cutoff,
+                                  full=full_read, timeout=timeout, poll=poll)
+    crash_if_armed("after_read", version)
+    # ---- stage 3: aggregate ----------------------------------------------------------------
+    built = build_global_model(task.spec, current.payload, chosen.accepted,
                                rule_state=resumed.rule_state)
     crash_if_armed("after_build", version)
     # ---- stage 4: commit global ------------------------------------------------------------
-    rejected_ids = tuple(update_id for update_id, _ in rejected)
-    record = commit_once(ledger, task, version, built, rejected_ids, timeout=timeout, poll=poll)
+    record = commit_once(ledger, task, version, built, chosen.rejected_ids,
+                         timeout=timeout, poll=poll)
     # ---- stage 5: emit metrics -------------------------------------------------------------
     seconds = time.monotonic() - started
     log.info(
-        "task %d version %d committed: %d updates (%d rejected), digest %s, %.1fs",
-        task_id, record.version, len(record.update_ids), len(rejected), record.digest.hex(),
-        seconds,
+        "task %d version %d committed: %d updates (%d rejected, cut-off %d), digest %s, %.1fs",
+        task.task_id, record.version, len(record.update_ids), len(chosen.rejected),
+        chosen.cutoff, record.digest.hex(), seconds,
     )
-    return RoundResult(record, tuple(rejected), seconds, _next_checkpoint(resumed, record, built))
+    return RoundResult(record, chosen.rejected, seconds,
+                       _next_checkpoint(resumed, record, built))
 
 
 def run_task(

@@ -26,6 +26,7 @@ __all__ = [
     "Finding",
     "aggregated_in",
     "check_budgets",
+    "check_conflicts",
     "check_quorum",
     "check_signers",
     "check_update_lists",
@@ -33,7 +34,7 @@ __all__ = [
 
 FINDING_KINDS = (
     "tampered_payload", "wrong_update_list", "forged_signer", "budget_overrun",
-    "privacy_underdeclared", "quorum_violation", "digest_mismatch",
+    "privacy_underdeclared", "quorum_violation", "digest_mismatch", "conflicting_commit",
     # the one update check re-made on aggregated updates (update_checks.py)
     "rejected_update", "too_many_examples", "global_model_not_finite",
 )
@@ -102,8 +103,10 @@ def _list_problems(
     used: Mapping[int, int],
 ) -> Iterable[str]:
     ids = record.update_ids
-    if len(ids) < spec.min_updates:
-        yield f"lists {len(ids)} updates, the task needs {spec.min_updates}"
+    edges = {by_id[i].edge for i in ids if i in by_id}
+    if len(edges) < spec.min_updates and all(i in by_id for i in ids):
+        yield (f"aggregates updates of {len(edges)} distinct edges, the task needs "
+               f"{spec.min_updates}")
     if list(ids) != sorted(set(ids)):
         yield f"update ids {list(ids)} are not strictly increasing (ledger order)"
     for update_id in ids:
@@ -231,6 +234,37 @@ def check_budgets(
                 f"edge {update.edge} has spent epsilon {spent[update.edge] / EPSILON_SCALE:g} "
                 f"> budget {spec.epsilon_budget:g}",
             ))
+    return findings
+
+
+def check_conflicts(
+    records: Sequence[GlobalModelRecord], commits: Sequence[CommitRecord]
+) -> list[Finding]:
+    """Commits that disagree with their version: with the final digest, or (for a version not
+    final yet) with the version's first commit. The contract records such a commit and emits
+    ``GlobalModelConflict``; the version still finalizes once a quorum agrees, and the
+    aggregator that sent the other digest is reported here.
+
+    Example:
+      >>> r = GlobalModelRecord(1, 1, b"d", (1,), "0xA", b"", 1, b"")
+      >>> bad = CommitRecord(1, "0xB", b"x", 5, b"\x01")
+      >>> [f.at_fault for f in check_conflicts([r], [CommitRecord(1, "0xA", b"d"), bad])]
+      ['commit by 0xB (tx 0x01)']
+    """
+    final = {r.version: r.digest for r in records}
+    first: dict[int, bytes] = {}
+    findings = []
+    for commit in commits:
+        expected = final.get(commit.version, first.setdefault(commit.version, commit.digest))
+        if commit.digest == expected:
+            continue
+        state = "the final" if commit.version in final else "the first commit's"
+        findings.append(Finding(
+            "conflicting_commit", commit.version,
+            f"commit by {commit.aggregator} (tx 0x{bytes(commit.tx_hash).hex()})",
+            f"committed 0x{commit.digest.hex()[:16]}… for v{commit.version}, not {state} "
+            f"digest 0x{expected.hex()[:16]}…",
+        ))
     return findings
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 
+from fednode.aggregator.acceptance import describe_rule
 from fednode.auditor.plots import (
     plot_gas_bytes,
     plot_learning,
@@ -83,7 +84,8 @@ spec digest <code>0x{task.spec_digest.hex()}</code></p>
 <table><tr><th>version</th><th>digest</th><th>result</th><th>detail</th></tr>
 {_audit_rows(data)}</table>
 <h2>Per-site evaluations and acceptance gate</h2>
-<p>metric floor {task.spec.metric_floor:g} per site; signed by each edge on chain</p>
+<p>acceptance gate: {html.escape(describe_rule(task.spec))}; each site's metric signed by its
+edge on chain</p>
 <table><tr><th>version</th><th>gate</th><th>site metrics</th><th>not yet evaluated</th></tr>
 {_evaluation_rows(data)}</table>
 <h2>Figures</h2>{figures}

@@ -21,6 +21,7 @@ from fednode.auditor.checks import (
     CommitRecord,
     Finding,
     check_budgets,
+    check_conflicts,
     check_quorum,
     check_signers,
     check_update_lists,
@@ -210,7 +211,8 @@ def audit_records(
     findings = [*check_update_lists(spec, records, updates), *check_budgets(spec, records, updates),
                 *check_privacy_declarations(spec, records, updates),
                 *check_aggregated_updates(spec, records, updates), *check_finite_models(records),
-                *check_quorum(spec, records, commits, authority)]
+                *check_quorum(spec, records, commits, authority),
+                *check_conflicts(records, commits)]
     if authority is not None:
         findings += check_signers(records, updates, authority)
     attached = tuple(

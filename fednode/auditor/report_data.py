@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from fednode.aggregator.acceptance import VersionAcceptance, contributors, version_acceptance
 from fednode.auditor.node import node_reader
 from fednode.auditor.replay import AuditReport, verify_task
 from fednode.codec import decode_params, flatten_params
-from fednode.aggregator.acceptance import VersionAcceptance, version_acceptance
 from fednode.types import (
     EPSILON_SCALE,
     EvaluationRecord,
@@ -42,9 +42,11 @@ class ReportData:
     sites: tuple[str, ...] = ()
 
     def acceptance(self) -> list[VersionAcceptance]:
-        """The per-site gate of every version that has evaluations, in version order."""
+        """The acceptance gate of every version that has evaluations, in version order; it
+        counts ``sites``, else the edges that contributed to the task and any that evaluated."""
         versions = sorted({e.version for e in self.evaluations})
-        sites = self.sites or tuple(dict.fromkeys(e.edge for e in self.evaluations))
+        found = contributors(self.versions, self.updates)
+        sites = self.sites or tuple(dict.fromkeys((*found, *(e.edge for e in self.evaluations))))
         spec = self.task.spec
         return [version_acceptance(spec, v, self.evaluations, sites=sites) for v in versions]
 

@@ -11,11 +11,16 @@ Sealers come from an optional ``sealer_of(block_number)`` callable (see ``audito
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fednode.aggregator.acceptance import VersionAcceptance, version_acceptance
+from fednode.aggregator.acceptance import (
+    VersionAcceptance,
+    contributors,
+    describe_rule,
+    version_acceptance,
+)
 from fednode.chain.ledger import Ledger
 from fednode.errors import AuditError
 from fednode.types import (
@@ -90,6 +95,7 @@ class ProvenanceTrace:
     epsilon_budget: float = 0.0
     evaluations: tuple[dict[str, Any], ...] = ()
     metric_floor: float = 0.0
+    acceptance_rule: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,12 +150,14 @@ def _privacy_spent(lineage: tuple[VersionProvenance, ...]) -> dict[str, float]:
     return {edge: micro / EPSILON_SCALE for edge, micro in spent.items()}
 
 
-def _sites(ledger: Ledger, evaluations: list[EvaluationRecord]) -> tuple[str, ...]:
-    """The edges a version needs evaluations from: the registered edges where the ledger
-    lists them, else those that evaluated anything of the task."""
-    edges = getattr(ledger, "edges", None)
-    listed = edges() if callable(edges) else []
-    return tuple(listed) or tuple(dict.fromkeys(e.edge for e in evaluations))
+def _sites(
+    records: list[GlobalModelRecord], updates: Iterable[LedgerUpdate],
+    evaluations: list[EvaluationRecord],
+) -> tuple[str, ...]:
+    """The edges the gate counts: those that contributed to the task (only they may evaluate
+    it), plus any other edge that evaluated it."""
+    found = contributors(records, updates)
+    return tuple(dict.fromkeys((*found, *(e.edge for e in evaluations))))
 
 
 def _find_version(ledger: Ledger, digest: bytes) -> tuple[TaskRecord, list[GlobalModelRecord], int]:
@@ -179,7 +187,7 @@ def trace_digest(
     by_id = {u.update_id: u for u in ledger.read_updates(task.task_id)}
     seal = sealer_of or (lambda number: "")
     evaluations = [e for e in ledger.read_evaluations(task.task_id) if e.version <= version]
-    sites = _sites(ledger, evaluations)
+    sites = _sites(records, by_id.values(), evaluations)
 
     def gate(v: int) -> VersionAcceptance:
         return version_acceptance(task.spec, v, evaluations, sites=sites)
@@ -192,7 +200,7 @@ def trace_digest(
     return ProvenanceTrace(
         "0x" + wanted.hex(), task.task_id, task.spec.name, "0x" + task.spec_digest.hex(),
         task.publisher, version, lineage, _privacy_spent(lineage), task.spec.epsilon_budget,
-        tuple(asdict(e) for e in evaluations), task.spec.metric_floor,
+        tuple(asdict(e) for e in evaluations), task.spec.metric_floor, describe_rule(task.spec),
     )
 
 
@@ -206,7 +214,7 @@ def render_trace(trace: ProvenanceTrace) -> str:
     for v in reversed(trace.lineage):
         lines.append(f"    ├── v{v.version} {v.digest} by {v.aggregator} "
                      f"(block {v.block_number}{_sealed(v.sealer)}, tx {v.tx_hash}), "
-                     f"gate {v.acceptance} (floor {trace.metric_floor:g})")
+                     f"gate {v.acceptance} ({trace.acceptance_rule})")
         for e in v.evaluations:
             second = "" if e.secondary is None else f", second metric {e.secondary:.4f}"
             lines.append(f"    │   ├── evaluation {e.evaluation_id} by edge {e.edge}: metric "

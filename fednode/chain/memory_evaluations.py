@@ -1,8 +1,9 @@
 """Chain: the evaluation half of InMemoryLedger, mirroring ``contracts/EvaluationLedger.sol``.
 
 Same rules, same order of checks, same custom-error names and args as the contract: EDGE_ROLE,
-a final version of an existing task, metrics within [0, 1] micro units, at least one test
-example, one evaluation per (task, version, edge).
+a final version other than 0 of an existing task, an edge with an update aggregated into a
+final version of it, metrics within [0, 1] micro units, at least one test example, one
+evaluation per (task, version, edge).
 """
 
 from __future__ import annotations
@@ -56,11 +57,15 @@ class MemoryEvaluations:
         self._require_role(EDGE_ROLE)
         self._chain.task(task_id)
         latest = self._chain.latest(task_id)
+        if version == 0:
+            raise revert("EvaluationLedgerInitialVersion", taskId=task_id)
         if version > latest:
             raise revert(
                 "EvaluationLedgerUnknownVersion",
                 taskId=task_id, version=version, latestVersion=latest,
             )  # fmt: skip
+        if not self._chain.contributions.get((task_id, self._sender), 0):
+            raise revert("EvaluationLedgerNotContributor", taskId=task_id, edge=self._sender)
         for value in (main, second):
             if value > METRIC_SCALE and value != NO_METRIC_MICRO:
                 raise revert(

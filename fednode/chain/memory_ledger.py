@@ -27,6 +27,8 @@ from fednode.chain.memory_rules import (
     ACTIVE_STATES,
     MemoryChain,
     MemoryTask,
+    require_candidate_set,
+    require_distinct_edges,
     require_eligible_updates,
     require_fresh_base,
     require_payload_size,
@@ -231,7 +233,7 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
         """Commits a global model; see ``UpdateLedger.commitGlobalModel`` for the rules."""
         check_uint("version", version, 32)
         self._require_role(AGGREGATOR_ROLE)
-        task = self._chain.require_active(task_id)
+        self._chain.require_active(task_id)
         expected = self.latest_version(task_id) + 1
         if version != expected:
             raise revert(
@@ -242,15 +244,11 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
                 "UpdateLedgerAlreadyCommitted", taskId=task_id, version=version, aggregator=self._sender
             )
         require_payload_size(payload)
-        if len(update_ids) < task.spec.min_updates:
-            raise revert(
-                "UpdateLedgerTooFewUpdates",
-                taskId=task_id,
-                count=len(update_ids),
-                minUpdates=task.spec.min_updates,
-            )
         require_eligible_updates(self._chain, task_id, version, update_ids)
         require_rejected_updates(self._chain, task_id, update_ids, rejected_ids)
+        require_distinct_edges(self._chain, task_id, update_ids)
+        cutoff = require_candidate_set(self._chain, task_id, version, update_ids, rejected_ids)
+        self._chain.cutoffs.setdefault((task_id, version), cutoff)
         block, tx_hash = self._chain.mine(self._sender)
         record = GlobalModelRecord(
             task_id=task_id,
@@ -278,6 +276,14 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
     def conflicted(self, task_id: int, version: int) -> bool:
         """Whether some commit of ``version`` disagreed with the first one."""
         return (task_id, version) in self._chain.conflicted
+
+    def candidate_cutoff(self, task_id: int, version: int) -> int:
+        """The largest update id the first commit of ``version`` listed (0: no commit yet)."""
+        return self._chain.cutoffs.get((task_id, version), 0)
+
+    def contributions(self, task_id: int, edge: str) -> int:
+        """How many of ``edge``'s updates final versions of a task aggregated."""
+        return self._chain.contributions.get((task_id, to_checksum_address(edge)), 0)
 
     def epsilon_spent(self, task_id: int, edge: str) -> int:
         """Micro-epsilon ``edge`` has spent on a task."""

@@ -26,6 +26,8 @@ __all__ = [
     "ACTIVE_STATES",
     "MemoryChain",
     "MemoryTask",
+    "require_candidate_set",
+    "require_distinct_edges",
     "require_eligible_updates",
     "require_fresh_base",
     "require_payload_size",
@@ -75,6 +77,9 @@ class MemoryChain:
     rejected_in: dict[int, int] = field(default_factory=dict)
     commits: dict[tuple[int, int], list[GlobalModelCommit]] = field(default_factory=dict)
     conflicted: set[tuple[int, int]] = field(default_factory=set)
+    cutoffs: dict[tuple[int, int], int] = field(default_factory=dict)
+    consumed: dict[int, int] = field(default_factory=dict)
+    contributions: dict[tuple[int, str], int] = field(default_factory=dict)
     role_changes: list[Any] = field(default_factory=list)  # RoleChange, see memory_governance
 
     def mine(self, sender: str) -> tuple[int, bytes]:
@@ -103,6 +108,11 @@ class MemoryChain:
         if task.spec.deadline != 0 and self.clock() > task.spec.deadline:
             return TaskState.EXPIRED
         return TaskState.TRAINING if latest > 0 else TaskState.OPEN
+
+    def task_ordinal(self, update_id: int) -> int:
+        """The position (1-based) of update ``update_id`` among its task's updates."""
+        task_id = self.updates[update_id - 1].task_id
+        return sum(1 for u in self.updates[:update_id] if u.task_id == task_id)
 
     def require_active(self, task_id: int) -> MemoryTask:
         """The task if it is Open or Training, else UpdateLedgerUnexpectedTaskState."""
@@ -166,6 +176,39 @@ def require_rejected_updates(
         if update_id in aggregated:
             raise revert("UpdateLedgerRejectedAndAggregated", updateId=update_id)
         previous = update_id
+
+
+def require_distinct_edges(
+    chain: MemoryChain, task_id: int, update_ids: Sequence[int]
+) -> None:
+    """UpdateLedgerTooFewEdges unless ``update_ids`` come from ``min_updates`` distinct edges.
+
+    Counts no further than ``min_updates``, as ``UpdateLedger._distinctEdges``.
+    """
+    enough = chain.tasks[task_id - 1].spec.min_updates
+    edges = len({chain.updates[i - 1].edge for i in update_ids})
+    if edges < enough:
+        raise revert("UpdateLedgerTooFewEdges", taskId=task_id, edges=edges, minUpdates=enough)
+
+
+def require_candidate_set(
+    chain: MemoryChain, task_id: int, version: int, update_ids: Sequence[int],
+    rejected_ids: Sequence[int],
+) -> int:
+    """The cut-off of this commit (its largest listed id), once it matches the version's fixed
+    cut-off and the lists are the whole candidate set, as ``UpdateLedger._checkCandidateSet``.
+    """
+    last = max([*update_ids, *rejected_ids])
+    fixed = chain.cutoffs.get((task_id, version), 0)
+    if fixed not in (0, last):
+        raise revert("UpdateLedgerCutoffMismatch", taskId=task_id, version=version,
+                     lastUpdateId=last, cutoffUpdateId=fixed)
+    candidates = chain.task_ordinal(last) - chain.consumed.get(task_id, 0)
+    listed = len(update_ids) + len(rejected_ids)
+    if listed != candidates:
+        raise revert("UpdateLedgerIncompleteCandidateSet", taskId=task_id, version=version,
+                     listed=listed, candidates=candidates)
+    return last
 
 
 def _usable_update(chain: MemoryChain, task_id: int, previous: int, update_id: int) -> LedgerUpdate:

@@ -68,9 +68,14 @@ def record_commit(
 
 def _finalize(chain: MemoryChain, record: GlobalModelRecord, rejected_ids: tuple[int, ...]) -> None:
     chain.globals.setdefault(record.task_id, []).append(record)
+    cutoff = chain.cutoffs[(record.task_id, record.version)]
+    chain.consumed[record.task_id] = chain.task_ordinal(cutoff)
     for update_id in record.update_ids:
         chain.aggregated_in[update_id] = record.version
-        _count(chain, chain.updates[update_id - 1].edge, accepted=1)
+        edge = chain.updates[update_id - 1].edge
+        _count(chain, edge, accepted=1)
+        key = (record.task_id, edge)
+        chain.contributions[key] = chain.contributions.get(key, 0) + 1
     for update_id in rejected_ids:
         chain.rejected_in[update_id] = record.version
         _count(chain, chain.updates[update_id - 1].edge, rejected=1)

@@ -217,6 +217,15 @@ class Web3Governance:
         """Whether some commit of ``version`` disagreed with the first one."""
         return bool(self._call(self.ledger.functions.conflicted(task_id, version)))
 
+    def candidate_cutoff(self, task_id: int, version: int) -> int:
+        """The largest update id the first commit of ``version`` listed (0: no commit yet)."""
+        return int(self._call(self.ledger.functions.candidateCutoff(task_id, version)))
+
+    def contributions(self, task_id: int, edge: str) -> int:
+        """How many of ``edge``'s updates final versions of a task aggregated."""
+        fn = self.ledger.functions.contributions(task_id, to_checksum_address(edge))
+        return int(self._call(fn))
+
     def epsilon_spent(self, task_id: int, edge: str) -> int:
         """Micro-epsilon ``edge`` has spent on a task."""
         fn = self.ledger.functions.epsilonSpent(task_id, to_checksum_address(edge))

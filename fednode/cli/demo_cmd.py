@@ -216,7 +216,8 @@ def _train(spec, publisher, aggregator, hospitals, console: Console):
     columns = (TextColumn("[bold]round"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     # every hospital evaluates each final version on its own test split, signed via its edge
-    evaluations = [(h, h.evaluate_version(task_id, 0)) for h in hospitals]
+    # (version 0, the publisher's initial model, is not evaluated: EvaluationLedger refuses it)
+    evaluations = []
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("rounds", total=spec.rounds, status="")
         for _ in range(spec.rounds):

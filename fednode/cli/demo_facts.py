@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fednode.aggregator.acceptance import version_acceptance
+from fednode.aggregator.acceptance import describe_rule, version_acceptance
 from fednode.chain.ledger import Ledger
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.network.info import load_network
@@ -70,8 +70,10 @@ def evaluation_facts(ledger: Ledger, task_id: int, site_of: Mapping[str, str]) -
       site_of: edge address -> site name; these edges must evaluate every version.
 
     Returns:
-      ``{"metric_floor", "versions": [{"version", "state", "failing_sites", "sites": {site:
-      {"edge", "accuracy", "auc", "num_examples", "block"}}}], "final": {...}}``.
+      ``{"metric_floor", "rule", "versions": [{"version", "state", "failing_sites", "needed",
+      "sites": {site: {"edge", "accuracy", "auc", "num_examples", "block"}}}], "final":
+      {...}}``; ``rule`` is the task's acceptance rule in words, ``needed`` how many sites
+      had to reach the floor.
     """
     spec = ledger.get_task(task_id).spec
     records = ledger.read_evaluations(task_id)
@@ -84,13 +86,15 @@ def evaluation_facts(ledger: Ledger, task_id: int, site_of: Mapping[str, str]) -
             for r in records if r.version == version
         }
         versions.append({"version": version, "state": gate.state.value, "sites": sites,
-                         "failing_sites": [site_of.get(e, e) for e in gate.decision.failing_sites]})
+                         "failing_sites": [site_of.get(e, e) for e in gate.decision.failing_sites],
+                         "needed": gate.decision.needed})
     final = versions[-1] if versions else None
     return {
         "metric_floor": spec.metric_floor,
+        "rule": describe_rule(spec),
         "versions": versions,
         "final": None if final is None
-        else {k: final[k] for k in ("version", "state", "failing_sites")},
+        else {k: final[k] for k in ("version", "state", "failing_sites", "needed")},
     }
 
 

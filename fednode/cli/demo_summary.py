@@ -45,8 +45,9 @@ def finish_report(report: dict, console: Console, *, report_json: Path | None = 
     final = report["evaluations"]["final"]
     if final is not None:
         failing = ", ".join(final["failing_sites"]) or "none"
-        console.print(f"per-site gate (floor {report['evaluations']['metric_floor']}) on version "
-                      f"{final['version']}: [bold]{final['state']}[/] (below floor: {failing})")
+        rule = report["evaluations"].get("rule", f"floor {report['evaluations']['metric_floor']}")
+        console.print(f"acceptance gate ({rule}) on version {final['version']}: "
+                      f"[bold]{final['state']}[/] (below floor: {failing})")
     verdict = "[green]beats[/]" if report["target"]["met"] else "[red]does NOT beat[/]"
     console.print(f"pooled accuracy {pooled:.3f} {verdict} {target_name} {target}")
     if report_json:

@@ -62,7 +62,7 @@ async function showTask(id) {
     <td class="gate ${gateCss[v.acceptance] || ''}">${esc(v.acceptance || '')}</td></tr>`).join('');
   const sites = Object.keys(t.site_metrics);
   const versions = [...new Set(sites.flatMap(s => Object.keys(t.site_metrics[s])))].sort((a, b) => a - b);
-  $('metrics-title').textContent = `Per-site metrics (signed evaluations, floor ${t.metric_floor})`;
+  $('metrics-title').textContent = `Per-site metrics (signed evaluations, gate: ${t.acceptance_rule})`;
   $('metrics-head').innerHTML = '<th>site</th>' + versions.map(v => `<th>v${v}</th>`).join('');
   $('metrics').innerHTML = sites.map(s => `<tr><td class="mono">${short(s)}</td>` + versions.map(v => {
     const m = t.site_metrics[s][v]; if (!m) return '<td></td>';

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from fednode.aggregator.acceptance import version_acceptance
+from fednode.aggregator.acceptance import contributors, describe_rule, version_acceptance
 from fednode.auditor.node import NodeReader, node_reader
 from fednode.auditor.replay import verify_task
 from fednode.auditor.report_data import site_metrics, update_norms
@@ -99,10 +99,15 @@ def _audit(source: DashboardSource, task_id: int, latest: int) -> dict[str, Any]
     return source._audits[key]
 
 
-def _evaluations(ledger: Any, task: Any) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    """Per-site signed metrics ``{edge: {version: {...}}}`` and the gate of every version."""
+def _evaluations(
+    ledger: Any, task: Any, versions: Any, updates: Any
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Per-site signed metrics ``{edge: {version: {...}}}`` and the gate of every version.
+
+    The gate counts the edges that contributed to the task (only they may evaluate it).
+    """
     records = ledger.read_evaluations(task.task_id)
-    sites = tuple(getattr(ledger, "edges", lambda: [])())
+    sites = contributors(versions, updates)
     metrics = {
         edge: {str(v): {"metric": m, "secondary": s} for v, (m, s) in rows.items()}
         for edge, rows in site_metrics(tuple(records)).items()
@@ -112,7 +117,8 @@ def _evaluations(ledger: Any, task: Any) -> tuple[dict[str, Any], dict[int, dict
         gate = version_acceptance(task.spec, version, records, sites=sites)
         gates[version] = {"acceptance": gate.state.value,
                           "failing_sites": list(gate.decision.failing_sites),
-                          "missing_sites": list(gate.missing)}
+                          "missing_sites": list(gate.missing),
+                          "sites_needed": gate.decision.needed}
     return metrics, gates
 
 
@@ -124,10 +130,11 @@ def task_view(source: DashboardSource, task_id: int) -> dict[str, Any]:
     updates = ledger.read_updates(task_id)
     audit = _audit(source, task_id, task.latest_version)
     norms = update_norms(tuple(versions), tuple(updates))
-    metrics, gates = _evaluations(ledger, task)
+    metrics, gates = _evaluations(ledger, task, versions, updates)
     return {
         **_task_summary(ledger, task), "audit_ok": audit["ok"],
         "metric_floor": task.spec.metric_floor,
+        "acceptance_rule": describe_rule(task.spec),
         "versions": [{"version": v.version, "digest": "0x" + v.digest.hex(),
                       "aggregator": v.aggregator, "block": v.block_number,
                       "updates": list(v.update_ids), **audit["versions"].get(v.version, {}),

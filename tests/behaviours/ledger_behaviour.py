@@ -267,10 +267,17 @@ def refuses_bad_global_commits(actors: LedgerActors) -> None:
         expected=1,
     )
     _expect(
-        "UpdateLedgerTooFewUpdates",
-        lambda: agg.commit_global_model(task_id, 1, b"g", [a]),
+        "UpdateLedgerTooFewEdges",
+        lambda: agg.commit_global_model(task_id, 1, b"g", [a], rejected_ids=[b]),
         taskId=task_id,
-        count=1,
+        edges=1,
+        minUpdates=2,
+    )
+    _expect(
+        "UpdateLedgerTooFewEdges",
+        lambda: agg.commit_global_model(task_id, 1, b"g", []),
+        taskId=task_id,
+        edges=0,
         minUpdates=2,
     )
     _expect(
@@ -353,78 +360,91 @@ def cancels_a_task_by_its_publisher_only(actors: LedgerActors) -> None:
 
 
 def submits_and_reads_evaluations_of_final_versions(actors: LedgerActors) -> None:
-    # Arrange: version 0 evaluated, then version 1 committed (the task is then Finished)
+    # Arrange: two edges contribute to version 1 (the task is then Finished)
     task_id = _publish(actors, rounds=1, min_updates=1)
     e0, e1 = actors.edges[:2]
-    first = e0.submit_evaluation(task_id, 0, metric=0.5, num_examples=20, secondary=0.25)
-    update = e1.submit_update(task_id, 0, _model(1.0), num_examples=5)
-    actors.aggregator.commit_global_model(task_id, 1, _model(2.0), [update])
+    ids = [e.submit_update(task_id, 0, _model(1.0), num_examples=5) for e in (e0, e1)]
+    actors.aggregator.commit_global_model(task_id, 1, _model(2.0), ids)
     # Act: the last version of a finished task can still be evaluated
+    first = e0.submit_evaluation(task_id, 1, metric=0.5, num_examples=20, secondary=0.25)
     second = e1.submit_evaluation(task_id, 1, metric=0.8125, num_examples=30)
-    third = e0.submit_evaluation(task_id, 1, metric=1.0, num_examples=10, secondary=0.0)
     # Assert
-    assert first < second < third
+    assert first < second
     everything = actors.outsider.read_evaluations(task_id)
-    assert [r.evaluation_id for r in everything] == [first, second, third]
-    a, b, c = everything
+    assert [r.evaluation_id for r in everything] == [first, second]
+    a, b = everything
     assert (a.task_id, a.version, a.edge, a.metric_micro, a.secondary_micro) == (
-        task_id, 0, e0.sender, 500_000, 250_000
+        task_id, 1, e0.sender, 500_000, 250_000
     )
     assert (b.edge, b.metric, b.secondary, b.num_examples) == (e1.sender, 0.8125, None, 30)
-    assert (c.metric, c.secondary) == (1.0, 0.0)
-    assert a.block_number < b.block_number <= c.block_number
-    assert actors.outsider.read_evaluations(task_id, 1) == [b, c]
-    assert actors.outsider.read_evaluations(task_id, 0) == [a]
+    assert a.block_number < b.block_number
+    assert actors.outsider.read_evaluations(task_id, 1) == [a, b]
+    assert actors.outsider.read_evaluations(task_id, 0) == []
     assert actors.outsider.get_task(task_id).state == TaskState.FINISHED
 
 
 def refuses_bad_evaluations(actors: LedgerActors) -> None:
-    task_id = _publish(actors)
-    edge = actors.edges[0]
+    # Arrange: edge 0 contributed to version 1, edge 2 submitted nothing
+    task_id = _publish(actors, rounds=2, min_updates=1)
+    edge, stranger = actors.edges[0], actors.edges[2]
+    update = edge.submit_update(task_id, 0, _model(1.0), num_examples=5)
+    actors.aggregator.commit_global_model(task_id, 1, _model(2.0), [update])
+    # Act / Assert
     _expect(
         "AccessControlUnauthorizedAccount",
-        lambda: actors.outsider.submit_evaluation(task_id, 0, metric=0.5, num_examples=1),
+        lambda: actors.outsider.submit_evaluation(task_id, 1, metric=0.5, num_examples=1),
         account=actors.outsider.sender,
         neededRole=EDGE_ROLE,
     )
     _expect(
-        "EvaluationLedgerUnknownVersion",
-        lambda: edge.submit_evaluation(task_id, 1, metric=0.5, num_examples=1),
+        "EvaluationLedgerInitialVersion",
+        lambda: edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=1),
         taskId=task_id,
-        version=1,
-        latestVersion=0,
+    )
+    _expect(
+        "EvaluationLedgerUnknownVersion",
+        lambda: edge.submit_evaluation(task_id, 2, metric=0.5, num_examples=1),
+        taskId=task_id,
+        version=2,
+        latestVersion=1,
+    )
+    _expect(
+        "EvaluationLedgerNotContributor",
+        lambda: stranger.submit_evaluation(task_id, 1, metric=0.5, num_examples=1),
+        taskId=task_id,
+        edge=stranger.sender,
     )
     _expect(
         "EvaluationLedgerMetricOutOfRange",
-        lambda: edge.submit_evaluation(task_id, 0, metric=1.5, num_examples=1),
+        lambda: edge.submit_evaluation(task_id, 1, metric=1.5, num_examples=1),
         valueMicro=1_500_000,
         maxMicro=1_000_000,
     )
     _expect(
         "EvaluationLedgerMetricOutOfRange",
-        lambda: edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=1, secondary=1.25),
+        lambda: edge.submit_evaluation(task_id, 1, metric=0.5, num_examples=1, secondary=1.25),
         valueMicro=1_250_000,
         maxMicro=1_000_000,
     )
     _expect(
         "EvaluationLedgerZeroExamples",
-        lambda: edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=0),
+        lambda: edge.submit_evaluation(task_id, 1, metric=0.5, num_examples=0),
     )
     _expect(
         "TaskRegistryUnknownTask",
-        lambda: edge.submit_evaluation(10**9, 0, metric=0.5, num_examples=1),
+        lambda: edge.submit_evaluation(10**9, 1, metric=0.5, num_examples=1),
         taskId=10**9,
     )
-    edge.submit_evaluation(task_id, 0, metric=0.5, num_examples=1)
+    edge.submit_evaluation(task_id, 1, metric=0.5, num_examples=1)
     _expect(
         "EvaluationLedgerDuplicateEvaluation",
-        lambda: edge.submit_evaluation(task_id, 0, metric=0.6, num_examples=2),
+        lambda: edge.submit_evaluation(task_id, 1, metric=0.6, num_examples=2),
         taskId=task_id,
-        version=0,
+        version=1,
         edge=edge.sender,
     )
     with pytest.raises(FednodeValueError):
-        edge.submit_evaluation(task_id, 0, metric=float("nan"), num_examples=1)
+        edge.submit_evaluation(task_id, 1, metric=float("nan"), num_examples=1)
     assert [r.metric for r in actors.outsider.read_evaluations(task_id)] == [0.5]
 
 

@@ -37,31 +37,38 @@ def test_evaluation_ledger_is_wired_to_the_update_ledger(evaluations, contracts)
     assert evaluations.functions.NO_SECONDARY_METRIC().call() == NO_METRIC_MICRO
 
 
+def _contribute(accounts, contracts, task_id, edges) -> None:
+    """Version 1 of ``task_id`` aggregates one update of each of ``edges``."""
+    ids = [submit(edge, contracts.ledger, task_id) for edge in edges]
+    commit(accounts.aggregator, contracts.ledger, task_id, 1, ids)
+
+
 def test_evaluation_submitted_event_and_views(accounts, contracts, evaluations):
     # Arrange
     task_id = publish(accounts.publisher, contracts.registry, rounds=2)
     edge_a, edge_b = accounts.edges[:2]
+    _contribute(accounts, contracts, task_id, [edge_a, edge_b])
     before = evaluations.functions.evaluationCount().call()
     # Act
-    receipt, [event] = _evaluate(edge_a, evaluations, task_id, 0, 812_500, 900_000, n=61)
+    receipt, [event] = _evaluate(edge_a, evaluations, task_id, 1, 812_500, 900_000, n=61)
     # Assert
     assert event == {
         "evaluationId": before + 1,
         "taskId": task_id,
-        "version": 0,
+        "version": 1,
         "edge": edge_a.address,
         "metricMicro": 812_500,
         "secondaryMicro": 900_000,
         "numExamples": 61,
     }
     evaluation_id = before + 1
-    assert evaluations.functions.evaluationOf(task_id, 0, edge_a.address).call() == evaluation_id
-    assert evaluations.functions.evaluationOf(task_id, 0, edge_b.address).call() == 0
+    assert evaluations.functions.evaluationOf(task_id, 1, edge_a.address).call() == evaluation_id
+    assert evaluations.functions.evaluationOf(task_id, 1, edge_b.address).call() == 0
     assert evaluations.functions.evaluationCount().call() == evaluation_id
-    [stored] = evaluations.functions.evaluations(task_id, 0).call()
+    [stored] = evaluations.functions.evaluations(task_id, 1).call()
     block = receipt["blockNumber"]
-    assert stored == (0, edge_a.address, 812_500, 900_000, 61, block, evaluation_id)
-    assert evaluations.functions.evaluations(task_id, 1).call() == []
+    assert stored == (1, edge_a.address, 812_500, 900_000, 61, block, evaluation_id)
+    assert evaluations.functions.evaluations(task_id, 0).call() == []
     assert evaluations.functions.taskEvaluations(task_id).call() == [stored]
 
 
@@ -82,28 +89,37 @@ def test_evaluation_needs_a_final_version(accounts, contracts, evaluations):
 
 def test_evaluation_refusals_name_the_rule(accounts, contracts, evaluations):
     task_id = publish(accounts.publisher, contracts.registry)
-    edge = accounts.edges[0]
+    edge, stranger = accounts.edges[0], accounts.edges[2]
+    _contribute(accounts, contracts, task_id, [edge])
     call = "submitEvaluation"
     expect_revert(
-        accounts.outsider, evaluations, call, (task_id, 0, 1, 1, 1),
+        accounts.outsider, evaluations, call, (task_id, 1, 1, 1, 1),
         "AccessControlUnauthorizedAccount", account=accounts.outsider.address, neededRole=EDGE_ROLE,
     )  # fmt: skip
     expect_revert(
-        edge, evaluations, call, (task_id, 0, METRIC_SCALE + 1, 1, 1),
+        edge, evaluations, call, (task_id, 0, 1, 1, 1),
+        "EvaluationLedgerInitialVersion", taskId=task_id,
+    )  # fmt: skip
+    expect_revert(
+        stranger, evaluations, call, (task_id, 1, 1, 1, 1),
+        "EvaluationLedgerNotContributor", taskId=task_id, edge=stranger.address,
+    )  # fmt: skip
+    expect_revert(
+        edge, evaluations, call, (task_id, 1, METRIC_SCALE + 1, 1, 1),
         "EvaluationLedgerMetricOutOfRange", valueMicro=METRIC_SCALE + 1, maxMicro=METRIC_SCALE,
     )  # fmt: skip
     expect_revert(
-        edge, evaluations, call, (task_id, 0, 1, NO_METRIC_MICRO - 1, 1),
+        edge, evaluations, call, (task_id, 1, 1, NO_METRIC_MICRO - 1, 1),
         "EvaluationLedgerMetricOutOfRange", valueMicro=NO_METRIC_MICRO - 1, maxMicro=METRIC_SCALE,
     )  # fmt: skip
-    expect_revert(edge, evaluations, call, (task_id, 0, 1, 1, 0), "EvaluationLedgerZeroExamples")
+    expect_revert(edge, evaluations, call, (task_id, 1, 1, 1, 0), "EvaluationLedgerZeroExamples")
     expect_revert(
-        edge, evaluations, call, (99, 0, 1, 1, 1), "TaskRegistryUnknownTask", taskId=99
+        edge, evaluations, call, (99, 1, 1, 1, 1), "TaskRegistryUnknownTask", taskId=99
     )
-    _evaluate(edge, evaluations, task_id, 0, METRIC_SCALE, 0)
+    _evaluate(edge, evaluations, task_id, 1, METRIC_SCALE, 0)
     expect_revert(
-        edge, evaluations, call, (task_id, 0, 5, 5, 5),
-        "EvaluationLedgerDuplicateEvaluation", taskId=task_id, version=0, edge=edge.address,
+        edge, evaluations, call, (task_id, 1, 5, 5, 5),
+        "EvaluationLedgerDuplicateEvaluation", taskId=task_id, version=1, edge=edge.address,
     )  # fmt: skip
     expect_view_revert(evaluations, "taskEvaluations", (99,), "TaskRegistryUnknownTask", taskId=99)
     expect_view_revert(evaluations, "evaluations", (99, 0), "TaskRegistryUnknownTask", taskId=99)
@@ -111,7 +127,8 @@ def test_evaluation_refusals_name_the_rule(accounts, contracts, evaluations):
 
 def test_evaluation_of_a_cancelled_task_is_still_recorded(accounts, contracts, evaluations):
     # A cancelled task's last version may still be evaluated (the record is about the model).
-    task_id = publish(accounts.publisher, contracts.registry)
+    task_id = publish(accounts.publisher, contracts.registry, rounds=2)
+    _contribute(accounts, contracts, task_id, [accounts.edges[1]])
     send(accounts.publisher, contracts.registry, "cancelTask", task_id)
-    _, [event] = _evaluate(accounts.edges[1], evaluations, task_id, 0, 1)
+    _, [event] = _evaluate(accounts.edges[1], evaluations, task_id, 1, 1)
     assert (event["taskId"], event["edge"]) == (task_id, accounts.edges[1].address)

@@ -100,7 +100,9 @@ def test_quorum_of_two_needs_two_agreeing_commits_and_flags_conflicts(w3, contra
     u2 = submit(accounts.edges[1], contracts.ledger, task_id)
     # Act
     pending = commit(first, contracts.ledger, task_id, 1, [u1, u2])
-    conflicting = commit(second, contracts.ledger, task_id, 1, [u1], payload=b"other")
+    conflicting = commit(
+        second, contracts.ledger, task_id, 1, [u1], rejected_ids=[u2], payload=b"other"
+    )
     final = commit(third, contracts.ledger, task_id, 1, [u1, u2])
     # Assert
     assert events(contracts.ledger, "GlobalModelFinalized", pending) == []

@@ -202,7 +202,7 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
     b0 = submit(e0, contracts.ledger, task_b)
     _commit(accounts, contracts, task_a, 1, [a0])
     a2 = submit(e2, contracts.ledger, task_a, 0)
-    a3 = submit(e0, contracts.ledger, task_a, 1)
+    submit(e0, contracts.ledger, task_a, 1)  # a fresh base-1 update after the cut-offs
     args, error, expected = {
         "unknown-task": ((77, 1, [a1], b"g"), "TaskRegistryUnknownTask", {"taskId": 77}),
         "version": (
@@ -217,8 +217,8 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
         ),
         "too-few": (
             (task_a, 2, [], b"g"),
-            "UpdateLedgerTooFewUpdates",
-            {"taskId": task_a, "count": 0, "minUpdates": 1},
+            "UpdateLedgerTooFewEdges",
+            {"taskId": task_a, "edges": 0, "minUpdates": 1},
         ),
         "unknown-update": (
             (task_a, 2, [a1, 999], b"g"),
@@ -247,7 +247,7 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
             "UpdateLedgerUpdateAlreadyAggregated",
             {"updateId": a0, "version": 1},
         ),
-    }[case] or _stale_case(accounts, contracts, task_a, a1, a3)
+    }[case] or _stale_case(accounts, contracts, task_a, a1, a2)
     # Act / Assert
     args = (*args[:3], [], args[3])
     expect_revert(
@@ -255,8 +255,9 @@ def test_update_ledger_refuses_bad_commits(contracts, accounts, case):
     )
 
 
-def _stale_case(accounts, contracts, task_id, stale_id, fresh_id):
-    """Moves task A to version 2 so that base-0 update ``stale_id`` is too old for version 3."""
+def _stale_case(accounts, contracts, task_id, fresh_id, stale_id):
+    """Moves task A to version 2 (cut-off ``fresh_id``) so that base-0 update ``stale_id``,
+    after the cut-off, is too old for version 3."""
     _commit(accounts, contracts, task_id, 2, [fresh_id])
     return (
         (task_id, 3, [stale_id], b"g"),

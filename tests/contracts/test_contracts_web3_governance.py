@@ -9,6 +9,7 @@ from eth_utils import keccak
 from fednode.chain import AGGREGATOR_ROLE, Web3Ledger
 from tests.behaviours.governance_behaviour import GOVERNANCE_BEHAVIOURS, GovernanceActors
 from tests.contracts.contract_helpers import mine_after
+from tests.behaviours.quorum_behaviour import QUORUM_BEHAVIOURS
 
 SECOND = Account.from_key(keccak(text="fednode-test-aggregator-2"))
 
@@ -32,6 +33,8 @@ def actors(w3, deployment, accounts) -> GovernanceActors:
     )
 
 
-@pytest.mark.parametrize("behaviour", GOVERNANCE_BEHAVIOURS, ids=lambda b: b.__name__)
+@pytest.mark.parametrize(
+    "behaviour", GOVERNANCE_BEHAVIOURS + QUORUM_BEHAVIOURS, ids=lambda b: b.__name__
+)
 def test_web3_ledger_behaves_like_governance(behaviour, actors):
     behaviour(actors)

@@ -2,9 +2,9 @@
 dashboard integration tests (imported rootdir-relative, like the edge server harness).
 
 Three edges, two global model versions: edge-3 contributes only to v1 (so v2 holds it by
-descent), edges 1 and 2 to both. Each update spends 0.5 epsilon of a 5.0 budget. Every registered
-edge (4 on the shared network) then signs an evaluation of v2 (``EVALUATIONS``); with the 0.7
-floor v2 is accepted.
+descent), edges 1 and 2 to both. Each update spends 0.5 epsilon of a 5.0 budget. Each edge that
+contributed (edge-4 of the shared network did not, so EvaluationLedger would refuse it) then
+signs an evaluation of v2 (``EVALUATIONS``); with the 0.7 floor v2 is accepted.
 The contracts are deployed into a folder of their own (a copy of the running network's
 ``network.json`` plus its own ``deployment.json``), so the shared ``geth_network`` keeps the
 deployment other tests wrote.
@@ -28,7 +28,7 @@ from fednode.types import TaskSpec
 
 SPEC = TaskSpec(name="audit-demo", data_schema="heart-v1", num_features=3, rounds=3,
                 min_updates=2, epsilon_budget=5.0, seed=7, metric_floor=0.7)
-EVALUATIONS = {"edge-1": 0.75, "edge-2": 0.8125, "edge-3": 0.9, "edge-4": 0.7}
+EVALUATIONS = {"edge-1": 0.75, "edge-2": 0.8125, "edge-3": 0.9}
 """Accuracy each edge reports for v2 (on chain in micro units)."""
 ROUNDS = (("edge-1", "edge-2", "edge-3"), ("edge-1", "edge-2"))
 

@@ -60,6 +60,10 @@ def test_demo_report_is_complete_and_audited(demo_run):
     assert written["chain"]["transactions"] > written["chain"]["updates"]
     assert written["chain"]["gas_used"] > 0 and written["chain"]["payload_bytes"] > 0
     assert written["federated"]["pooled"]["accuracy"] > 0.6
+    # the final version passes the acceptance gate (quorum rule: more than half of the four
+    # hospitals reach the 0.7 floor), evaluated on chain by the contributing edges only
+    final = written["evaluations"]["final"]
+    assert (final["version"], final["state"]) == (3, "accepted"), written["evaluations"]
     assert set(written["personalized"]) == {"Cleveland", "Hungary", "Switzerland", "VA Long Beach"}
     assert all(0.0 <= site["accuracy"] <= 1.0 for site in written["personalized"].values())
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fednode.aggregator.acceptance import AcceptanceState, acceptance_gate, version_acceptance
+from fednode.errors import TaskSpecError
 from fednode.types import EvaluationRecord, TaskSpec
 
 SPEC = TaskSpec(name="t", data_schema="s", num_features=2, metric_floor=0.7)
@@ -51,3 +54,52 @@ def test_version_is_rejected_as_soon_as_one_site_is_below_the_floor():
 
 def test_version_without_evaluations_or_sites_is_pending():
     assert version_acceptance(SPEC, 2, [], sites=()).state == AcceptanceState.PENDING
+
+
+# ---- the acceptance rule: a quorum of sites, or every site -------------------------------
+
+def test_one_site_reporting_zero_cannot_veto_a_version_the_quorum_accepts():
+    records = [_record(e, m) for e, m in (("a", 800_000), ("b", 750_000), ("c", 900_000))]
+    records.append(_record("d", 0))
+    result = version_acceptance(SPEC, 2, records, sites=("a", "b", "c", "d"))
+    assert result.state == AcceptanceState.ACCEPTED
+    assert (result.decision.needed, result.decision.failing_sites) == (3, ("d",))
+
+
+def test_one_site_reporting_one_cannot_accept_a_version_alone():
+    records = [_record("a", 1_000_000), _record("b", 100_000), _record("c", 200_000)]
+    result = version_acceptance(SPEC, 2, records, sites=("a", "b", "c", "d"))
+    assert result.state == AcceptanceState.REJECTED
+
+
+def test_quorum_waits_until_enough_sites_passed():
+    records = [_record("a", 800_000), _record("b", 100_000)]
+    result = version_acceptance(SPEC, 2, records, sites=("a", "b", "c", "d"))
+    assert (result.state, result.missing) == (AcceptanceState.PENDING, ("c", "d"))
+
+
+def test_rule_all_gives_every_site_a_veto():
+    spec = TaskSpec(name="t", data_schema="s", num_features=2, metric_floor=0.7,
+                    acceptance_rule="all")
+    records = [_record(e, 900_000) for e in "abc"] + [_record("d", 0)]
+    assert version_acceptance(spec, 2, records, sites=tuple("abcd")).state == (
+        AcceptanceState.REJECTED
+    )
+
+
+def test_a_higher_quorum_needs_more_sites():
+    spec = TaskSpec(name="t", data_schema="s", num_features=2, metric_floor=0.7,
+                    acceptance_quorum=0.75)
+    records = [_record(e, 900_000) for e in "abc"] + [_record("d", 0)]
+    result = version_acceptance(spec, 2, records, sites=tuple("abcd"))
+    assert (result.state, result.decision.needed) == (AcceptanceState.REJECTED, 4)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("acceptance_rule", "median"), ("acceptance_quorum", 1.0), ("acceptance_quorum", 0.25),
+     ("acceptance_quorum", True)],
+)
+def test_acceptance_rule_fields_are_validated(field, value):
+    with pytest.raises(TaskSpecError, match=field):
+        TaskSpec(name="t", data_schema="s", num_features=2, **{field: value})

@@ -78,7 +78,7 @@ def test_round_times_out_with_a_clear_error_when_updates_are_missing(consortium)
     publisher, aggregator, _ = consortium
     task_id, _ = _publish(publisher)
     # Act / Assert
-    with pytest.raises(ChainTimeoutError, match="0/4 updates"):
+    with pytest.raises(ChainTimeoutError, match="0/4 distinct edges"):
         run_round(aggregator, task_id, timeout=0.05, poll=0.01)
 
 

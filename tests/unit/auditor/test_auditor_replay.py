@@ -163,7 +163,9 @@ def test_quorum_met_by_two_agreeing_commits_but_not_by_a_dissenting_one(scenario
     report = audit_records(1, spec, scenario.records, scenario.updates, commits=commits)
     # Assert
     assert report.verdicts[1].ok
-    assert [f.kind for f in report.verdicts[2].findings] == ["quorum_violation"]
+    quorum, conflict = report.verdicts[2].findings
+    assert (quorum.kind, conflict.kind) == ("quorum_violation", "conflicting_commit")
+    assert conflict.at_fault.startswith("commit by 0xB")
 
 
 def test_ledger_commits_uses_read_commits_when_the_ledger_has_it(scenario):

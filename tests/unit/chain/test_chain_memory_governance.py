@@ -11,6 +11,7 @@ from fednode.chain import AGGREGATOR_ROLE, EDGE_ROLE, PUBLISHER_ROLE, InMemoryLe
 from fednode.errors import ContractRevertError
 from tests.behaviours.governance_behaviour import GOVERNANCE_BEHAVIOURS, GovernanceActors
 from tests.behaviours.ledger_behaviour import _model, make_spec
+from tests.behaviours.quorum_behaviour import QUORUM_BEHAVIOURS
 
 ADMIN = "0x" + "aa" * 20
 PUBLISHER = "0x" + "0b" * 20
@@ -48,7 +49,9 @@ def _actors() -> GovernanceActors:
     )
 
 
-@pytest.mark.parametrize("behaviour", GOVERNANCE_BEHAVIOURS, ids=lambda b: b.__name__)
+@pytest.mark.parametrize(
+    "behaviour", GOVERNANCE_BEHAVIOURS + QUORUM_BEHAVIOURS, ids=lambda b: b.__name__
+)
 def test_memory_ledger_behaves_like_governance(behaviour):
     behaviour(_actors())
 

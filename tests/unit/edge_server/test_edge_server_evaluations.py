@@ -47,15 +47,28 @@ def _eval_store(harness: Harness) -> EvaluationStore:
     return EvaluationStore(evaluation_db_path(harness.config.db_path))
 
 
+def _contribute(harness: Harness, task_id: int) -> int:
+    """Version 1 of the task aggregates this edge's update (only contributors evaluate)."""
+    update = harness.ledger.submit_update(
+        task_id, 0, encode_params(make_params(0.1)), num_examples=3
+    )
+    harness.admin.as_sender(AGGREGATOR).commit_global_model(
+        task_id, 1, encode_params(make_params(0.2)), [update]
+    )
+    return 1
+
+
 def test_evaluation_is_stored_then_submitted_signed_by_the_edge(harness: Harness) -> None:
     # Arrange
-    ref = harness.client.post_evaluation(1, 0, metric=0.8125, num_examples=61, secondary=0.9)
+    version = _contribute(harness, 1)
+    ref = harness.client.post_evaluation(1, version, metric=0.8125, num_examples=61,
+                                         secondary=0.9)
     assert harness.client.evaluation_status(ref)["status"] == "accepted"
     # Act
     harness.submitter.submit_pending()
     status = harness.client.wait_evaluation_committed(ref, timeout=1)
     # Assert
-    [record] = harness.admin.read_evaluations(1, 0)
+    [record] = harness.admin.read_evaluations(1, version)
     assert (record.edge, record.metric, record.secondary, record.num_examples) == (
         harness.ledger.sender, 0.8125, 0.9, 61
     )
@@ -66,27 +79,29 @@ def test_evaluation_is_stored_then_submitted_signed_by_the_edge(harness: Harness
 
 def test_a_retry_is_neither_lost_nor_submitted_twice(harness: Harness) -> None:
     # Arrange
-    first = harness.client.post_evaluation(1, 0, metric=0.7, num_examples=10)
+    _contribute(harness, 1)
+    first = harness.client.post_evaluation(1, 1, metric=0.7, num_examples=10)
     # Act: the device did not see the answer and sends the same evaluation again
-    again = harness.client.post_evaluation(1, 0, metric=0.7, num_examples=10)
+    again = harness.client.post_evaluation(1, 1, metric=0.7, num_examples=10)
     harness.submitter.submit_pending()
-    after = harness.client.post_evaluation(1, 0, metric=0.7, num_examples=10)
+    after = harness.client.post_evaluation(1, 1, metric=0.7, num_examples=10)
     harness.submitter.submit_pending()
     # Assert
     assert first == again == after
     assert len(harness.admin.read_evaluations(1)) == 1
     with pytest.raises(EdgeError) as info:
-        harness.client.post_evaluation(1, 0, metric=0.71, num_examples=10)
+        harness.client.post_evaluation(1, 1, metric=0.71, num_examples=10)
     assert (info.value.status, info.value.reason) == (409, "duplicate_evaluation")
 
 
 def test_a_submission_that_landed_before_a_crash_is_recorded_not_resent(harness: Harness) -> None:
     # Arrange: the chain took the evaluation, then the edge died before recording it
-    ref = harness.client.post_evaluation(2, 0, metric=0.6, num_examples=5)
+    _contribute(harness, 2)
+    ref = harness.client.post_evaluation(2, 1, metric=0.6, num_examples=5)
     store = _eval_store(harness)
     row = store.get(ref)
     store.mark_attempt(row.local_id)
-    landed = harness.ledger.submit_evaluation(2, 0, metric=0.6, num_examples=5)
+    landed = harness.ledger.submit_evaluation(2, 1, metric=0.6, num_examples=5)
     # Act
     moved = EvaluationOutbox(store, harness.ledger, confirmations=0).run_pass()
     # Assert
@@ -97,8 +112,9 @@ def test_a_submission_that_landed_before_a_crash_is_recorded_not_resent(harness:
 
 
 def test_a_row_whose_slot_holds_other_values_fails_with_the_contract_error(harness) -> None:
-    ref = harness.client.post_evaluation(3, 0, metric=0.6, num_examples=5)
-    harness.ledger.submit_evaluation(3, 0, metric=0.5, num_examples=5)
+    _contribute(harness, 3)
+    ref = harness.client.post_evaluation(3, 1, metric=0.6, num_examples=5)
+    harness.ledger.submit_evaluation(3, 1, metric=0.5, num_examples=5)
     harness.submitter.submit_pending()
     status = harness.client.evaluation_status(ref)
     assert status["status"] == "failed"

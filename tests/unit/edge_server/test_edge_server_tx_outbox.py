@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_server_harness import EDGE, NOW, make_consortium, make_params
+from edge_server_harness import AGGREGATOR, EDGE, NOW, make_consortium, make_params
 from signing_ledger import SigningLedger
 
 from edge_server.auth import new_nonce
@@ -72,12 +72,24 @@ def _updates(tmp_path: Path, admin: InMemoryLedger, ledger: SigningLedger) -> Ki
     )  # fmt: skip
 
 
+def _contribute_to_every_task(admin: InMemoryLedger, ledger: SigningLedger) -> None:
+    """Version 1 of tasks 1-3 aggregates this edge's update (only contributors evaluate)."""
+    for task_id in (1, 2, 3):
+        update = ledger.inner.submit_update(
+            task_id, 0, encode_params(make_params(0.1)), num_examples=3
+        )
+        admin.as_sender(AGGREGATOR).commit_global_model(
+            task_id, 1, encode_params(make_params(0.2)), [update]
+        )
+
+
 def _evaluations(tmp_path: Path, admin: InMemoryLedger, ledger: SigningLedger) -> Kind:
     store = EvaluationStore(tmp_path / "edge.evaluations.sqlite")
+    _contribute_to_every_task(admin, ledger)
 
     def insert(task_id: int, fill: float) -> Any:
         return store.insert(make_evaluation(
-            "clinic-1", task_id, 0, metric=fill, num_examples=10, secondary=None,
+            "clinic-1", task_id, 1, metric=fill, num_examples=10, secondary=None,
             nonce=new_nonce(), timestamp=NOW,
         ))  # fmt: skip
 
@@ -86,7 +98,7 @@ def _evaluations(tmp_path: Path, admin: InMemoryLedger, ledger: SigningLedger) -
         outbox=lambda **kw: EvaluationOutbox(store, ledger, **kw),
         insert=insert, get=store.get,
         land=lambda task, fill: ledger.inner.submit_evaluation(
-            task, 0, metric=fill, num_examples=10
+            task, 1, metric=fill, num_examples=10
         ),
         on_chain=lambda task: [
             (r.evaluation_id, r.block_number) for r in admin.read_evaluations(task)
@@ -214,13 +226,13 @@ def test_a_reverted_transaction_fails_the_row_only_at_depth(kind: Kind) -> None:
 
 def test_both_outboxes_of_one_account_never_share_a_nonce(tmp_path: Path) -> None:
     # Arrange: one account, two kinds, one nonce floor over both stores (Submitter.nonce_floor)
-    admin = make_consortium()
+    admin = make_consortium(tasks=4)  # the evaluations evaluate tasks 1-3, the update is on 4
     ledger = SigningLedger(admin.as_sender(EDGE))
     updates, evaluations = _updates(tmp_path, admin, ledger), _evaluations(tmp_path, admin, ledger)
     floor = lambda: max(updates.next_tx_nonce(), evaluations.next_tx_nonce())  # noqa: E731
     update_outbox = updates.outbox(confirmations=0, nonce_floor=floor)
     evaluation_outbox = evaluations.outbox(confirmations=0, nonce_floor=floor)
-    update, evaluation = updates.insert(1, 0.5), evaluations.insert(1, 0.5)
+    update, evaluation = updates.insert(4, 0.5), evaluations.insert(1, 0.5)
     # Act: the evaluation is signed but its send fails; then the update is signed
     ledger.fail_sends = 1
     with pytest.raises(ChainError):
