@@ -17,7 +17,7 @@ contract QuorumFuzzTest {
     address[4] private edges = [address(0xE0), address(0xE1), address(0xE2), address(0xE3)];
 
     function setUp() public {
-        consortium = new Consortium(0);
+        consortium = new Consortium(0, 7 days);
         registry = new TaskRegistry(consortium);
         ledger = new UpdateLedger(consortium, registry);
         registry.setLedger(address(ledger));
