@@ -5,7 +5,8 @@
 # ${FEDNODE_CACHE:-$HOME/.cache/fednode}:
 #   geth-1.17.10/bin/geth                       execution client (Engine API, no Clique)
 #   fednode-bft-0.38.26-<src>/bin/fednode-bft   CometBFT v0.38.26 node with the ABCI++ app of
-#                                               bft/ in-process (<src>: hash of bft/ sources)
+#                                               bft/ in-process (<src>: hash of bft/ sources,
+#                                               tests excluded; `cd bft && go test` runs those)
 # A binary already there is reused (geth when `geth version` reports 1.17.10, fednode-bft when
 # its folder exists: the folder name pins the sources). Builds run under `nice -n 5`, one at a
 # time per cache folder. Progress goes to stderr; stdout gets two lines: `geth <path>` and
@@ -51,7 +52,10 @@ build_geth() {
 }
 
 source_hash() {
-    (cd "$SRC" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+    # The sources that go into the binary (tests excluded), in glob order.
+    local files=(go.mod go.sum) f
+    for f in "$SRC"/*.go; do [[ "$f" == *_test.go ]] || files+=("${f##*/}"); done
+    (cd "$SRC" && cat "${files[@]}" | sha256sum | cut -c1-12)
 }
 
 build_app() {
