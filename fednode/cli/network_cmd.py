@@ -72,7 +72,10 @@ def render_status_table(statuses: Sequence[NodeStatus]) -> Table:
 
 def run_network_up(args: argparse.Namespace) -> int:
     """``fednode network up``: creates or restarts the network, shows progress and a summary."""
-    if getattr(args, "engine", "clique") == "cometbft":
+    from fednode.network.bft import is_bft_network
+
+    # A folder keeps the engine it was created with; --engine picks it for a new folder.
+    if getattr(args, "engine", "clique") == "cometbft" or is_bft_network(args.dir):
         from fednode.cli.bft_cmd import run_bft_up
 
         return run_bft_up(args)
