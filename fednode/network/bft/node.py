@@ -54,7 +54,7 @@ class BftSpec:
     rpc_port: int
     peers: tuple[str, ...]
     host: str = "127.0.0.1"
-    timeout_commit: str = "1s"
+    timeout_commit: str = "500ms"
     log_level: str = "*:error,fednode-app:info"
 
     @property
