@@ -95,16 +95,41 @@ func (a *App) save(s committed) error {
 	return os.Rename(tmp, a.statePath)
 }
 
-// Info tells CometBFT which height the application (and so geth) has committed.
-func (a *App) Info(_ context.Context, _ *abcitypes.RequestInfo) (*abcitypes.ResponseInfo, error) {
+// Info tells CometBFT which height the application (and so geth) has committed. After an
+// unclean stop geth may have lost its newest blocks: the application then reports the height
+// geth still holds, and CometBFT replays the rest from its block store through FinalizeBlock.
+func (a *App) Info(ctx context.Context, _ *abcitypes.RequestInfo) (*abcitypes.ResponseInfo, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err := a.alignWithGeth(ctx); err != nil {
+		return nil, err
+	}
 	resp := &abcitypes.ResponseInfo{Data: "fednode-bft", Version: appVersion,
 		LastBlockHeight: a.state.Height}
 	if a.state.Height > 0 {
 		resp.LastBlockAppHash = a.state.Head.Bytes()
 	}
 	return resp, nil
+}
+
+// alignWithGeth lowers the committed height to geth's head when geth is behind it. Every
+// CometBFT height finalizes exactly one execution block, so height and block number agree,
+// and geth's head is always a finalized block (only FinalizeBlock moves it).
+func (a *App) alignWithGeth(ctx context.Context) error {
+	if a.state.Height == 0 {
+		return nil
+	}
+	head, err := a.eng.HeadHeader(ctx)
+	if err != nil {
+		return fmt.Errorf("read geth's head: %w", err)
+	}
+	if head.Number.Int64() >= a.state.Height {
+		return nil
+	}
+	a.log.Info("geth is behind the committed height; CometBFT will replay the difference",
+		"committed", a.state.Height, "geth_head", head.Number, "hash", head.Hash())
+	a.state = committed{Height: head.Number.Int64(), Head: head.Hash()}
+	return a.save(a.state)
 }
 
 // InitChain starts from geth's genesis block; its hash becomes the initial application hash.

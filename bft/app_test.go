@@ -22,6 +22,7 @@ import (
 type fakeEngine struct {
 	headers   map[common.Hash]*types.Header
 	genesis   *types.Header
+	head      *types.Header
 	imported  []common.Hash
 	finalized []common.Hash
 	importErr error
@@ -29,7 +30,7 @@ type fakeEngine struct {
 
 func newFakeEngine() *fakeEngine {
 	genesis := &types.Header{Number: big.NewInt(0), Time: 1000, Difficulty: big.NewInt(0)}
-	return &fakeEngine{headers: map[common.Hash]*types.Header{genesis.Hash(): genesis}, genesis: genesis}
+	return &fakeEngine{headers: map[common.Hash]*types.Header{genesis.Hash(): genesis}, genesis: genesis, head: genesis}
 }
 
 func (f *fakeEngine) HeaderByHash(_ context.Context, h common.Hash) (*types.Header, error) {
@@ -41,6 +42,7 @@ func (f *fakeEngine) HeaderByHash(_ context.Context, h common.Hash) (*types.Head
 func (f *fakeEngine) HeaderByNumber(_ context.Context, n uint64) (*types.Header, error) {
 	return f.genesis, nil
 }
+func (f *fakeEngine) HeadHeader(context.Context) (*types.Header, error) { return f.head, nil }
 func (f *fakeEngine) StartBuild(context.Context, common.Hash, *engine.PayloadAttributes) (engine.PayloadID, error) {
 	return engine.PayloadID{}, errors.New("not used")
 }
@@ -57,6 +59,7 @@ func (f *fakeEngine) Import(_ context.Context, b *types.Block) error {
 }
 func (f *fakeEngine) Finalize(_ context.Context, h common.Hash) error {
 	f.finalized = append(f.finalized, h)
+	f.head = f.headers[h]
 	return nil
 }
 
@@ -190,5 +193,28 @@ func TestFinalizeAndCommitMoveTheFinalizedHeadAndSurviveARestart(t *testing.T) {
 	info, _ := restarted.Info(ctx, &abcitypes.RequestInfo{})
 	if info.LastBlockHeight != 1 || common.BytesToHash(info.LastBlockAppHash) != block.Hash() {
 		t.Fatalf("restart reports height %d hash %x", info.LastBlockHeight, info.LastBlockAppHash)
+	}
+}
+
+func TestInfoFallsBackToGethsHeadWhenGethLostBlocks(t *testing.T) {
+	app, eng := newTestApp(t)
+	ctx := context.Background()
+	if _, err := app.FinalizeBlock(ctx, &abcitypes.RequestFinalizeBlock{Txs: [][]byte{honestBlock(eng.genesis, nil)}, Height: 1, Time: blockTime}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Commit(ctx, &abcitypes.RequestCommit{}); err != nil {
+		t.Fatal(err)
+	}
+	eng.head = eng.genesis // geth was SIGKILLed and came back without block 1
+	restarted, err := NewApp(eng, app.statePath, 0, cmtlog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := restarted.Info(ctx, &abcitypes.RequestInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.LastBlockHeight != 0 {
+		t.Fatalf("reported height %d, want geth's 0 so that CometBFT replays block 1", info.LastBlockHeight)
 	}
 }

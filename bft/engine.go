@@ -23,6 +23,7 @@ import (
 type Engine interface {
 	HeaderByHash(ctx context.Context, hash common.Hash) (*types.Header, error)
 	HeaderByNumber(ctx context.Context, number uint64) (*types.Header, error)
+	HeadHeader(ctx context.Context) (*types.Header, error)
 	StartBuild(ctx context.Context, head common.Hash, attrs *engine.PayloadAttributes) (engine.PayloadID, error)
 	GetPayload(ctx context.Context, id engine.PayloadID) (*engine.ExecutableData, error)
 	Import(ctx context.Context, block *types.Block) error
@@ -83,6 +84,13 @@ func (g *GethEngine) HeaderByNumber(ctx context.Context, number uint64) (*types.
 	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	return g.eth.HeaderByNumber(cctx, new(big.Int).SetUint64(number))
+}
+
+// HeadHeader is geth's current head (after a restart: the newest block it still has).
+func (g *GethEngine) HeadHeader(ctx context.Context) (*types.Header, error) {
+	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	return g.eth.HeaderByNumber(cctx, nil)
 }
 
 func (g *GethEngine) forkchoice(ctx context.Context, head common.Hash, attrs *engine.PayloadAttributes) (engine.ForkChoiceResponse, error) {

@@ -27,9 +27,9 @@ from web3 import Web3
 from fednode.cli.demo_cmd import run_demo
 from fednode.errors import NetworkError
 from fednode.network.bft import bft_network_down, bft_network_status, bft_network_up, load_bft
-from fednode.network.bft.manager import finalized_number
+from fednode.network.bft.manager import bft_restart_validators, finalized_number
 from fednode.network.bft.node import checked_bft_geth_version, find_bft_app, find_bft_geth
-from fednode.network.info import NetworkInfo
+from fednode.network.info import NetworkInfo, load_network
 from fednode.network.keys import read_key_file
 from fednode.network.node import rpc_call
 from fednode.network.process import is_running
@@ -170,12 +170,18 @@ def _sigkill(pid: int | None, marker: str) -> None:
             time.sleep(0.1)
 
 
+def _kill_validator_4(info: NetworkInfo) -> None:
+    """SIGKILLs both processes of validator-4 (no graceful shutdown)."""
+    comet = load_bft(info.dir).validators[3]
+    execution = [v for v in load_network(info.dir).validators if v.name == "validator-4"][0]
+    _sigkill(comet.pid, comet.home)
+    _sigkill(execution.pid, execution.datadir)
+
+
 def test_kill_one_of_four_blocks_keep_being_finalized(bft_network: NetworkInfo):
     # Arrange: SIGKILL both processes of validator-4
-    victim = bft_network.validators[3]
     comet = load_bft(bft_network.dir).validators[3]
-    _sigkill(comet.pid, comet.home)
-    _sigkill(victim.pid, victim.datadir)
+    _kill_validator_4(bft_network)
     survivors = bft_network.http_urls[:3]
     before = min(finalized_number(u) or 0 for u in survivors)
     # Act
@@ -184,3 +190,18 @@ def test_kill_one_of_four_blocks_keep_being_finalized(bft_network: NetworkInfo):
     # Assert
     _assert_final_everywhere(survivors, tx_hash)
     assert not is_running(comet.pid, comet.home)
+
+
+def test_killed_validator_restarts_catches_up_and_serves_again(bft_network: NetworkInfo):
+    # Arrange: validator-4 killed (again, if the test above did not run first)
+    _kill_validator_4(bft_network)
+    urls = bft_network.http_urls
+    _wait_finalized(urls[:3], (finalized_number(urls[0]) or 0) + 3, timeout=30.0)
+    # Act: restart it; its application imports every block it missed
+    bft_restart_validators(bft_network.dir, ["validator-4"], tie_to_caller=True)
+    target = finalized_number(urls[0]) or 0
+    _wait_finalized(urls, target, timeout=90.0)
+    tx_hash = _send_transfer(bft_network, urls[3], "aggregator")
+    # Assert: same finalized chain on all four, and a tx sent to it is final everywhere
+    assert len({_block(u, target)["hash"] for u in urls}) == 1
+    _assert_final_everywhere(urls, tx_hash)

@@ -67,6 +67,7 @@ __all__ = [
     "bft_network_down",
     "bft_network_status",
     "bft_network_up",
+    "bft_restart_validators",
     "is_bft_network",
     "load_bft",
 ]
@@ -298,6 +299,17 @@ def _tails(info: NetworkInfo, bft: BftInfo) -> str:
     return "\n".join(parts)
 
 
+def _spawn_geth(geth: Path, spec: NodeSpec, *, tie_to_caller: bool) -> int:
+    write_node_config(spec)
+    return spawn(geth_bft_command(geth, spec, spec.datadir / "jwt.hex"), spec.log_path,
+                 spec.datadir / "geth.pid", name=spec.name, tie_to_caller=tie_to_caller)
+
+
+def _spawn_bft(app: Path, spec: BftSpec, *, tie_to_caller: bool) -> int:
+    return spawn(bft_command(app, spec), spec.log_path, spec.home / "bft.pid", name=spec.name,
+                 tie_to_caller=tie_to_caller)
+
+
 def _start(info: NetworkInfo, bft: BftInfo, *, timeout: float, tie_to_caller: bool,
            progress: Progress) -> tuple[NetworkInfo, BftInfo]:
     info = assign_ports(info, host=_HOST)
@@ -305,19 +317,12 @@ def _start(info: NetworkInfo, bft: BftInfo, *, timeout: float, tie_to_caller: bo
     bft = _assign_bft_ports(bft, taken)
     geth, app = Path(info.geth), Path(bft.app)
     progress(f"starting {len(info.validators)} geth {info.geth_version} execution nodes")
-    pids: dict[str, int | None] = {}
-    for spec in _geth_specs(info):
-        write_node_config(spec)
-        jwt = spec.datadir / "jwt.hex"
-        pids[spec.name] = spawn(geth_bft_command(geth, spec, jwt), spec.log_path,
-                                spec.datadir / "geth.pid", name=spec.name,
-                                tie_to_caller=tie_to_caller)
-    info = info.with_pids(pids)
+    info = info.with_pids({s.name: _spawn_geth(geth, s, tie_to_caller=tie_to_caller)
+                           for s in _geth_specs(info)})
     save_network(info)
     progress(f"starting {len(bft.validators)} CometBFT {bft.versions.get('cometbft')} nodes")
     nodes = tuple(
-        replace(v, pid=spawn(bft_command(app, s), s.log_path, s.home / "bft.pid", name=s.name,
-                             tie_to_caller=tie_to_caller))
+        replace(v, pid=_spawn_bft(app, s, tie_to_caller=tie_to_caller))
         for v, s in zip(bft.validators, _bft_specs(info, bft), strict=True)
     )
     bft = replace(bft, validators=nodes)
@@ -328,6 +333,40 @@ def _start(info: NetworkInfo, bft: BftInfo, *, timeout: float, tie_to_caller: bo
         _stop_all(info, bft, timeout=30.0)
         raise
     return info, bft
+
+
+def bft_restart_validators(
+    directory: str | os.PathLike[str], names: Sequence[str], *, tie_to_caller: bool = False
+) -> NetworkInfo:
+    """Starts again the stopped (or killed) validators ``names`` of a running network.
+
+    They keep their ports, keys and data: geth resumes from its database and CometBFT catches
+    up from its peers, the application importing every block it missed (FinalizeBlock).
+
+    Raises:
+        NetworkError: An unknown name, or a validator whose processes still run.
+    """
+    root = Path(directory).resolve()
+    info, bft = load_network(root), load_bft(root)
+    known = {v.name for v in info.validators}
+    if unknown := set(names) - known:
+        raise NetworkError(f"no validator {sorted(unknown)} in {root}; have {sorted(known)}")
+    with _folder_lock(root):
+        live = [v.name for v in info.validators if v.name in names and is_running(v.pid, v.datadir)]
+        live += [v.name for v in bft.validators if v.name in names and is_running(v.pid, v.home)]
+        if live:
+            raise NetworkError(f"validators still running in {root}: {live}")
+        geth, app = Path(info.geth), Path(bft.app)
+        info = info.with_pids({s.name: _spawn_geth(geth, s, tie_to_caller=tie_to_caller)
+                               for s in _geth_specs(info) if s.name in names})
+        save_network(info)
+        nodes = tuple(
+            replace(v, pid=_spawn_bft(app, s, tie_to_caller=tie_to_caller))
+            if v.name in names else v
+            for v, s in zip(bft.validators, _bft_specs(info, bft), strict=True)
+        )
+        _save_bft(root, replace(bft, validators=nodes))
+    return info
 
 
 def _stop_all(info: NetworkInfo, bft: BftInfo, *, timeout: float) -> list[StopResult]:
