@@ -53,6 +53,8 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
                       help="privacy accountant of --dp-epsilon")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--validators", type=int, default=4)
+    demo.add_argument("--engine", choices=("clique", "cometbft"), default="clique",
+                      help="consensus: geth 1.13 Clique (default) or CometBFT + geth 1.17")
     demo.add_argument("--confirmations", type=int, default=1,
                       help="blocks on top of a write before it counts as committed")
     demo.add_argument("--report-json", type=Path, help="where to write the JSON summary")
@@ -75,10 +77,12 @@ def _prepare_dir(path: Path) -> None:
     if path.exists() and any(path.iterdir()):
         if not (path / _MARKER).exists():
             raise FednodeError(f"{path} is not empty and not a demo folder; pick another --dir")
+        from fednode.network.bft import bft_network_down, is_bft_network
         from fednode.network.manager import network_down
 
         if (path / "network" / "network.json").exists():
-            network_down(path / "network")
+            stop = bft_network_down if is_bft_network(path / "network") else network_down
+            stop(path / "network")
         shutil.rmtree(path)
     path.mkdir(parents=True)
     (path / _MARKER).write_text("fednode demo work folder; wiped by the next demo run\n")
@@ -92,16 +96,20 @@ def _run(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> dict:
     """Runs the main job; returns (and optionally writes) the JSON report."""
     from fednode.cli.chain_cmd import deploy_network
+    from fednode.network.bft import bft_network_down, bft_network_up
     from fednode.network.manager import network_down, network_up
 
     console = Console()
     _prepare_dir(args.dir)
     network_dir = args.dir / "network"
     started = time.monotonic()
+    bft = getattr(args, "engine", "clique") == "cometbft"
+    up, down = (bft_network_up, bft_network_down) if bft else (network_up, network_down)
     with console.status("[bold]starting validators[/]") as spinner:
-        network_up(network_dir, validators=args.validators, tie_to_caller=True,
-                   progress=lambda line: spinner.update(f"[bold]network up[/]: {line}"))
-    console.print(f"[green]✓[/] {args.validators} geth Clique validators sealing")
+        up(network_dir, validators=args.validators, tie_to_caller=True,
+           progress=lambda line: spinner.update(f"[bold]network up[/]: {line}"))
+    kind = "CometBFT + geth 1.17 validators finalizing" if bft else "geth Clique validators sealing"
+    console.print(f"[green]✓[/] {args.validators} {kind}")
     try:
         with console.status("[bold]deploying contracts[/]"):
             deployment = deploy_network(network_dir)
@@ -110,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         report = _federate(args, network_dir, console)
     finally:
         if not args.keep_network:
-            network_down(network_dir)
+            down(network_dir)
             console.print("[green]✓[/] validators stopped")
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     finish_report(report, console, report_json=args.report_json)

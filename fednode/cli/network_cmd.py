@@ -72,6 +72,13 @@ def render_status_table(statuses: Sequence[NodeStatus]) -> Table:
 
 def run_network_up(args: argparse.Namespace) -> int:
     """``fednode network up``: creates or restarts the network, shows progress and a summary."""
+    from fednode.network.bft import is_bft_network
+
+    # A folder keeps the engine it was created with; --engine picks it for a new folder.
+    if getattr(args, "engine", "clique") == "cometbft" or is_bft_network(args.dir):
+        from fednode.cli.bft_cmd import run_bft_up
+
+        return run_bft_up(args)
     console = Console(stderr=True)
     try:
         with console.status("starting validators…") as spinner:
@@ -97,6 +104,12 @@ def run_network_up(args: argparse.Namespace) -> int:
 
 def run_network_status(args: argparse.Namespace) -> int:
     """``fednode network status``: a table (or JSON) of height, peers and signer per node."""
+    from fednode.network.bft import is_bft_network
+
+    if is_bft_network(args.dir):
+        from fednode.cli.bft_cmd import run_bft_status
+
+        return run_bft_status(args)
     console = Console()
     try:
         statuses = network_status(args.dir)
@@ -162,10 +175,13 @@ def _describe_stop(result: StopResult) -> str:
 
 def run_network_down(args: argparse.Namespace) -> int:
     """``fednode network down``: stops every validator gracefully and reports how each went."""
+    from fednode.network.bft import bft_network_down, is_bft_network
+
     console = Console(stderr=True)
+    stop = bft_network_down if is_bft_network(args.dir) else network_down
     try:
         with console.status("stopping validators (SIGTERM)…"):
-            results = network_down(args.dir, timeout=args.timeout)
+            results = stop(args.dir, timeout=args.timeout)
     except FednodeError as exc:
         _print_failure(console, "network down", exc)
         return 1
@@ -253,6 +269,8 @@ def add_network_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--chain-id", type=int, default=None, help=f"chain and network id ({DEFAULT_CHAIN_ID})"
     )
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for sealing")
+    up.add_argument("--engine", choices=("clique", "cometbft"), default="clique",
+                    help="consensus: geth 1.13 Clique (default) or CometBFT + geth 1.17")
     up.set_defaults(handler=run_network_up)
 
     status = commands.add_parser("status", help="height, peers and signer of each validator")

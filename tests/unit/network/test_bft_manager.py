@@ -1,0 +1,71 @@
+"""Consensus: the CometBFT engine's folder record and command lines (no process started)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fednode.errors import NetworkError
+from fednode.network.bft.manager import (
+    BFT_FILE,
+    BftInfo,
+    BftValidator,
+    is_bft_network,
+    load_bft,
+)
+from fednode.network.bft.node import BftSpec, bft_command, geth_bft_command
+from fednode.network.node import NodeSpec
+
+
+def _info() -> BftInfo:
+    node = BftValidator("validator-1", "/n/v1/cometbft", "ab" * 20, "key=", "CD" * 20, 1, 2, 99)
+    return BftInfo("cometbft", "/bin/fednode-bft", {"cometbft": "0.38.26"}, (node,))
+
+
+def test_bft_record_round_trips_through_json(tmp_path: Path):
+    # Arrange
+    (tmp_path / BFT_FILE).write_text(json.dumps(_info().to_json()))
+    # Act
+    loaded = load_bft(tmp_path)
+    # Assert
+    assert loaded == _info()
+    assert is_bft_network(tmp_path)
+    assert loaded.validators[0].rpc_url == "http://127.0.0.1:2"
+
+
+def test_a_folder_without_bft_json_is_no_cometbft_network(tmp_path: Path):
+    assert not is_bft_network(tmp_path)
+    with pytest.raises(NetworkError, match="no CometBFT network"):
+        load_bft(tmp_path)
+    (tmp_path / BFT_FILE).write_text("{not json")
+    with pytest.raises(NetworkError, match="cannot read"):
+        load_bft(tmp_path)
+
+
+def test_geth_is_driven_by_the_engine_api_only():
+    # Arrange
+    spec = NodeSpec(name="validator-1", datadir=Path("/d"), signer="0x" + "11" * 20,
+                    network_id=1337, host="127.0.0.1", p2p_port=1, http_port=2,
+                    authrpc_port=3, gas_limit=60_000_000, static_nodes=())
+    # Act
+    cmd = geth_bft_command(Path("/geth"), spec, Path("/d/jwt.hex"))
+    # Assert: JWT on a loopback Engine API, no sealing, no unlocked key
+    assert cmd[cmd.index("--authrpc.addr") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--authrpc.jwtsecret") + 1] == "/d/jwt.hex"
+    assert not {"--mine", "--unlock", "--allow-insecure-unlock"} & set(cmd)
+
+
+def test_fednode_bft_gets_its_peers_and_engine_as_flags():
+    # Arrange
+    spec = BftSpec(name="validator-1", home=Path("/h"), engine_url="http://127.0.0.1:3",
+                   jwt_secret=Path("/d/jwt.hex"), p2p_port=4, rpc_port=5,
+                   peers=("aa@127.0.0.1:6", "bb@127.0.0.1:7"))
+    # Act
+    cmd = bft_command(Path("/bin/fednode-bft"), spec)
+    # Assert
+    assert cmd[1] == "run" and cmd[cmd.index("--home") + 1] == "/h"
+    assert cmd[cmd.index("--peers") + 1] == "aa@127.0.0.1:6,bb@127.0.0.1:7"
+    assert cmd[cmd.index("--p2p") + 1] == "tcp://127.0.0.1:4"
+    assert cmd[cmd.index("--engine") + 1] == "http://127.0.0.1:3"
