@@ -68,7 +68,6 @@ from fednode.errors import UpdateRejectedError
 
 __all__ = ["create_app", "ledger_scope"]
 
-_NO_DEPLOYMENT = "0x" + "00" * 20
 _BOXES = re.compile(r"/v1/cohorts/[^/]+/[^/]+/boxes/([^/]+)")
 
 logger = logging.getLogger(__name__)
@@ -105,11 +104,8 @@ def ledger_scope(ledger: Ledger) -> SigningScope:
       >>> ledger_scope(InMemoryLedger("0x" + "ed" * 20)).chain_id
       0
     """
-    deployment = getattr(ledger, "deployment", None)
-    if deployment is None:
-        return SigningScope(ledger.sender, 0, _NO_DEPLOYMENT)
-    return SigningScope(ledger.sender, int(deployment.chain_id),
-                        str(deployment.address("UpdateLedger")))
+    chain_id, update_ledger = ledger.deployment_scope()
+    return SigningScope(ledger.sender, chain_id, update_ledger)
 
 
 def create_app(

@@ -96,6 +96,11 @@ class Ledger(Protocol):
         is applied at once)."""
         ...
 
+    def deployment_scope(self) -> tuple[int, str]:
+        """``(chain id, UpdateLedger address)`` this ledger writes to: what a device's signature
+        binds (``(0, zero address)`` for a ledger without a chain)."""
+        ...
+
     def submit_evaluation(
         self,
         task_id: int,

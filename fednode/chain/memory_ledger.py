@@ -273,6 +273,10 @@ class InMemoryLedger(MemoryConsortium, MemoryEvaluations):
         """Always 0: every write of an in-memory ledger is applied at once."""
         return 0
 
+    def deployment_scope(self) -> tuple[int, str]:
+        """Chain 0 and the zero address: an in-memory ledger has no chain or deployment."""
+        return 0, "0x" + "00" * 20
+
     def conflicted(self, task_id: int, version: int) -> bool:
         """Whether some commit of ``version`` disagreed with the first one."""
         return (task_id, version) in self._chain.conflicted

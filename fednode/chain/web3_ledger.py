@@ -100,6 +100,10 @@ class Web3Ledger(Web3Governance, Web3Evaluations):
         """Transactions of this account sent but not mined yet (pending minus mined nonce)."""
         return self.transactions.in_flight()
 
+    def deployment_scope(self) -> tuple[int, str]:
+        """This deployment's chain id and its UpdateLedger's checksummed address."""
+        return int(self.deployment.chain_id), str(self.deployment.address("UpdateLedger"))
+
     # --- writes ---------------------------------------------------------------------------
 
     def publish_task(self, spec: TaskSpec, initial_payload: bytes) -> int:

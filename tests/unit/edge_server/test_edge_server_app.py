@@ -421,6 +421,9 @@ class DownLedger:
     def sender(self) -> str:
         return self.inner.sender
 
+    def deployment_scope(self) -> tuple[int, str]:
+        return self.inner.deployment_scope()
+
     def get_task(self, task_id: int) -> Any:
         raise self.error
 
