@@ -54,7 +54,14 @@ from fednode.network.bft.node import (
     write_jwt_secret,
 )
 from fednode.network.genesis import DEFAULT_BALANCE_WEI, DEFAULT_GAS_LIMIT
-from fednode.network.info import AccountInfo, NetworkInfo, ValidatorInfo, load_network, save_network
+from fednode.network.info import (
+    AccountInfo,
+    NetworkInfo,
+    ValidatorInfo,
+    load_network,
+    password_file_of,
+    save_network,
+)
 from fednode.network.layout import discard_partial, is_fresh_folder
 from fednode.network.node import NodeSpec, init_datadir, log_tail, rpc_call, write_node_config
 from fednode.network.ports import assign_ports, choose_free_ports, port_is_free
@@ -173,7 +180,8 @@ def _new_validator(directory: Path, index: int, app: Path) -> tuple[ValidatorInf
     name = f"validator-{index}"
     datadir = directory / "nodes" / name
     account = keyring.generate_private_key()
-    keyring.write_validator_keystore(datadir, account, secrets.token_hex(16))
+    keyring.write_validator_keystore(datadir, account, secrets.token_hex(16),
+                                     password_file=password_file_of(directory, name))
     node_key = keyring.generate_private_key()
     keyring.write_node_key(datadir, node_key)
     write_jwt_secret(datadir / "jwt.hex")
@@ -248,6 +256,7 @@ def _geth_specs(info: NetworkInfo) -> list[NodeSpec]:
             host=_HOST, p2p_port=v.p2p_port, http_port=v.http_port,
             authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
             static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
+            password_file=password_file_of(info.dir, v.name),  # geth unlocks nothing here
         )  # fmt: skip
         for v in info.validators
     ]
