@@ -102,7 +102,7 @@ def _deploy(anvil: AnvilNode, work: Path) -> Chain:
     )
     anvil.fund([admin, publisher, edge])
     deployment = deploy_consortium(
-        anvil.w3, admin, publishers=[publisher.address],
+        anvil.w3, admin, publishers=[publisher.address], aggregators=[publisher.address],
         edges=[EdgeRegistration(edge.address, admin.address, "e")],
     )  # fmt: skip
     write_deployment(deployment, work / "deployment.json")
@@ -121,11 +121,12 @@ def _wait(predicate: Callable[[], bool], *, timeout: float, tick: Callable[[], N
         time.sleep(0.05)
 
 
-def _envelope_row(store: EdgeStore, task_id: int, fill: float = 0.1) -> Any:
+def _envelope_row(store: EdgeStore, task_id: int, fill: float = 0.1, base: int = 0) -> Any:
     from edge_server.protocol import UpdateEnvelope
 
     payload = encode_params(_params(fill))
-    envelope = UpdateEnvelope("dev-1", task_id, 0, 10, 0, payload, new_nonce(), int(time.time()))
+    envelope = UpdateEnvelope("dev-1", task_id, base, 10, 0, payload, new_nonce(),
+                              int(time.time()))
     return store.insert_update(envelope)
 
 
@@ -133,16 +134,19 @@ def _envelope_row(store: EdgeStore, task_id: int, fill: float = 0.1) -> Any:
 
 
 def test_an_unsent_evaluation_keeps_its_nonce_from_the_next_update(chain: Chain, tmp_path: Path):
-    # Arrange: one edge account, two outboxes (updates, evaluations) behind one submitter.
+    # Arrange: one edge account, two outboxes (updates, evaluations) behind one submitter; the
+    # edge contributed to version 1, so it may evaluate it (version 0 is never evaluated).
     task_id = chain.new_task()
     store, evaluations = EdgeStore(tmp_path / "e.sqlite"), EvaluationStore(tmp_path / "v.sqlite")
     ledger = chain.edge_ledger()
+    contributed = ledger.submit_update(task_id, 0, encode_params(_params(0.1)), num_examples=10)
+    chain.publisher.commit_global_model(task_id, 1, encode_params(_params(0.1)), [contributed])
     submitter = Submitter(store, ledger, confirmations=0)
     outbox = EvaluationOutbox(evaluations, ledger, confirmations=0,
                               nonce_floor=submitter.nonce_floor)
     submitter.add_pass(outbox.run_pass, nonce_source=evaluations.next_tx_nonce)
     evaluation = evaluations.insert(make_evaluation(
-        "dev-1", task_id, 0, metric=0.8, num_examples=10, secondary=None, nonce=new_nonce(),
+        "dev-1", task_id, 1, metric=0.8, num_examples=10, secondary=None, nonce=new_nonce(),
         timestamp=int(time.time())))
     first = ledger.transactions.pending_nonce()
     # Act: the evaluation is signed, but its send fails (the node hiccuped)...
@@ -150,7 +154,7 @@ def test_an_unsent_evaluation_keeps_its_nonce_from_the_next_update(chain: Chain,
         with pytest.raises(ChainError):
             outbox.run_pass()
     unsent = evaluations.get(evaluation.ref)
-    row = _envelope_row(store, task_id)
+    row = _envelope_row(store, task_id, base=1)
     submitter.submit_pending()  # ...then an update is signed and both are sent
     signed = store.get_update(row.ref)
     _wait(lambda: store.get_update(row.ref).status == UpdateStatus.COMMITTED
