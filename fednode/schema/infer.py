@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from fednode.errors import SchemaError
 from fednode.schema.cells import cell_text, is_missing, parse_number
@@ -80,7 +81,7 @@ def infer_schema(table: RawTable, *, label: str, name: str = "draft",
         raise SchemaError(f"{table.source}: no column besides the label could be drafted")
     schema = DataSchema(name=name, kind=SchemaKind.TABULAR, label=drafted_label,
                         columns=tuple(columns), missing=markers, ignore=tuple(ignore),
-                        description=f"drafted from {table.source}; review before use")
+                        description=f"drafted from {Path(table.source).name}; review before use")
     return SchemaDraft(schema, tuple(notes))
 
 
@@ -108,6 +109,8 @@ def _draft_column(name: str, values: Sequence[Cell], rows: int, options: ReadOpt
         return None, "every value is missing: ignored"
     numbers = _numbers(values, options)
     levels = _sorted_levels({cell_text(value) for value in values})
+    if numbers is not None and _looks_like_id(numbers, rows):
+        return None, "distinct whole numbers in every row: ignored (an id?)"
     if numbers is not None and len(levels) > 2:
         column = Column(name, ColumnKind.NUMERIC, unit="", minimum=min(numbers),
                         maximum=max(numbers), on_missing=MissingPolicy.DROP)
@@ -121,6 +124,11 @@ def _draft_column(name: str, values: Sequence[Cell], rows: int, options: ReadOpt
                 f"categorical: {len(levels)} levels seen; ordinal if they are ordered"
                 f"{missing_note}")
     return None, f"{len(levels)} distinct values: ignored (an id or free text?)"
+
+
+def _looks_like_id(numbers: list[float], rows: int) -> bool:
+    return (len(numbers) == rows > MAX_LEVELS and len(set(numbers)) == rows
+            and all(number.is_integer() for number in numbers))
 
 
 def _missing_note(missing: int, rows: int) -> str:
