@@ -34,7 +34,7 @@ def _read_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--decimal", default=".", help="decimal mark")
 
 
-def add_schema_parser(commands: argparse._SubParsersAction) -> None:
+def add_schema_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Registers the ``schema`` verbs."""
     schema = commands.add_parser("schema", help="draft a data schema; check a file against it")
     verbs = schema.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -1,10 +1,11 @@
 """Schema: drafts a data schema from a sample file, for a person to review (pure).
 
 The draft is a starting point, never a decision: ranges are the observed minimum and maximum
-(widen them to what is valid), binary and categorical levels are the values seen, a label
-with two values is drafted binary with the larger one positive, and columns whose values are
-all distinct texts (ids, names) are drafted as ignored. ``notes`` says so per column, and
-``render_schema_toml`` writes them as comments.
+(widen them to what is valid), binary (two texts, or 0/1) and categorical levels are the
+values seen, increasing whole numbers in every row are drafted as an ignored id, a label
+with two values is drafted binary with the larger one positive, and text columns with more
+than ``MAX_LEVELS`` values (ids, names, free text) are drafted as ignored. ``notes`` says
+so per column, and ``render_schema_toml`` writes them as comments.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ def _draft_column(name: str, values: Sequence[Cell], rows: int, options: ReadOpt
     numbers = _numbers(values, options)
     levels = _sorted_levels({cell_text(value) for value in values})
     if numbers is not None and _looks_like_id(numbers, rows):
-        return None, "distinct whole numbers in every row: ignored (an id?)"
-    if numbers is not None and len(levels) > 2:
+        return None, "increasing whole numbers in every row: ignored (an id?)"
+    if numbers is not None and not (len(levels) == 2 and set(levels) <= {"0", "1"}):
         column = Column(name, ColumnKind.NUMERIC, unit="", minimum=min(numbers),
                         maximum=max(numbers), on_missing=MissingPolicy.DROP)
         return column, (f"observed range {min(numbers):g} .. {max(numbers):g}: set the unit "
@@ -127,8 +128,9 @@ def _draft_column(name: str, values: Sequence[Cell], rows: int, options: ReadOpt
 
 
 def _looks_like_id(numbers: list[float], rows: int) -> bool:
-    return (len(numbers) == rows > MAX_LEVELS and len(set(numbers)) == rows
-            and all(number.is_integer() for number in numbers))
+    """Whole numbers present in every row and strictly increasing in file order."""
+    return (len(numbers) == rows > MAX_LEVELS and all(n.is_integer() for n in numbers)
+            and all(a < b for a, b in zip(numbers, numbers[1:], strict=False)))
 
 
 def _missing_note(missing: int, rows: int) -> str:
