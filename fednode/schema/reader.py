@@ -44,6 +44,7 @@ DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _PARQUET_MAGIC = b"PAR1"
+_ECHOED_ROW = re.compile(r": [^:]*$")
 
 
 @dataclass(frozen=True)
@@ -174,14 +175,17 @@ def _header_width(payload: bytes, delimiter: str) -> int:
 def _read_csv(source: str, payload: bytes, options: ReadOptions) -> RawTable:
     if not payload.strip(b"\xef\xbb\xbf \t\r\n"):
         return RawTable(source, (), (), ())
+    if not payload.endswith((b"\n", b"\r")):
+        payload += b"\n"  # Arrow cannot read a one-line file without a line break
     delimiter = options.delimiter or sniff_delimiter(payload)
     try:
         header, columns, malformed = _parse_csv(payload, delimiter)
     except pa.ArrowInvalid as exc:
-        raise DataError(f"{source}: not a readable CSV file ({_first_line(exc)})") from exc
+        raise DataError(f"{source}: not a readable CSV file ({_arrow_reason(exc)})") from exc
     lines = _record_lines(payload)
     if len(lines) != 1 + len(columns[0] if columns else []) + len(malformed):
-        raise DataError(f"{source}: line numbers cannot be matched to records")
+        raise DataError(f"{source}: records do not match lines: a quoted value holds a line "
+                        "break (not accepted: remove line breaks inside values)")
     malformed_lines = {lines[number - 1] for number in malformed if number >= 1}
     row_lines = tuple(line for line in lines[1:] if line not in malformed_lines)
     return RawTable(
@@ -199,16 +203,19 @@ def _record_lines(payload: bytes) -> list[int]:
     return [number for number, piece in enumerate(pieces, start=1) if piece]
 
 
-def _first_line(exc: Exception) -> str:
-    """Arrow's message up to any echoed row text (never a row's content in our messages)."""
-    return str(exc).splitlines()[0].split(": ", 2)[:2][-1][:200]
+def _arrow_reason(exc: Exception) -> str:
+    """Arrow's reason, cut before any echoed row text (never a row's content in our messages)."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "invalid UTF8" in message:
+        return "not UTF-8 text; save the file as UTF-8"
+    return _ECHOED_ROW.sub("", message)[:200]
 
 
 def _read_parquet(path: Path) -> RawTable:
     try:
         table = pa_parquet.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: not a readable Parquet file ({_arrow_reason(exc)})") from exc
     columns = tuple(tuple(_parquet_cell(path, name, value)
                           for value in table.column(name).to_pylist())
                     for name in table.column_names)

@@ -100,7 +100,18 @@ def test_an_empty_file_has_no_header(tmp_path: Path) -> None:
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="nope.csv: cannot read"):
         read_table(tmp_path / "nope.csv")
-    with pytest.raises(DataError, match=r"latin\.csv: not a readable CSV"):
+    with pytest.raises(DataError, match=r"latin\.csv: not a readable CSV file \(not UTF-8"):
         read_table(_write(tmp_path, b"name,y\nJos\xe9,1\n", "latin.csv"))
     with pytest.raises(DataError, match=r"broken\.parquet: not a readable Parquet"):
         read_table(_write(tmp_path, b"PAR1 this is no parquet", "broken.parquet"))
+
+
+def test_a_last_line_without_a_line_break_is_read(tmp_path: Path) -> None:
+    assert read_table(_write(tmp_path, b"a,b")).header == ("a", "b")
+    table = read_table(_write(tmp_path, b"\xef\xbb\xbfa,b\r\n1,2"))
+    assert table.columns == (("1",), ("2",)) and table.row_places == (2,)
+
+
+def test_a_line_break_inside_a_quoted_value_is_refused_not_misnumbered(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"site\.csv: records do not match lines"):
+        read_table(_write(tmp_path, b'a,b\n"x\ny",1\n2,3\n'))
