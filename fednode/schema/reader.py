@@ -175,6 +175,7 @@ def _header_width(payload: bytes, delimiter: str) -> int:
 def _read_csv(source: str, payload: bytes, options: ReadOptions) -> RawTable:
     if not payload.strip(b"\xef\xbb\xbf \t\r\n"):
         return RawTable(source, (), (), ())
+    _refuse_non_utf8(source, payload)
     if not payload.endswith((b"\n", b"\r")):
         payload += b"\n"  # Arrow cannot read a one-line file without a line break
     delimiter = options.delimiter or sniff_delimiter(payload)
@@ -197,6 +198,15 @@ def _read_csv(source: str, payload: bytes, options: ReadOptions) -> RawTable:
     )
 
 
+def _refuse_non_utf8(source: str, payload: bytes) -> None:
+    """Names the line of the first byte that is not UTF-8 (a Latin-1 export, say)."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = len(_LINE_BREAK.findall(payload[: exc.start])) + 1
+        raise DataError(f"{source}: line {line}: not UTF-8 text; save the file as UTF-8") from exc
+
+
 def _record_lines(payload: bytes) -> list[int]:
     """1-based physical line numbers of the non-empty lines (Arrow's records, header first)."""
     pieces = _LINE_BREAK.split(payload)
@@ -206,8 +216,6 @@ def _record_lines(payload: bytes) -> list[int]:
 def _arrow_reason(exc: Exception) -> str:
     """Arrow's reason, cut before any echoed row text (never a row's content in our messages)."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "invalid UTF8" in message:
-        return "not UTF-8 text; save the file as UTF-8"
     return _ECHOED_ROW.sub("", message)[:200]
 
 
