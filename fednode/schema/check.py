@@ -1,11 +1,12 @@
 """Schema: checks a site's rows against the data schema and encodes the accepted ones (pure).
 
 ``check_rows`` never coerces silently: each row is accepted whole or refused for one named
-reason (the first problem in schema column order), and the report holds counts and places
-(file, line, column) only, never a cell's content. The feature matrix is ordered by the
-schema, never by the file, so two sites whose columns come in different orders build the
-same matrix. NaN never passes: a missing value is dropped, or marked in ``impute_mask`` for
-the federated mean (``fill_imputed``) with a 0 placeholder until then.
+reason (its first problem: the label, then the columns in schema order), and the report
+holds counts and places (file, line, column) only, never a cell's content. The feature
+matrix is ordered by the schema, never by the file, so two sites whose columns come in
+different orders build the same matrix. NaN never passes: a missing value is dropped, or
+marked in ``impute_mask`` for the federated mean (``fill_imputed``), a 0 placeholder until
+then.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ from fednode.schema.model import (
 
 __all__ = ["load_schema", "parse_schema", "schema_from_json", "schema_from_toml"]
 
+_FLOAT32_MAX = 3.4028234663852886e38
+"""Largest finite float32: a valid range must fit the float32 feature matrix."""
+
 _E = TypeVar("_E", ColumnKind, LabelKind, MissingPolicy, RecordingLayout, SchemaKind)
 
 
@@ -229,6 +232,9 @@ def _with_range(column: Column, fields: _Fields) -> Column:
     minimum, maximum = fields.number("min"), fields.number("max")
     if minimum > maximum:
         raise SchemaError(f"{fields.at('min')}: {minimum} is above max {maximum}")
+    for key, bound in (("min", minimum), ("max", maximum)):
+        if abs(bound) > _FLOAT32_MAX:
+            raise SchemaError(f"{fields.at(key)}: {bound} does not fit a float32 feature")
     return replace(column, unit=unit, minimum=minimum, maximum=maximum)
 
 
