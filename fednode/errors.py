@@ -7,7 +7,8 @@ One root, ``FednodeError``; builtins are mixed in where a caller would naturally
     │   ├── CodecError               bad canonical bytes, unsupported dtype, digest mismatch
     │   ├── UpdateRejectedError      shape/dtype/finite/norm checks on a delta failed
     │   ├── GlobalModelNotFiniteError  a built global model holds NaN or infinity
-    │   └── TaskSpecError            a task spec that cannot be published or used
+    │   ├── TaskSpecError            a task spec that cannot be published or used
+    │   └── SchemaError              a data schema is malformed; the message names the field
     ├── DataError                    a data set is missing or its checksum does not match
     ├── ChainError                   talking to a chain node failed
     │   ├── ContractRevertError      a transaction or call reverted; carries the decoded custom error
@@ -33,6 +34,7 @@ __all__ = [
     "FednodeValueError",
     "GlobalModelNotFiniteError",
     "NetworkError",
+    "SchemaError",
     "TaskSpecError",
     "UpdateRejectedError",
 ]
@@ -65,6 +67,10 @@ class GlobalModelNotFiniteError(FednodeValueError):
 
 class TaskSpecError(FednodeValueError):
     """A task spec is inconsistent or incomplete."""
+
+
+class SchemaError(FednodeValueError):
+    """A data schema is malformed or inconsistent; the message names the offending field."""
 
 
 class DataError(FednodeError):

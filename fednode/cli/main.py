@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         device_cmd,
         governance_cmd,
         network_cmd,
+        schema_cmd,
     )
 
     parser = argparse.ArgumentParser(
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd.add_audit_parser(commands)
     dashboard_cmd.add_dashboard_parser(commands)
     demo_cmd.add_demo_parser(commands)
+    schema_cmd.add_schema_parser(commands)
     return parser
 
 
