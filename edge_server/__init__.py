@@ -13,12 +13,12 @@ from edge_server.cohort import CohortConfig, cohort_config
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.cohort_trust import CohortRefusedError
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.intake import UpdateIntake
-from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope
 from edge_server.service import EdgeServer, enroll_device, run_edge
 from edge_server.store import EdgeStore, UpdateRow, UpdateStatus
 from edge_server.submitter import Submitter
+from fednode.site.device_client import DeviceIdentity, EdgeClient
+from fednode.update.envelope import SIGNATURE_HEADER, UpdateEnvelope
 
 __all__ = [
     "CohortConfig",

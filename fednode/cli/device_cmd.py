@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edge_server.auth import public_key_to_hex
-from edge_server.device_client import DeviceIdentity
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.tls import generate_self_signed_cert
 from fednode.errors import FednodeValueError
+from fednode.site.device_client import DeviceIdentity
+from fednode.update.signing import public_key_to_hex
 
 __all__ = [
     "add_device_parser",

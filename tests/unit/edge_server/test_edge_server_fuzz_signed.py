@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 from edge_server.app import create_app
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.protocol import SIGNATURE_HEADER
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
 from fednode.codec import encode_params
+from fednode.site.device_client import DeviceIdentity, EdgeClient
+from fednode.update.envelope import SIGNATURE_HEADER
 
 FUZZ = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from edge_server.app import create_app
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.logs import JsonLineFormatter
 from edge_server.metrics import EdgeMetrics
 from edge_server.ratelimit import RateLimiter
@@ -24,6 +23,7 @@ from edge_server.store import EdgeStore
 from edge_server.tls import generate_self_signed_cert
 from fednode.cli.device_cmd import add_device_parser
 from fednode.errors import EdgeError, FednodeError, FednodeValueError, UpdateRejectedError
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 
 
 def fednode_main(argv: list[str]) -> int:
