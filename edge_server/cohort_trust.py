@@ -82,7 +82,7 @@ def parse_roster(roster: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
       FednodeValueError: a key is not 32 bytes of hex.
 
     Example:
-      >>> from edge_server.device_identity import DeviceIdentity
+      >>> from fednode.site.device_identity import DeviceIdentity
       >>> me = DeviceIdentity.generate(device_id="a")
       >>> list(parse_roster({"a": me.public_key_hex}))
       ['a']

@@ -143,7 +143,7 @@ def evaluation_json(row: EvaluationRow) -> dict[str, Any]:
     """The JSON view of a stored evaluation.
 
     Example:
-      >>> from edge_server.evaluations_protocol import EvaluationEnvelope
+      >>> from fednode.update.evaluation import EvaluationEnvelope
       >>> store = EvaluationStore(":memory:")
       >>> row = store.insert(EvaluationEnvelope("dev-1", 1, 0, 800000, 2**32 - 1, 9, "0" * 16, 1))
       >>> evaluation_json(row)["metric"], evaluation_json(row)["secondary"]
