@@ -49,7 +49,10 @@ def read_public_key(path: str | Path) -> tuple[str | None, str]:
 
 def run_device_enroll(args: argparse.Namespace) -> int:
     """``fednode device enroll``: admits one device to an edge store."""
-    file_id, key_hex = (None, args.public_key) if args.public_key else read_public_key(args.key_file)
+    if args.public_key:
+        file_id, key_hex = None, args.public_key
+    else:
+        file_id, key_hex = read_public_key(args.key_file)
     device_id = args.device_id or file_id
     if device_id is None:
         raise FednodeValueError("give --device-id (the key file names no device)")

@@ -147,7 +147,8 @@ def test_crash_hook_refuses_unknown_points_and_ignores_unarmed_rows() -> None:
 def test_fednode_device_enroll_from_key_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Arrange
     identity_path, db = tmp_path / "device.json", tmp_path / "edge.sqlite"
-    assert fednode_main(["device", "keygen", "--out", str(identity_path), "--device-id", "d-1"]) == 0
+    keygen = ["device", "keygen", "--out", str(identity_path), "--device-id", "d-1"]
+    assert fednode_main(keygen) == 0
     public = json.loads(capsys.readouterr().out)["public_key"]
 
     # Act
