@@ -1,6 +1,7 @@
-"""Edge: device -> edge -> chain; the edge operator's HTTP service and the device client.
+"""Edge: device -> edge -> chain; the edge operator's HTTP service.
 
-Devices post signed deltas (``device_client.EdgeClient``); the edge checks the signature and
+Devices post signed deltas (``fednode.site.device_client.EdgeClient``, in the wire format of
+``fednode.update.envelope``); the edge checks the signature and
 the delta (``auth``, ``intake``), stores it durably (``store``), and a worker submits it with
 the operator's account through a Ledger (``submitter``). ``service.EdgeServer`` wires it all.
 A task may ask for edge cohorts (``cohort``): the edge folds N devices' deltas into one update,
@@ -17,21 +18,15 @@ from edge_server.intake import UpdateIntake
 from edge_server.service import EdgeServer, enroll_device, run_edge
 from edge_server.store import EdgeStore, UpdateRow, UpdateStatus
 from edge_server.submitter import Submitter
-from fednode.site.device_client import DeviceIdentity, EdgeClient
-from fednode.update.envelope import SIGNATURE_HEADER, UpdateEnvelope
 
 __all__ = [
     "CohortConfig",
     "CohortRefusedError",
-    "DeviceIdentity",
-    "EdgeClient",
     "EdgeConfig",
     "EdgeServer",
     "EdgeStore",
-    "SIGNATURE_HEADER",
     "SecureCohortDevice",
     "Submitter",
-    "UpdateEnvelope",
     "UpdateIntake",
     "UpdateRow",
     "UpdateStatus",
