@@ -32,15 +32,16 @@ from pathlib import Path
 import jax
 from sim_heart import normalize_sites
 
-from edge_server.device_client import EdgeError
 from fednode.aggregator.round import run_round
 from fednode.chain.connect import open_ledger
 from fednode.cli.chain_cmd import deploy_network
-from fednode.cli.demo_flow import Hospital, evaluate_sites, hospitals_online
+from fednode.cli.demo_flow import evaluate_sites, hospitals_online
 from fednode.codec import decode_params
 from fednode.device import load_heart_disease
 from fednode.errors import ChainTimeoutError
 from fednode.network.manager import network_down, network_up
+from fednode.site.device_client import EdgeError
+from fednode.site.hospital import Hospital
 from fednode.tasks import heart_task_spec, initial_payload
 
 log = logging.getLogger("async-geth")

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.service import EdgeServer, enroll_device
 from edge_server.store import UpdateStatus
 from fednode.chain.connect import open_ledger, rpc_url
@@ -48,6 +47,7 @@ from fednode.cli.chain_cmd import deploy_network
 from fednode.codec import encode_params
 from fednode.errors import EdgeError
 from fednode.network import network_down, network_up
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from fednode.types import TaskSpec
 
 log = logging.getLogger("edge_load")

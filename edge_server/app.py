@@ -39,20 +39,19 @@ from edge_server.app_http import (
     read_body,
 )
 from edge_server.app_views import global_json, task_json, update_json
-from edge_server.auth import (
-    OPERATOR,
-    authenticate_read,
-    check_timestamp,
-    public_key_from_hex,
-    verify_envelope,
-)
+from edge_server.auth import OPERATOR, authenticate_read, check_timestamp
 from edge_server.cohort_app import CohortService, add_cohort_routes
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
 from edge_server.evaluations import mount_evaluations
 from edge_server.intake import UpdateIntake
 from edge_server.metrics import EdgeMetrics
-from edge_server.protocol import (
+from edge_server.ratelimit import RateLimiter
+from edge_server.store import EdgeStore
+from edge_server.submitter import Submitter
+from fednode.chain.ledger import Ledger
+from fednode.errors import UpdateRejectedError
+from fednode.update.envelope import (
     MAX_INT,
     SIGNATURE_HEADER,
     SigningScope,
@@ -60,11 +59,7 @@ from edge_server.protocol import (
     decode_signature,
     parse_envelope,
 )
-from edge_server.ratelimit import RateLimiter
-from edge_server.store import EdgeStore
-from edge_server.submitter import Submitter
-from fednode.chain.ledger import Ledger
-from fednode.errors import UpdateRejectedError
+from fednode.update.signing import public_key_from_hex, verify_envelope
 
 __all__ = ["create_app", "ledger_scope"]
 

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from edge_server.auth import check_timestamp, public_key_from_hex
+from edge_server.auth import check_timestamp
 from edge_server.cohort import CohortConfig, cohort_config, secure_scale
 from edge_server.cohort_protocol import (
     CohortMessage,
@@ -40,11 +40,12 @@ from edge_server.cohort_protocol import (
 )
 from edge_server.cohort_store import CohortStore, CohortTask, CohortView
 from edge_server.intake import UpdateIntake, check_num_examples, check_task_accepts
-from edge_server.protocol import MAX_INT, SIGNATURE_HEADER, UpdateEnvelope, decode_signature
 from edge_server.ratelimit import RateLimiter
 from edge_server.store import EdgeStore
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord
+from fednode.update.envelope import MAX_INT, SIGNATURE_HEADER, UpdateEnvelope, decode_signature
+from fednode.update.signing import public_key_from_hex
 
 __all__ = ["CohortService", "add_cohort_routes"]
 

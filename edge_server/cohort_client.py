@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edge_server.auth import new_nonce
 from edge_server.cohort import CohortConfig, vector_from_params
 from edge_server.cohort_protocol import (
     CohortMessage,
@@ -44,9 +43,7 @@ from edge_server.cohort_trust import (
     plan_reveal,
     verified_peers,
 )
-from edge_server.device_client import EdgeClient
 from edge_server.intake import template_of
-from edge_server.protocol import SIGNATURE_HEADER
 from edge_server.secagg import (
     decrypt_shares,
     encrypt_shares,
@@ -58,6 +55,9 @@ from edge_server.secagg import (
 )
 from fednode.codec import Params, encode_params
 from fednode.errors import EdgeError
+from fednode.site.device_client import EdgeClient
+from fednode.update.envelope import SIGNATURE_HEADER
+from fednode.update.signing import new_nonce
 
 __all__ = ["SecureCohortDevice", "share_context"]
 

@@ -30,9 +30,14 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_server.protocol import _NONCE as NONCE_PATTERN
-from edge_server.protocol import DEVICE_ID_PATTERN, _check_int, _check_text, _load_object
 from fednode.errors import UpdateRejectedError
+from fednode.update.envelope import (
+    DEVICE_ID_PATTERN,
+    NONCE_PATTERN,
+    check_int,
+    check_text,
+    load_object,
+)
 
 __all__ = [
     "ADVERTISEMENT_DOMAIN",
@@ -181,7 +186,7 @@ def parse_cohort_message(raw: bytes) -> CohortMessage:
       ...
       fednode.errors.UpdateRejectedError: bad_request: missing fields [...
     """
-    fields = _load_object(raw)
+    fields = load_object(raw)
     missing, unknown = sorted(_FIELDS - set(fields)), sorted(set(fields) - _FIELDS)
     if missing or unknown:
         raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
@@ -190,11 +195,11 @@ def parse_cohort_message(raw: bytes) -> CohortMessage:
     if not isinstance(fields["body"], dict):
         raise UpdateRejectedError("bad_request", "body must be a JSON object")
     return CohortMessage(
-        device_id=_check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN),
-        task_id=_check_int("task_id", fields["task_id"]),
-        base_version=_check_int("base_version", fields["base_version"]),
+        device_id=check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN),
+        task_id=check_int("task_id", fields["task_id"]),
+        base_version=check_int("base_version", fields["base_version"]),
         round=str(fields["round"]),
-        nonce=_check_text("nonce", fields["nonce"], NONCE_PATTERN),
-        timestamp=_check_int("timestamp", fields["timestamp"]),
+        nonce=check_text("nonce", fields["nonce"], NONCE_PATTERN),
+        timestamp=check_int("timestamp", fields["timestamp"]),
         body=fields["body"],
     )

@@ -39,10 +39,10 @@ from edge_server.cohort_store_sql import (
     set_survivors,
 )
 from edge_server.intake import check_delta
-from edge_server.protocol import UpdateEnvelope
 from edge_server.secagg import unmask_sum
 from edge_server.store import EdgeStore
 from fednode.errors import UpdateRejectedError
+from fednode.update.envelope import UpdateEnvelope
 
 __all__ = ["CohortStore", "CohortTask", "CohortView", "Member"]
 

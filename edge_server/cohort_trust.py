@@ -27,10 +27,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_server.auth import public_key_from_hex
 from edge_server.cohort import CohortConfig
 from edge_server.cohort_protocol import advertisement_bytes, signature_verifies, survivors_bytes
 from fednode.errors import FednodeError, FednodeValueError
+from fednode.update.signing import public_key_from_hex
 
 __all__ = [
     "CohortRefusedError",
@@ -82,7 +82,7 @@ def parse_roster(roster: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
       FednodeValueError: a key is not 32 bytes of hex.
 
     Example:
-      >>> from edge_server.device_identity import DeviceIdentity
+      >>> from fednode.site.device_identity import DeviceIdentity
       >>> me = DeviceIdentity.generate(device_id="a")
       >>> list(parse_roster({"a": me.public_key_hex}))
       ['a']

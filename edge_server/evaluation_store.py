@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_server.evaluations_protocol import EvaluationEnvelope
 from fednode.errors import UpdateRejectedError
 from fednode.types import METRIC_SCALE, NO_METRIC_MICRO
+from fednode.update.evaluation import EvaluationEnvelope
 
 __all__ = ["EvaluationRow", "EvaluationStatus", "EvaluationStore", "evaluation_db_path"]
 

@@ -23,16 +23,17 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from edge_server.app_views import chain_progress_json
-from edge_server.auth import OPERATOR, check_timestamp, public_key_from_hex
+from edge_server.auth import OPERATOR, check_timestamp
 from edge_server.evaluation_store import EvaluationRow, EvaluationStore, evaluation_db_path
 from edge_server.evaluations_outbox import EvaluationOutbox
-from edge_server.evaluations_protocol import parse_evaluation, verify_evaluation
 from edge_server.intake import UpdateIntake
-from edge_server.protocol import SIGNATURE_HEADER, SigningScope, decode_signature
 from edge_server.ratelimit import RateLimiter
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
 from fednode.errors import UpdateRejectedError
+from fednode.update.envelope import SIGNATURE_HEADER, SigningScope, decode_signature
+from fednode.update.evaluation import parse_evaluation, verify_evaluation
+from fednode.update.signing import public_key_from_hex
 
 __all__ = ["EvaluationRoutes", "add_evaluation_routes", "evaluation_json", "mount_evaluations"]
 
@@ -142,7 +143,7 @@ def evaluation_json(row: EvaluationRow) -> dict[str, Any]:
     """The JSON view of a stored evaluation.
 
     Example:
-      >>> from edge_server.evaluations_protocol import EvaluationEnvelope
+      >>> from fednode.update.evaluation import EvaluationEnvelope
       >>> store = EvaluationStore(":memory:")
       >>> row = store.insert(EvaluationEnvelope("dev-1", 1, 0, 800000, 2**32 - 1, 9, "0" * 16, 1))
       >>> evaluation_json(row)["metric"], evaluation_json(row)["secondary"]

@@ -15,7 +15,6 @@ import contextlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
-from edge_server.protocol import UpdateEnvelope
 from fednode.chain.ledger import Ledger
 from fednode.errors import ContractRevertError, UpdateRejectedError
 from fednode.types import GlobalModelRecord, TaskRecord, TaskState
@@ -27,6 +26,7 @@ from fednode.update import (
     check_update,
     template_of,
 )
+from fednode.update.envelope import UpdateEnvelope
 
 __all__ = [
     "TensorSpec",

@@ -19,16 +19,16 @@ from types import TracebackType
 import uvicorn
 
 from edge_server.app import create_app
-from edge_server.auth import public_key_from_hex, public_key_to_hex
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
 from edge_server.logs import configure_logging
 from edge_server.metrics import EdgeMetrics
-from edge_server.protocol import DEVICE_ID_PATTERN
 from edge_server.store import EdgeStore, UpdateRow, UpdateStatus
 from edge_server.submitter import Submitter
 from fednode.chain.ledger import Ledger
 from fednode.errors import EdgeError, FednodeError, FednodeValueError
+from fednode.update.envelope import DEVICE_ID_PATTERN
+from fednode.update.signing import public_key_from_hex, public_key_to_hex
 
 __all__ = ["EdgeServer", "build_web3_ledger", "enroll_device", "main", "run_edge"]
 

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from edge_server.protocol import UpdateEnvelope
 from edge_server.store_outbox import OutboxRecords
 from edge_server.store_rows import (
     IN_FLIGHT,
@@ -38,6 +37,7 @@ from edge_server.store_rows import (
 from edge_server.store_schema import SCHEMA_VERSION, open_database
 from fednode.codec import digest_bytes
 from fednode.errors import FednodeValueError, UpdateRejectedError
+from fednode.update.envelope import UpdateEnvelope
 
 __all__ = ["EdgeStore", "IN_FLIGHT", "SCHEMA_VERSION", "UpdateRow", "UpdateStatus"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["client_ssl_context", "generate_self_signed_cert"]
+__all__ = ["generate_self_signed_cert"]
 
 
 def _subject_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
@@ -73,16 +72,3 @@ def generate_self_signed_cert(
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-
-
-def client_ssl_context(
-    ca_path: str | Path, *, cert_path: str | Path | None = None, key_path: str | Path | None = None
-) -> ssl.SSLContext:
-    """A device-side context that trusts only the operator certificate ``ca_path``.
-
-    ``cert_path``/``key_path`` add a client certificate for mutual TLS.
-    """
-    context = ssl.create_default_context(cafile=str(ca_path))
-    if cert_path is not None:
-        context.load_cert_chain(str(cert_path), None if key_path is None else str(key_path))
-    return context

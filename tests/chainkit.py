@@ -39,7 +39,6 @@ from eth_utils import keccak
 from web3 import Web3
 
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.service import EdgeServer, enroll_device
 from fednode.chain.connect import open_ledger
 from fednode.chain.connection import connect_web3
@@ -57,6 +56,7 @@ from fednode.network import (
 from fednode.network.info import password_file_of, save_network
 from fednode.network.layout import checked_geth_version
 from fednode.network.node import NodeSpec, is_running, rpc_call, start_node
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 
 __all__ = [
     "ANVIL",

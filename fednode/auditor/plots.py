@@ -84,7 +84,8 @@ def plot_site_metrics(data: ReportData) -> tuple[str, bytes]:
 def plot_update_norms(data: ReportData) -> tuple[str, bytes]:
     """Update norm per site per version (what each site sent, next to how it evaluates)."""
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    for edge, points in sorted(update_norms(data.versions, data.updates).items()):
+    for edge, points in sorted(update_norms(data.versions, data.updates,
+                                               compression=data.task.spec.compression).items()):
         xs = sorted(points)
         ax.plot(xs, [points[x][0] for x in xs], marker="o", label=_short(edge))
     title = "update norm per site and version"

@@ -7,7 +7,9 @@ per-version series. Per-site metrics are the edges' signed evaluations (``Evalua
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,8 @@ import numpy as np
 from fednode.aggregator.acceptance import VersionAcceptance, contributors, version_acceptance
 from fednode.auditor.node import node_reader
 from fednode.auditor.replay import AuditReport, verify_task
-from fednode.codec import decode_params, flatten_params
+from fednode.codec import flatten_params
+from fednode.errors import UpdateRejectedError
 from fednode.types import (
     EPSILON_SCALE,
     EvaluationRecord,
@@ -24,6 +27,7 @@ from fednode.types import (
     LedgerUpdate,
     TaskRecord,
 )
+from fednode.update import TensorSpec, check_payload, template_of
 
 __all__ = ["ReportData", "collect_report_data", "privacy_series", "site_metrics", "update_norms"]
 
@@ -51,19 +55,29 @@ class ReportData:
         return [version_acceptance(spec, v, self.evaluations, sites=sites) for v in versions]
 
 
-def _vector(payload: bytes) -> np.ndarray:
-    flat = flatten_params(decode_params(payload))
+def _vector(
+    payload: bytes, template: dict[str, TensorSpec], compression: Sequence[str]
+) -> np.ndarray:
+    """The decoded dense delta of a payload as one float64 vector (packed payloads unpacked)."""
+    checked = check_payload(payload, template, max_norm=math.inf, compression=compression)
+    flat = flatten_params(checked.delta)
     return np.concatenate([np.asarray(flat[k], np.float64).ravel() for k in sorted(flat)])
 
 
 def update_norms(
-    versions: tuple[GlobalModelRecord, ...], updates: tuple[LedgerUpdate, ...]
+    versions: tuple[GlobalModelRecord, ...], updates: tuple[LedgerUpdate, ...],
+    *, compression: Sequence[str],
 ) -> dict[str, dict[int, tuple[float, float]]]:
     """Per edge, per version it contributed to: (L2 norm of its delta, L2 distance to the mean
-    delta of that version). Undecodable payloads are skipped.
+    delta of that version).
+
+    The norms are those of the *decoded* delta (``fednode.update.check_payload`` against the
+    version's model layout and the task's ``compression``), never of the packed bytes: an
+    int8 or top-k update counts with the values it stands for. A version with a payload that
+    does not pass the check is skipped (the audit reports it).
 
     Example:
-      >>> update_norms((), ())
+      >>> update_norms((), (), compression=())
       {}
     """
     by_id = {u.update_id: u for u in updates}
@@ -71,8 +85,9 @@ def update_norms(
     for record in versions:
         listed = [by_id[i] for i in record.update_ids if i in by_id]
         try:
-            vectors = [_vector(u.payload) for u in listed]
-        except ValueError:
+            template = template_of(record.payload)
+            vectors = [_vector(u.payload, template, compression) for u in listed]
+        except (UpdateRejectedError, ValueError):
             continue
         if not vectors:
             continue

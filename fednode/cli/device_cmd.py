@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edge_server.auth import public_key_to_hex
-from edge_server.device_client import DeviceIdentity
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.tls import generate_self_signed_cert
 from fednode.errors import FednodeValueError
+from fednode.site.device_client import DeviceIdentity
+from fednode.update.signing import public_key_to_hex
 
 __all__ = [
     "add_device_parser",
@@ -49,7 +49,10 @@ def read_public_key(path: str | Path) -> tuple[str | None, str]:
 
 def run_device_enroll(args: argparse.Namespace) -> int:
     """``fednode device enroll``: admits one device to an edge store."""
-    file_id, key_hex = (None, args.public_key) if args.public_key else read_public_key(args.key_file)
+    if args.public_key:
+        file_id, key_hex = None, args.public_key
+    else:
+        file_id, key_hex = read_public_key(args.key_file)
     device_id = args.device_id or file_id
     if device_id is None:
         raise FednodeValueError("give --device-id (the key file names no device)")

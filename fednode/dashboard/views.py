@@ -129,7 +129,7 @@ def task_view(source: DashboardSource, task_id: int) -> dict[str, Any]:
     versions = ledger.read_global_models(task_id)
     updates = ledger.read_updates(task_id)
     audit = _audit(source, task_id, task.latest_version)
-    norms = update_norms(tuple(versions), tuple(updates))
+    norms = update_norms(tuple(versions), tuple(updates), compression=task.spec.compression)
     metrics, gates = _evaluations(ledger, task, versions, updates)
     return {
         **_task_summary(ledger, task), "audit_ok": audit["ok"],

@@ -4,7 +4,10 @@ An update is a delta of the global model, dense or packed (``packing``: int8, to
 int8; ``entropy``: the lossless coding of their codes and indices). Every stage that receives
 one (the edge's intake, the aggregator's round, the auditor's replay) calls ``check_update``,
 which decodes it, checks it against the task and the global model, and refuses it with one
-``RejectReason`` vocabulary.
+``RejectReason`` vocabulary. ``envelope`` is how an update travels from a device to its edge
+(the signed envelope, its exact signed bytes, its JSON), ``evaluation`` its twin for a signed
+per-site evaluation, and ``signing`` the device keys and signatures over both; the device side
+(``fednode.site``) and the edge (``edge_server``) share them, so neither imports the other.
 """
 
 from fednode.update.check import (

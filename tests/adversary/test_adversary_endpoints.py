@@ -27,11 +27,7 @@ from fastapi.testclient import TestClient
 from edge_server import app as app_module
 from edge_server.app import create_app, ledger_scope
 from edge_server.app_http import DEVICE_ROUTES
-from edge_server.auth import new_nonce, sign_envelope, sign_read
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.evaluations_protocol import evaluation_to_json, make_evaluation, sign_evaluation
-from edge_server.protocol import SIGNATURE_HEADER, SigningScope, UpdateEnvelope, envelope_to_json
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from fednode.codec import encode_params
@@ -40,6 +36,10 @@ from fednode.network import keys as keyring
 from fednode.network.keys import KEYSTORE_SCRYPT_N
 from fednode.network.manager import network_down, network_up
 from fednode.network.node import rpc_call, stop_nodes
+from fednode.site.device_client import DeviceIdentity, EdgeClient
+from fednode.update.envelope import SIGNATURE_HEADER, SigningScope, UpdateEnvelope, envelope_to_json
+from fednode.update.evaluation import evaluation_to_json, make_evaluation, sign_evaluation
+from fednode.update.signing import new_nonce, sign_envelope, sign_read
 from tests.chainkit import require_geth
 from tests.integration.test_netns_federation import _in_ns, _ip
 from tests.unit.edge_server.edge_server_harness import (

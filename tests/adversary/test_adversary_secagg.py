@@ -23,7 +23,6 @@ from edge_server.cohort import vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.cohort_protocol import advertisement_bytes
 from edge_server.cohort_trust import CohortRefusedError
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.secagg import (
     combine_shares,
     dequantize,
@@ -34,6 +33,7 @@ from edge_server.secagg import (
 )
 from edge_server.service import enroll_device
 from fednode.codec import decode_params
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from tests.unit.edge_server.cohort_harness import (
     SECURE_EXAMPLES,
     TEMPLATE,

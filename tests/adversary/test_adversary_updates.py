@@ -37,10 +37,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from edge_server.app import create_app, ledger_scope
-from edge_server.auth import new_nonce, sign_envelope
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity
-from edge_server.protocol import SIGNATURE_HEADER, SigningScope, UpdateEnvelope, envelope_to_json
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
@@ -52,9 +49,12 @@ from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.chain.revert import revert_error_from
 from fednode.cli import audit_cmd
 from fednode.codec import decode_params, encode_params
+from fednode.site.device_client import DeviceIdentity
 from fednode.types import TaskSpec
 from fednode.update.entropy import compress_codes
+from fednode.update.envelope import SIGNATURE_HEADER, SigningScope, UpdateEnvelope, envelope_to_json
 from fednode.update.packing import encode_int8, encode_top_k, pack_delta
+from fednode.update.signing import new_nonce, sign_envelope
 from tests.chainkit import AnvilNode, deploy_consortium, labelled_account, running_anvil
 
 SHAPES = {"b": (1,), "w": (4,)}

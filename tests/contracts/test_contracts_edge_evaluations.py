@@ -9,9 +9,9 @@ from web3 import Web3
 
 from edge_server.evaluation_store import EvaluationStatus, EvaluationStore
 from edge_server.evaluations_outbox import EvaluationOutbox
-from edge_server.evaluations_protocol import make_evaluation
 from fednode.chain import Web3Ledger
 from fednode.types import NO_METRIC_MICRO
+from fednode.update.evaluation import make_evaluation
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ import pytest
 from edge_server.cohort import cohort_config, vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.intake import template_of
 from edge_server.service import EdgeServer, enroll_device
 from fednode.chain.deploy import EdgeRegistration
 from fednode.chain.web3_ledger import Web3Ledger
 from fednode.codec import decode_params, encode_params
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from fednode.types import TaskSpec
 from tests.chainkit import AnvilNode, deploy_consortium, labelled_account, running_anvil
 

@@ -27,12 +27,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
-from edge_server.auth import new_nonce
 from edge_server.crash import CRASH_ENV, CRASH_EXIT_CODE, CRASH_POINTS
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.evaluation_store import EvaluationStatus, EvaluationStore
 from edge_server.evaluations_outbox import EvaluationOutbox
-from edge_server.evaluations_protocol import make_evaluation
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore, UpdateStatus
 from edge_server.submitter import Submitter
@@ -41,7 +38,10 @@ from fednode.chain.web3_ledger import Web3Ledger
 from fednode.codec import encode_params
 from fednode.errors import ChainError
 from fednode.network.keys import write_key_file
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from fednode.types import TaskSpec
+from fednode.update.evaluation import make_evaluation
+from fednode.update.signing import new_nonce
 from tests.chainkit import (
     REPO_ROOT,
     AnvilNode,
@@ -122,7 +122,7 @@ def _wait(predicate: Callable[[], bool], *, timeout: float, tick: Callable[[], N
 
 
 def _envelope_row(store: EdgeStore, task_id: int, fill: float = 0.1, base: int = 0) -> Any:
-    from edge_server.protocol import UpdateEnvelope
+    from fednode.update.envelope import UpdateEnvelope
 
     payload = encode_params(_params(fill))
     envelope = UpdateEnvelope("dev-1", task_id, base, 10, 0, payload, new_nonce(),

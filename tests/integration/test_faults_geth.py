@@ -20,7 +20,6 @@ import jax
 import numpy as np
 import pytest
 
-from edge_server.device_client import EdgeClient
 from edge_server.service import EdgeServer
 from fednode.aggregator.round import run_round
 from fednode.auditor.replay import verify_task
@@ -28,6 +27,7 @@ from fednode.chain.connect import open_ledger
 from fednode.codec import encode_params
 from fednode.network import NetworkInfo, load_network, network_up
 from fednode.network.node import rpc_call
+from fednode.site.device_client import EdgeClient
 from fednode.tasks import initial_payload
 from fednode.types import TaskSpec, TaskState
 from tests.chainkit import (

@@ -31,7 +31,6 @@ import jax
 import numpy as np
 import pytest
 
-from edge_server.device_client import EdgeClient
 from edge_server.service import EdgeServer
 from edge_server.store import UpdateStatus
 from fednode.aggregator.round import run_round
@@ -46,6 +45,7 @@ from fednode.device.train import train_local
 from fednode.errors import ChainTimeoutError
 from fednode.network import NetworkInfo, load_network
 from fednode.network.node import rpc_call
+from fednode.site.device_client import EdgeClient
 from fednode.tasks import heart_task_spec, initial_payload
 from fednode.types import TaskSpec, TaskState
 from tests.chainkit import (

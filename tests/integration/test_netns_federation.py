@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from edge_server.device_client import DeviceIdentity
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from fednode.errors import NetworkError
@@ -30,6 +29,7 @@ from fednode.network import build_clique_genesis, find_geth
 from fednode.network import keys as keyring
 from fednode.network.layout import checked_geth_version
 from fednode.network.node import log_tail, stop_nodes
+from fednode.site.device_client import DeviceIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
@@ -155,7 +155,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 from eth_account import Account
-from edge_server.device_client import DeviceIdentity, EdgeClient
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from fednode.chain.connection import connect_web3
 from fednode.chain.deploy import (EdgeRegistration, deploy_consortium, write_deployment,
                                   read_deployment)

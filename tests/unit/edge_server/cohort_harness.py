@@ -20,13 +20,13 @@ from edge_server.app import create_app
 from edge_server.cohort import CohortConfig, cohort_config, vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.intake import template_of
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
 from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.codec import encode_params
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from fednode.types import TaskSpec
 from tests.unit.edge_server.edge_server_harness import EDGE, NOW, make_consortium, make_params
 

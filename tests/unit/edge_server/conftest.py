@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from edge_server.app import create_app
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 
 
 @pytest.fixture

@@ -11,16 +11,16 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from edge_server.app import ledger_scope
-from edge_server.auth import new_nonce, sign_envelope, sign_read
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.protocol import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
 from edge_server.store import EdgeStore
 from edge_server.submitter import Submitter
 from fednode.chain.constants import AGGREGATOR_ROLE, PUBLISHER_ROLE
 from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.codec import encode_params
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from fednode.types import TaskSpec
+from fednode.update.envelope import SIGNATURE_HEADER, UpdateEnvelope, envelope_to_json
+from fednode.update.signing import new_nonce, sign_envelope, sign_read
 
 NOW = 1_700_000_000
 EDGE = "0x00000000000000000000000000000000000000Ed"

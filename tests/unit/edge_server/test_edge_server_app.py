@@ -13,10 +13,10 @@ from edge_server_harness import AGGREGATOR, NOW, OTHER_EDGE, Harness, make_param
 from fastapi.testclient import TestClient
 
 from edge_server.app import create_app
-from edge_server.device_client import DeviceIdentity
-from edge_server.protocol import SIGNATURE_HEADER
 from fednode.codec import digest_bytes, encode_params
 from fednode.errors import ChainError
+from fednode.site.device_client import DeviceIdentity
+from fednode.update.envelope import SIGNATURE_HEADER
 
 BAD_TASK = 2  # bad requests go to task 2; tasks 1 and 3 hold accepted updates
 

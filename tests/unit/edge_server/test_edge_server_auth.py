@@ -6,8 +6,16 @@ import dataclasses
 
 import pytest
 
-from edge_server.auth import (
-    check_timestamp,
+from edge_server.auth import check_timestamp
+from fednode.codec import digest_bytes
+from fednode.errors import FednodeValueError, UpdateRejectedError
+from fednode.update.envelope import (
+    UpdateEnvelope,
+    envelope_to_json,
+    parse_envelope,
+    signing_message,
+)
+from fednode.update.signing import (
     device_id_for,
     generate_private_key,
     private_key_from_hex,
@@ -17,9 +25,6 @@ from edge_server.auth import (
     sign_envelope,
     verify_envelope,
 )
-from edge_server.protocol import UpdateEnvelope, envelope_to_json, parse_envelope, signing_message
-from fednode.codec import digest_bytes
-from fednode.errors import FednodeValueError, UpdateRejectedError
 
 ENVELOPE = UpdateEnvelope(
     device_id="dev-1", task_id=3, base_version=2, num_examples=5, epsilon_micro=7,

@@ -14,12 +14,12 @@ from edge_server_harness import make_params
 from edge_server.cohort import secure_mean_payload, vector_from_params
 from edge_server.cohort_client import SecureCohortDevice
 from edge_server.cohort_store import CohortStore
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.secagg import dequantize, quantize
 from edge_server.service import enroll_device
 from edge_server.store import EdgeStore
 from fednode.codec import decode_params, encode_params
 from fednode.errors import EdgeError
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 from tests.unit.edge_server.cohort_harness import (
     PLAIN_EXAMPLES,
     SECURE_EXAMPLES,

@@ -18,8 +18,8 @@ from edge_server.cohort_trust import (
     plan_reveal,
     verified_peers,
 )
-from edge_server.device_identity import DeviceIdentity
 from edge_server.secagg import generate_keypair
+from fednode.site.device_identity import DeviceIdentity
 
 CONFIG = CohortConfig(size=4, secure=True, threshold=3, min_size=3)
 IDS = [f"d-{i}" for i in range(4)]

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from edge_server_harness import Harness, make_params
 
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from fednode.codec import encode_params
 from fednode.errors import CodecError, EdgeError, FednodeValueError
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> EdgeClient:

@@ -9,20 +9,20 @@ import pytest
 from edge_server_harness import AGGREGATOR, NOW, Harness, make_params
 
 from edge_server.app import ledger_scope
-from edge_server.auth import new_nonce
-from edge_server.device_client import DeviceIdentity
 from edge_server.evaluation_store import EvaluationStatus, EvaluationStore, evaluation_db_path
 from edge_server.evaluations_outbox import EvaluationOutbox
-from edge_server.evaluations_protocol import (
+from fednode.codec import encode_params
+from fednode.errors import EdgeError
+from fednode.site.device_client import DeviceIdentity
+from fednode.types import NO_METRIC_MICRO
+from fednode.update.envelope import SIGNATURE_HEADER
+from fednode.update.evaluation import (
     EvaluationEnvelope,
     evaluation_to_json,
     make_evaluation,
     sign_evaluation,
 )
-from edge_server.protocol import SIGNATURE_HEADER
-from fednode.codec import encode_params
-from fednode.errors import EdgeError
-from fednode.types import NO_METRIC_MICRO
+from fednode.update.signing import new_nonce
 
 
 def _envelope(harness: Harness, task_id: int = 1, version: int = 0, **fields) -> EvaluationEnvelope:

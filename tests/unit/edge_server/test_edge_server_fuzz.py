@@ -9,7 +9,7 @@ from edge_server_harness import Harness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_server.protocol import SIGNATURE_HEADER
+from fednode.update.envelope import SIGNATURE_HEADER
 
 FIELDS = [
     "device_id", "task_id", "base_version", "num_examples", "epsilon_micro", "payload",

@@ -17,11 +17,11 @@ from edge_server.intake import (
     check_task_accepts,
     template_of,
 )
-from edge_server.protocol import UpdateEnvelope
 from fednode.codec import encode_params
 from fednode.errors import UpdateRejectedError
 from fednode.types import TaskRecord, TaskSpec, TaskState
 from fednode.update.entropy import compress_codes
+from fednode.update.envelope import UpdateEnvelope
 from fednode.update.packing import encode_int8, pack_delta
 
 TEMPLATE = template_of(encode_params(make_params()))

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from edge_server.app import create_app
 from edge_server.config import EdgeConfig
 from edge_server.crash import CrashHook
-from edge_server.device_client import DeviceIdentity, EdgeClient
 from edge_server.logs import JsonLineFormatter
 from edge_server.metrics import EdgeMetrics
 from edge_server.ratelimit import RateLimiter
@@ -24,6 +23,7 @@ from edge_server.store import EdgeStore
 from edge_server.tls import generate_self_signed_cert
 from fednode.cli.device_cmd import add_device_parser
 from fednode.errors import EdgeError, FednodeError, FednodeValueError, UpdateRejectedError
+from fednode.site.device_client import DeviceIdentity, EdgeClient
 
 
 def fednode_main(argv: list[str]) -> int:
@@ -147,7 +147,8 @@ def test_crash_hook_refuses_unknown_points_and_ignores_unarmed_rows() -> None:
 def test_fednode_device_enroll_from_key_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Arrange
     identity_path, db = tmp_path / "device.json", tmp_path / "edge.sqlite"
-    assert fednode_main(["device", "keygen", "--out", str(identity_path), "--device-id", "d-1"]) == 0
+    keygen = ["device", "keygen", "--out", str(identity_path), "--device-id", "d-1"]
+    assert fednode_main(keygen) == 0
     public = json.loads(capsys.readouterr().out)["public_key"]
 
     # Act

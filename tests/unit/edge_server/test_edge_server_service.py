@@ -13,26 +13,27 @@ import pytest
 from edge_server_harness import EDGE, make_consortium, make_params
 
 from edge_server.config import EdgeConfig
-from edge_server.device_client import DeviceIdentity, EdgeClient
-from edge_server.protocol import SIGNATURE_HEADER
 from edge_server.service import EdgeServer, build_web3_ledger, enroll_device, main
 from edge_server.store import EdgeStore, UpdateStatus
 from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.errors import EdgeError, FednodeError, FednodeValueError
+from fednode.site.device_client import DeviceIdentity, EdgeClient
+from fednode.update.envelope import SIGNATURE_HEADER
 
 MODULES = [
     "edge_server", "edge_server.app", "edge_server.auth", "edge_server.config",
-    "edge_server.device_client", "edge_server.intake", "edge_server.protocol",
+    "fednode.site.device_client", "edge_server.intake", "edge_server.protocol",
     "edge_server.service", "edge_server.store", "edge_server.submitter", "edge_server.crash",
     "edge_server.outbox", "edge_server.metrics", "edge_server.ratelimit", "edge_server.logs",
     "edge_server.tls", "edge_server.secagg", "edge_server.cohort", "edge_server.cohort_app",
     "edge_server.cohort_client", "edge_server.cohort_protocol", "edge_server.cohort_store",
     "edge_server.cohort_store_records", "edge_server.cohort_store_sql", "edge_server.store_schema",
     "edge_server.store_rows", "edge_server.store_outbox", "edge_server.evaluations",
-    "edge_server.evaluations_outbox", "edge_server.evaluations_protocol",
+    "edge_server.evaluations_outbox", "fednode.update.evaluation",
     "edge_server.evaluation_store", "edge_server.app_http", "edge_server.app_views",
-    "edge_server.device_identity", "edge_server.tx_kind", "edge_server.tx_outbox",
-    "edge_server.cohort_trust",
+    "fednode.site.device_identity", "edge_server.tx_kind", "edge_server.tx_outbox",
+    "edge_server.cohort_trust", "fednode.update.envelope", "fednode.update.signing",
+    "fednode.site.tls", "fednode.site.hospital",
 ]  # fmt: skip
 
 

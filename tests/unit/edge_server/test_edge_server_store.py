@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from edge_server_harness import NOW
 
-from edge_server.protocol import UpdateEnvelope
 from edge_server.store import SCHEMA_VERSION, EdgeStore, UpdateStatus
 from fednode.errors import FednodeValueError, UpdateRejectedError
+from fednode.update.envelope import UpdateEnvelope
 
 SCHEMA_SHA256 = "5fe8571a670a675fc4479dfa83b5eb3cc9a634b33a3d7de611ca3e8e3f9b62d0"
 """sha256 of every table and index definition as schema version 3 first wrote them (version 3:

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from edge_server_harness import EDGE, NOW, Harness, make_consortium, make_params
 
-from edge_server.protocol import UpdateEnvelope
 from edge_server.store import EdgeStore, UpdateStatus
 from edge_server.submitter import Submitter
 from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.codec import encode_params
 from fednode.errors import ChainError, ChainTimeoutError
+from fednode.update.envelope import UpdateEnvelope
 
 
 class FlakyLedger:

@@ -15,17 +15,17 @@ import pytest
 from edge_server_harness import AGGREGATOR, EDGE, NOW, make_consortium, make_params
 from signing_ledger import SigningLedger
 
-from edge_server.auth import new_nonce
 from edge_server.evaluation_store import EvaluationStore
 from edge_server.evaluations_outbox import EvaluationOutbox
-from edge_server.evaluations_protocol import make_evaluation
 from edge_server.outbox import Outbox
-from edge_server.protocol import UpdateEnvelope
 from edge_server.store import EdgeStore
 from edge_server.tx_outbox import TxOutbox
 from fednode.chain.memory_ledger import InMemoryLedger
 from fednode.codec import encode_params
 from fednode.errors import ChainError
+from fednode.update.envelope import UpdateEnvelope
+from fednode.update.evaluation import make_evaluation
+from fednode.update.signing import new_nonce
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Edge: the device -> edge wire format of a signed per-site evaluation of a global version.
+"""Update: the device -> edge wire format of a signed per-site evaluation of a global version.
 
 A device evaluates final global ``version`` of a task on its own local test split and posts::
 
@@ -10,7 +10,7 @@ A device evaluates final global ``version`` of a task on its own local test spli
 with ``X-Fednode-Signature: <base64 Ed25519 signature>`` over
 :func:`evaluation_signing_message` (its own domain line, so an update signature can never be
 replayed as an evaluation). As for updates, the signed scope (edge, chain, deployment; see
-``edge_server.protocol.SigningScope``) keeps an evaluation from being replayed elsewhere.
+``fednode.update.envelope.SigningScope``) keeps an evaluation from being replayed elsewhere.
 Metrics are fractions in [0, 1] in micro units, as on chain; ``secondary_micro`` is
 ``NO_METRIC_MICRO`` (2**32 - 1) when the second metric is undefined.
 """
@@ -24,18 +24,18 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_server.protocol import _NONCE as NONCE_PATTERN
-from edge_server.protocol import (
-    DEVICE_ID_PATTERN,
-    SCOPE_FIELDS,
-    SigningScope,
-    _check_int,
-    _check_text,
-    _load_object,
-)
 from fednode.chain.records import metric_micro, secondary_micro
 from fednode.errors import UpdateRejectedError
 from fednode.types import METRIC_SCALE, NO_METRIC_MICRO
+from fednode.update.envelope import (
+    DEVICE_ID_PATTERN,
+    NONCE_PATTERN,
+    SCOPE_FIELDS,
+    SigningScope,
+    check_int,
+    check_text,
+    load_object,
+)
 
 __all__ = [
     "EVALUATION_SIGNING_DOMAIN",
@@ -145,14 +145,14 @@ def parse_evaluation(body: bytes) -> EvaluationEnvelope:
       ...
       fednode.errors.UpdateRejectedError: bad_metric: metric_micro must be in 0..1000000
     """
-    fields = _load_object(body)
+    fields = load_object(body)
     missing, unknown = sorted(_FIELDS - set(fields)), sorted(set(fields) - _FIELDS)
     if missing or unknown:
         raise UpdateRejectedError("bad_request", f"missing fields {missing}, unknown {unknown}")
-    ints = {name: _check_int(name, fields[name]) for name in _INT_FIELDS}
+    ints = {name: check_int(name, fields[name]) for name in _INT_FIELDS}
     scope = SigningScope.from_json(fields)
-    device_id = _check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN)
-    nonce = _check_text("nonce", fields["nonce"], NONCE_PATTERN)
+    device_id = check_text("device_id", fields["device_id"], DEVICE_ID_PATTERN)
+    nonce = check_text("nonce", fields["nonce"], NONCE_PATTERN)
     if ints["metric_micro"] > METRIC_SCALE:
         raise UpdateRejectedError("bad_metric", f"metric_micro must be in 0..{METRIC_SCALE}")
     if ints["secondary_micro"] > METRIC_SCALE and ints["secondary_micro"] != NO_METRIC_MICRO:
@@ -168,7 +168,7 @@ def sign_evaluation(key: Ed25519PrivateKey, envelope: EvaluationEnvelope) -> str
     """The base64 signature header value for an evaluation.
 
     Example:
-      >>> from edge_server.auth import generate_private_key
+      >>> from fednode.update.signing import generate_private_key
       >>> key = generate_private_key()
       >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1)
       >>> verify_evaluation(key.public_key(), env, base64.b64decode(sign_evaluation(key, env)))
@@ -185,7 +185,7 @@ def verify_evaluation(
       UpdateRejectedError: ``bad_signature``.
 
     Example:
-      >>> from edge_server.auth import generate_private_key
+      >>> from fednode.update.signing import generate_private_key
       >>> env = EvaluationEnvelope("dev-1", 1, 0, 5, 6, 7, "00" * 8, 1)
       >>> key = generate_private_key().public_key()
       >>> verify_evaluation(key, env, bytes(64))  # doctest: +ELLIPSIS

@@ -1,6 +1,6 @@
-"""Device: a device's identity, its id and Ed25519 signing key (the key never leaves it).
+"""Site: a device's identity, its id and Ed25519 signing key (the key never leaves it).
 
-``edge_server.device_client`` signs every request with it (and re-exports it). The identity
+``fednode.site.device_client`` signs every request with it (and re-exports it). The identity
 file may also pin the scope the device signs for (its edge's operator address, the chain id
 and the deployment's UpdateLedger): then the device refuses an edge that reports another one.
 """
@@ -16,15 +16,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_server.auth import (
+from fednode.errors import FednodeValueError, UpdateRejectedError
+from fednode.update.envelope import SigningScope
+from fednode.update.signing import (
     device_id_for,
     generate_private_key,
     private_key_from_hex,
     private_key_to_hex,
     public_key_to_hex,
 )
-from edge_server.protocol import SigningScope
-from fednode.errors import FednodeValueError, UpdateRejectedError
 
 __all__ = ["DeviceIdentity"]
 

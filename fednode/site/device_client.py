@@ -1,6 +1,6 @@
-"""Device: the device side of the edge protocol (keys, HTTP); fednode.device stays pure.
+"""Site: the device side of the edge protocol (keys, HTTP); fednode.device stays pure.
 
-A device holds an Ed25519 identity (``edge_server.device_identity``, re-exported here), pulls
+A device holds an Ed25519 identity (``fednode.site.device_identity``, re-exported here), pulls
 its task and the global model from its edge server, and posts each signed delta. Every refusal
 from the edge becomes ``EdgeError(status, reason)``; ``reason`` is the edge's machine-readable
 code and ``detail`` its explanation; a transport failure is ``EdgeError(0, "unreachable")``.
@@ -22,19 +22,14 @@ from typing import Any
 
 import httpx
 
-from edge_server.auth import new_nonce, sign_envelope, sign_read
-from edge_server.device_identity import DeviceIdentity
-from edge_server.evaluations_protocol import evaluation_to_json, make_evaluation, sign_evaluation
-from edge_server.protocol import (
-    SIGNATURE_HEADER,
-    SigningScope,
-    UpdateEnvelope,
-    envelope_to_json,
-)
-from edge_server.tls import client_ssl_context
 from fednode.codec import Params, decode_params, digest_bytes, encode_params
 from fednode.errors import CodecError, EdgeError, UpdateRejectedError
+from fednode.site.device_identity import DeviceIdentity
+from fednode.site.tls import client_ssl_context
 from fednode.types import TaskRecord, TaskSpec, TaskState
+from fednode.update.envelope import SIGNATURE_HEADER, SigningScope, UpdateEnvelope, envelope_to_json
+from fednode.update.evaluation import evaluation_to_json, make_evaluation, sign_evaluation
+from fednode.update.signing import new_nonce, sign_envelope, sign_read
 
 __all__ = ["DeviceIdentity", "EdgeClient"]
 
