@@ -1,4 +1,5 @@
-"""All stages: the frozen value types that travel between device, edge, chain, aggregator and auditor."""
+"""All stages: the frozen value types that travel between device, edge, chain, aggregator and
+auditor."""
 
 from __future__ import annotations
 
