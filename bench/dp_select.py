@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from learning_common import federate, scores, with_extra
+from learning_common import federate, scores, with_options
 
 from fednode.device import SiteData
 from fednode.device.train import local_loss
@@ -82,7 +82,7 @@ def select_config(sites: Sequence[SiteData], base: TaskSpec, epsilon: float) -> 
     rows = []
     for values in itertools.product(*GRID.values()):
         config = dict(zip(GRID, values, strict=True))
-        spec = with_extra(dataclasses.replace(base, **config, epsilon_budget=epsilon),
+        spec = with_options(dataclasses.replace(base, **config, epsilon_budget=epsilon),
                           dp_unit="example")
         site_specs, _ = dp_site_specs(fit, spec, epsilon)
         accs = [scores(federate(fit, dataclasses.replace(spec, seed=s), seed=s,

@@ -64,7 +64,7 @@ def _publish_tasks(network: Path, count: int, cohort: int, num_features: int) ->
     publisher = open_ledger(network, "publisher")
     spec = TaskSpec(
         name="load", data_schema="uci-heart-v1", num_features=num_features, rounds=1,
-        min_updates=10_000, max_update_norm=100.0, extra={"edge_cohort": {"size": cohort}},
+        min_updates=10_000, max_update_norm=100.0, edge_cohort={"size": cohort},
     )  # fmt: skip
     payload = encode_params(_params(num_features, 0.0))
     return [publisher.publish_task(replace(spec, name=f"load-{i}"), payload) for i in range(count)]

@@ -29,7 +29,7 @@ from fednode.codec import decode_params
 from fednode.privacy import dp_steps_per_round, epsilon_spent, site_privacy_spec
 from fednode.tasks import heart_task_spec, initial_payload, with_private_training
 from dp_select import dp_site_specs, median_example_grad_norm, select_config
-from learning_common import federate, scores, sign_flip, summarize, with_extra
+from learning_common import federate, scores, sign_flip, summarize, with_options
 from sim_heart import normalize_sites, run_seed
 
 log = logging.getLogger("learning")
@@ -44,10 +44,10 @@ def experiment_strategies(sites, seeds) -> dict:
         "fedadam lr=0.3": dataclasses.replace(BASE, server_optimizer="adam", server_learning_rate=0.3),
         "fedyogi lr=0.1": dataclasses.replace(BASE, server_optimizer="yogi", server_learning_rate=0.1),
         "fedadagrad lr=0.3": dataclasses.replace(BASE, server_optimizer="adagrad", server_learning_rate=0.3),
-        "fedavgm lr=1 m=0.5": with_extra(dataclasses.replace(BASE, server_optimizer="sgd"),
+        "fedavgm lr=1 m=0.5": with_options(dataclasses.replace(BASE, server_optimizer="sgd"),
                                           server_optimizer_params={"momentum": 0.5}),
-        "bias-corrected fedavg (n^0.5)": with_extra(BASE, aggregation_params={"example_power": 0.5}),
-        "bias-corrected fedavg (n^0)": with_extra(BASE, aggregation_params={"example_power": 0.0}),
+        "bias-corrected fedavg (n^0.5)": with_options(BASE, aggregation_params={"example_power": 0.5}),
+        "bias-corrected fedavg (n^0)": with_options(BASE, aggregation_params={"example_power": 0.0}),
     }
     out = {name: _run(sites, spec, seeds) for name, spec in specs.items()}
     out["fedavg + 1 local fine-tune epoch per site"] = _run(sites, BASE, seeds, fine_tune=True)
@@ -67,7 +67,7 @@ def experiment_robust(sites, seeds) -> dict:
     out = {}
     for attack_name, factor in (("sign_flip x-1", -1.0), ("scaled x-10", -10.0)):
         for rule_name, (agg, params) in rules.items():
-            spec = with_extra(dataclasses.replace(BASE, aggregation=agg), aggregation_params=params)
+            spec = with_options(dataclasses.replace(BASE, aggregation=agg), aggregation_params=params)
             out[f"4 hospitals, VA {attack_name}, {rule_name}"] = _run(
                 sites, spec, seeds, attack=sign_flip({3}, factor))
             if attack_name.startswith("scaled"):
@@ -81,7 +81,7 @@ def experiment_robust(sites, seeds) -> dict:
     bad = set(range(0, len(devices), 5))  # every 5th device: 20%
     for rule_name, (agg, params) in rules.items():
         params = {"num_byzantine": len(bad)} if agg == "krum" else params
-        spec = with_extra(dataclasses.replace(BASE, aggregation=agg, min_updates=len(devices)),
+        spec = with_options(dataclasses.replace(BASE, aggregation=agg, min_updates=len(devices)),
                           aggregation_params=params)
         out[f"{len(devices)} devices clean, {rule_name}"] = _run(devices, spec, seeds, eval_sites=sites)
         out[f"{len(devices)} devices, 20% x-10, {rule_name}"] = _run(
@@ -90,13 +90,13 @@ def experiment_robust(sites, seeds) -> dict:
 
 
 def experiment_dp(sites, seeds, epsilon: float = 1.0) -> dict:
-    dp = with_extra(dataclasses.replace(BASE, clip_norm=1.0, epsilon_budget=epsilon),
+    dp = with_options(dataclasses.replace(BASE, clip_norm=1.0, epsilon_budget=epsilon),
                     dp_unit="example")
     site_specs, spent = dp_site_specs(sites, dp, epsilon)
     no_dp = _run(sites, BASE, seeds)
     final, _ = federate(sites, BASE, seed=seeds[0])
     selection = select_config(sites, BASE, epsilon)
-    chosen = with_extra(dataclasses.replace(BASE, **selection["chosen"], epsilon_budget=epsilon),
+    chosen = with_options(dataclasses.replace(BASE, **selection["chosen"], epsilon_budget=epsilon),
                         dp_unit="example")
     chosen_specs, chosen_spent = dp_site_specs(sites, chosen, epsilon)
     name = ", ".join(f"{k}={v}" for k, v in selection["chosen"].items())

@@ -115,8 +115,8 @@ def summarize(runs: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
                 "max": max(r[k] for r in runs)} for k in keys}
 
 
-def with_extra(spec: TaskSpec, **extra: Any) -> TaskSpec:
-    return dataclasses.replace(spec, extra={**spec.extra, **extra})
+def with_options(spec: TaskSpec, **options: Any) -> TaskSpec:
+    return dataclasses.replace(spec, **options)
 
 
 def sign_flip(bad: set[int], factor: float = -1.0) -> Attack:

@@ -54,7 +54,7 @@ HEART_DEFAULTS = TaskSpec(
     local_epochs=5,
     batch_size=32,
     learning_rate=0.1,
-    extra={"local_optimizer": "sgd"},
+    local_optimizer="sgd",
 )
 """Tuned defaults: logistic regression, plain SGD lr 0.1, 5 local epochs of batch 32, 10 rounds.
 
@@ -154,7 +154,7 @@ def spec_from_args(args: argparse.Namespace) -> TaskSpec:
         batch_size=args.batch_size or HEART_DEFAULTS.batch_size,
         learning_rate=args.lr or HEART_DEFAULTS.learning_rate,
         proximal_mu=args.mu if args.mu is not None else HEART_DEFAULTS.proximal_mu,
-        extra={"local_optimizer": args.optimizer or HEART_DEFAULTS.extra["local_optimizer"]},
+        local_optimizer=args.optimizer or HEART_DEFAULTS.local_optimizer,
     )
 
 

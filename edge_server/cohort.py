@@ -1,7 +1,8 @@
 """Edge: cohort aggregation math: N devices' deltas become one weighted-mean update (pure).
 
-A task opts in with ``spec.extra["edge_cohort"] = {"size": N, "secure": bool}`` (optional
-``threshold`` and ``min_size``, secure only, and ``timeout_s``). The edge then collects N
+A task opts in with ``spec.edge_cohort = EdgeCohort(size=N, secure=bool)`` (optional
+``threshold`` and ``min_size``, secure only, and ``timeout_s``; ``fednode.types`` checks
+them). The edge then collects N
 devices' deltas for one (task, base version) and submits one update: the mean of the deltas
 weighted by ``num_examples``, with ``num_examples`` the cohort total and ``epsilon_micro`` the
 largest of the members' (the members' data are disjoint, so their spends compose in parallel).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from edge_server.intake import TensorSpec
 from edge_server.secagg import choose_scale, dequantize
 from fednode.codec import decode_params, encode_params, flatten_params, unflatten_params
 from fednode.errors import CodecError, UpdateRejectedError
-from fednode.types import TaskSpec
+from fednode.types import MIN_SECURE_INPUTS, TaskSpec
 
 __all__ = [
     "COHORT_KEY",
@@ -39,11 +40,7 @@ __all__ = [
 ]
 
 COHORT_KEY = "edge_cohort"
-_MAX_SIZE = 256
-MIN_SECURE_INPUTS = 3
-"""Fewest masked inputs a secure cohort's sum may hold: the sum goes on chain, and a sum of two
-tells each of the two the other's delta."""
-_KEYS = frozenset({"size", "secure", "threshold", "min_size", "timeout_s"})
+"""The task spec field (and job-file table) naming a task's cohorts."""
 
 
 @dataclass(frozen=True)
@@ -77,49 +74,22 @@ class CohortConfig:
 def cohort_config(spec: TaskSpec) -> CohortConfig | None:
     """The task's cohort settings, or None when devices' updates go on chain one by one.
 
-    A secure cohort needs ``size >= 3``, ``size // 2 < threshold <= size`` (default
-    ``size // 2 + 1``) and ``3 <= min_size <= size`` (default ``max(3, threshold)``).
-
-    Raises:
-      UpdateRejectedError: ``bad_cohort`` when ``extra["edge_cohort"]`` is malformed.
+    ``TaskSpec.edge_cohort`` is checked when the spec is built (``fednode.types.EdgeCohort``):
+    a secure cohort has ``size >= 3``, ``size // 2 < threshold <= size`` (default
+    ``size // 2 + 1``) and ``3 <= min_size <= size`` (default ``max(3, threshold)``); a spec
+    read from the chain that breaks these never becomes a TaskSpec.
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2,
-      ...                 extra={"edge_cohort": {"size": 4, "secure": True}})
+      ...                 edge_cohort={"size": 4, "secure": True})
       >>> cohort_config(spec)
       CohortConfig(size=4, secure=True, threshold=3, min_size=3, timeout_s=60.0)
     """
-    raw = spec.extra.get(COHORT_KEY)
-    if raw is None:
+    cohort = spec.edge_cohort
+    if cohort is None:
         return None
-    if not isinstance(raw, Mapping) or set(raw) - _KEYS:
-        raise UpdateRejectedError("bad_cohort", f"{COHORT_KEY} must be an object of known keys")
-    size, secure = raw.get("size"), raw.get("secure", False)
-    if not _is_int(size) or not 1 <= size <= _MAX_SIZE or not isinstance(secure, bool):
-        raise UpdateRejectedError("bad_cohort", f"size must be 1..{_MAX_SIZE}, secure a bool")
-    timeout_s = raw.get("timeout_s", 60.0)
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
-        raise UpdateRejectedError("bad_cohort", "timeout_s must be a number > 0")
-    if not secure:
-        if set(raw) & {"threshold", "min_size"}:
-            raise UpdateRejectedError("bad_cohort", "threshold and min_size are for secure cohorts")
-        return CohortConfig(size, False, size, size, float(timeout_s))
-    threshold, min_size = _secure_bounds(raw, size)
-    return CohortConfig(size, True, threshold, min_size, float(timeout_s))
-
-
-def _secure_bounds(raw: Mapping[str, Any], size: int) -> tuple[int, int]:
-    if size < MIN_SECURE_INPUTS:
-        raise UpdateRejectedError("bad_cohort", "a secure cohort needs at least 3 devices")
-    threshold = raw.get("threshold", size // 2 + 1)
-    if not _is_int(threshold) or not size // 2 < threshold <= size:
-        raise UpdateRejectedError(
-            "bad_cohort", f"threshold must be more than half of the cohort: {size // 2 + 1}..{size}"
-        )
-    min_size = raw.get("min_size", max(MIN_SECURE_INPUTS, threshold))
-    if not _is_int(min_size) or not MIN_SECURE_INPUTS <= min_size <= size:
-        raise UpdateRejectedError("bad_cohort", f"min_size must be in {MIN_SECURE_INPUTS}..{size}")
-    return threshold, min_size
+    threshold, min_size = cohort.bounds()
+    return CohortConfig(cohort.size, cohort.secure, threshold, min_size, cohort.timeout_s)
 
 
 def secure_scale(spec: TaskSpec) -> float:
@@ -223,7 +193,3 @@ def secure_mean_payload(
     """
     weighted = dequantize(masked_sum, scale=scale)
     return payload_from_vector(weighted * (cohort_examples / survivor_examples), template)
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)

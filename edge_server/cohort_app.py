@@ -1,6 +1,6 @@
 """Edge: the HTTP side of edge cohorts: plain deltas through /v1/updates, secure rounds here.
 
-A task with ``spec.extra["edge_cohort"]`` (edge_server.cohort) takes no single-device updates:
+A task with ``spec.edge_cohort`` (edge_server.cohort) takes no single-device updates:
 
 - plain (``secure`` false): devices post ordinary signed updates to ``POST /v1/updates``; each
   is validated like any update and stored as a cohort member (answer 202 ``collecting``); the

@@ -6,7 +6,7 @@ Two task kinds run the cardiovascular-risk job:
   sums and sums of squares; the committed version 1 is their total, so every site can normalize
   with the consortium-wide mean and standard deviation without sharing a record;
 * the **heart task** (logistic regression or MLP, rule ``fedavg``), whose spec names the
-  feature-stats task it normalizes with (``extra["normalization_task"]``).
+  feature-stats task it normalizes with (``normalization_task``).
 
 The **wearable task** (``wearable_task_spec``) classifies smart-watch activity recordings
 (BasicMotions, ``fednode.device.wearable``) with a small 1D-CNN (``model="cnn1d"``, 4 classes).
@@ -63,7 +63,7 @@ def heart_task_spec(
     """The cardiovascular-risk training task (defaults tuned in bench/sim_heart.py).
 
     Example:
-      >>> heart_task_spec(normalization_task=1).extra["normalization_task"]
+      >>> heart_task_spec(normalization_task=1).normalization_task
       1
     """
     spec = TaskSpec(
@@ -71,7 +71,7 @@ def heart_task_spec(
         model=model, hidden_sizes=tuple(hidden_sizes), rounds=rounds, min_updates=min_updates,
         local_epochs=5, batch_size=32, learning_rate=0.1, max_update_norm=50.0,
         deadline=deadline, seed=seed, metric_floor=HEART_METRIC_FLOOR,
-        extra={"normalization_task": int(normalization_task), "local_optimizer": "sgd"},
+        normalization_task=int(normalization_task), local_optimizer="sgd",
     )
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
@@ -101,13 +101,13 @@ def with_private_training(
 
     Example:
       >>> spec = with_private_training(heart_task_spec(normalization_task=1), epsilon=1.0)
-      >>> spec.epsilon_budget, spec.batch_size, spec.extra["noise_calibration"]
+      >>> spec.epsilon_budget, spec.batch_size, spec.noise_calibration
       (1.0, 128, 'per_site')
     """
     settings = dict(HEART_DP_SGD if local is None else local)
-    extra = {**spec.extra, "dp_unit": "example", "noise_calibration": "per_site"}
     return dataclasses.replace(spec, **settings, epsilon_budget=float(epsilon), delta=delta,
-                               accountant=accountant, noise_multiplier=0.0, extra=extra)
+                               accountant=accountant, noise_multiplier=0.0, dp_unit="example",
+                               noise_calibration="per_site")
 
 
 def with_site_weighting(spec: TaskSpec, *, example_power: float) -> TaskSpec:
@@ -116,11 +116,11 @@ def with_site_weighting(spec: TaskSpec, *, example_power: float) -> TaskSpec:
 
     Example:
       >>> spec = with_site_weighting(heart_task_spec(normalization_task=1), example_power=0.0)
-      >>> spec.extra["aggregation_params"]
-      {'example_power': 0.0}
+      >>> spec.aggregation_params
+      (('example_power', 0.0),)
     """
-    params = {**spec.extra.get("aggregation_params", {}), "example_power": float(example_power)}
-    return dataclasses.replace(spec, extra={**spec.extra, "aggregation_params": params})
+    params = {**dict(spec.aggregation_params), "example_power": float(example_power)}
+    return dataclasses.replace(spec, aggregation_params=tuple(sorted(params.items())))
 
 
 def wearable_task_spec(
@@ -133,7 +133,7 @@ def wearable_task_spec(
 
     Example:
       >>> spec = wearable_task_spec()
-      >>> spec.model, spec.num_features, spec.extra["num_classes"]
+      >>> spec.model, spec.num_features, spec.num_classes
       ('cnn1d', 6, 4)
     """
     spec = TaskSpec(
@@ -141,8 +141,8 @@ def wearable_task_spec(
         num_features=len(WEARABLE_CHANNELS), model="cnn1d", hidden_sizes=tuple(conv_sizes),
         rounds=rounds, min_updates=min_updates, local_epochs=5, batch_size=8,
         learning_rate=0.01, max_update_norm=100.0, deadline=deadline, seed=seed,
-        extra={"num_classes": len(WEARABLE_CLASSES), "sequence_length": WEARABLE_STEPS,
-               "kernel_size": int(kernel_size), "local_optimizer": "adam"},
+        num_classes=len(WEARABLE_CLASSES), sequence_length=WEARABLE_STEPS,
+        kernel_size=int(kernel_size), local_optimizer="adam",
     )
     return dataclasses.replace(spec, **overrides) if overrides else spec
 

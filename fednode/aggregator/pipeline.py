@@ -20,10 +20,10 @@ import optax
 from fednode.aggregator.base import Aggregator, param_template, scale_flat, to_float32, to_float64
 from fednode.codec import flatten_params, unflatten_params
 from fednode.errors import FednodeValueError, UpdateRejectedError
+from fednode.types import STALENESS_WEIGHTINGS
 
 __all__ = ["STALENESS_WEIGHTINGS", "RuleState", "pipeline_rule", "staleness_factor"]
 
-STALENESS_WEIGHTINGS = ("constant", "sqrt")
 
 
 class RuleState(NamedTuple):

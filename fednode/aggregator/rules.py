@@ -5,7 +5,7 @@ Every rule is an ``Aggregator(init, apply)`` pair of pure functions: ``init() ->
 float32 arrays in ledger order, ``weights`` their example counts, and states are frozen
 ``*State`` tuples. ``AGGREGATORS`` maps a task's ``aggregation`` name to the rule's factory
 (averaging rules here, robust rules in ``robust.py``); ``rule_for_spec`` wraps the named rule
-(parameters from ``spec.extra["aggregation_params"]``) into the task's full pipeline: FedBuff
+(parameters from ``spec.aggregation_params``) into the task's full pipeline: FedBuff
 staleness scaling, the rule, then the server optimizer (``pipeline.py``, ``server_opt.py``).
 
 Why FedAvg is reproducible bit for bit on any machine, from the ledger alone:
@@ -188,7 +188,7 @@ def make_aggregator(name: str, **params: Any) -> Aggregator:
 def rule_for_spec(spec: TaskSpec) -> Aggregator:
     """The task's full aggregation pipeline: staleness scaling, its rule, its server optimizer.
 
-    The rule is ``spec.aggregation`` with ``spec.extra["aggregation_params"]``; the server
+    The rule is ``spec.aggregation`` with ``spec.aggregation_params``; the server
     optimizer is ``spec.server_optimizer`` at ``spec.server_learning_rate``; async tasks
     (``spec.mode == "async"``) scale stale updates (``pipeline.staleness_factor``).
 
@@ -197,11 +197,8 @@ def rule_for_spec(spec: TaskSpec) -> Aggregator:
       >>> rule_for_spec(spec).init()
       RuleState(version=0, rule=FedAvgState(num_rounds=0), server=None)
     """
-    params = spec.extra.get("aggregation_params", {})
-    if not isinstance(params, Mapping):
-        raise FednodeValueError(f"aggregation_params must be a mapping, got {params!r}")
-    rule = make_aggregator(spec.aggregation, **params)
-    staleness = str(spec.extra.get("staleness_weighting", "sqrt")) if spec.mode == "async" else ""
+    rule = make_aggregator(spec.aggregation, **dict(spec.aggregation_params))
+    staleness = spec.staleness_weighting if spec.mode == "async" else ""
     return pipeline_rule(rule, server_optimizer_for_spec(spec), staleness=staleness)
 
 

@@ -13,7 +13,6 @@ between libms) is ever called. States are frozen ``NamedTuple``s of flattened fl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -141,7 +140,7 @@ SERVER_OPTIMIZERS = {
 def server_optimizer_for_spec(spec: TaskSpec) -> optax.GradientTransformation | None:
     """The task's server optimizer, or ``None`` for ``server_optimizer == "none"``.
 
-    Parameters besides the learning rate come from ``spec.extra["server_optimizer_params"]``.
+    Parameters besides the learning rate come from ``spec.server_optimizer_params``.
 
     Raises:
       FednodeValueError: on an unknown optimizer or bad parameters.
@@ -156,9 +155,7 @@ def server_optimizer_for_spec(spec: TaskSpec) -> optax.GradientTransformation | 
         return None
     if name not in SERVER_OPTIMIZERS:
         raise FednodeValueError(f"server_optimizer must be 'none' or one of {sorted(SERVER_OPTIMIZERS)}")
-    params = spec.extra.get("server_optimizer_params", {})
-    if not isinstance(params, Mapping):
-        raise FednodeValueError(f"server_optimizer_params must be a mapping, got {params!r}")
+    params = dict(spec.server_optimizer_params)
     try:
         return SERVER_OPTIMIZERS[name](float(spec.server_learning_rate), **params)
     except TypeError as exc:

@@ -8,7 +8,7 @@ each of an edge's updates in ledger order, the epsilon its updates so far cost u
 accountant, and flags an edge whose declared sum is lower (``privacy_underdeclared``). What it
 cannot see is whether a device really added the noise; that stays the device's word.
 
-Edge-cohort tasks (``extra["edge_cohort"]``): an edge sums N devices' deltas into one update
+Edge-cohort tasks (``spec.edge_cohort``): an edge sums N devices' deltas into one update
 whose ``num_examples`` is the members' summed rows and whose ``epsilon_micro`` is the largest
 of the members' own declared increments. The members' data are disjoint (parallel
 composition), and every member's increment is at most that largest one, so the edge's on-chain
@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from fednode.auditor.checks import Finding, aggregated_in
 from fednode.privacy import (
@@ -59,7 +59,6 @@ __all__ = ["UNDERDECLARE_REL", "check_privacy_declarations", "cohort_floor", "re
 UNDERDECLARE_REL = 2e-3
 """Relative slack of the declared sum (twice ``noise_for_epsilon``'s bisection tolerance)."""
 
-_COHORT_KEY = "edge_cohort"
 
 
 def check_privacy_declarations(
@@ -72,7 +71,7 @@ def check_privacy_declarations(
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, rounds=2, clip_norm=1.0,
-      ...                 epsilon_budget=1.0, extra={"noise_calibration": "per_site"})
+      ...                 epsilon_budget=1.0, noise_calibration="per_site")
       >>> u = LedgerUpdate(1, 1, 0, "0xE", b"", 40, 0, b"", 1, b"")
       >>> [f.kind for f in check_privacy_declarations(spec, [], [u])]
       ['privacy_underdeclared']
@@ -126,7 +125,7 @@ def cohort_floor(spec: TaskSpec, num_examples: int) -> float:
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, batch_size=10,
       ...                 local_epochs=2, clip_norm=1.0, noise_multiplier=1.0,
-      ...                 extra={"dp_unit": "example", "edge_cohort": {"size": 4}})
+      ...                 dp_unit="example", edge_cohort={"size": 4})
       >>> cohort_floor(spec, 100) == epsilon_spent(1.0, 0.1, 2 * 3, delta=1e-5)
       True
     """
@@ -145,16 +144,12 @@ def _fixed_noise_floor(spec: TaskSpec, num_examples: int) -> float:
 
 
 def _cohort_size(spec: TaskSpec) -> int | None:
-    """The cohort size the spec names, or None when malformed (no bound on the members)."""
-    raw = spec.extra.get(_COHORT_KEY)
-    size = raw.get("size") if isinstance(raw, Mapping) else None
-    if isinstance(size, int) and not isinstance(size, bool) and size >= 1:
-        return size
-    return None
+    """The cohort size the spec names (checked by ``EdgeCohort``), or None without cohorts."""
+    return None if spec.edge_cohort is None else spec.edge_cohort.size
 
 
 def _example_cohort(spec: TaskSpec) -> bool:
-    return _COHORT_KEY in spec.extra and spec.extra.get("dp_unit", "update") == "example"
+    return spec.edge_cohort is not None and spec.dp_unit == "example"
 
 
 def _what(spec: TaskSpec) -> str:

@@ -37,9 +37,14 @@ def add_chain_parsers(commands: argparse._SubParsersAction) -> None:
 
     task = commands.add_parser("task", help="publish and inspect training tasks")
     verbs = task.add_subparsers(dest="verb", required=True, metavar="VERB")
-    publish = verbs.add_parser("publish", help="publish a task (spec JSON or the heart task)")
+    publish = verbs.add_parser("publish",
+                               help="publish a task (job file, spec JSON or the heart task)")
     _network_arg(publish)
-    publish.add_argument("--spec-json", type=Path, help="a TaskSpec JSON file")
+    source = publish.add_mutually_exclusive_group()
+    source.add_argument("--job", type=Path,
+                        help="a job file (TOML: schema, model, training, aggregation, privacy,"
+                             " compression, acceptance; see examples/heart/job.toml)")
+    source.add_argument("--spec-json", type=Path, help="a TaskSpec JSON file")
     publish.add_argument("--kind", choices=("heart", "feature-stats"), default="heart")
     publish.add_argument("--normalization-task", type=int, default=0)
     publish.add_argument("--rounds", type=int, default=10)
@@ -129,7 +134,11 @@ def _deploy(args: argparse.Namespace) -> int:
 def _spec_from_args(args: argparse.Namespace) -> TaskSpec:
     from fednode.tasks import feature_stats_spec, heart_task_spec
 
-    if args.spec_json is not None:
+    if getattr(args, "job", None) is not None:
+        from fednode.job import load_job
+
+        spec = load_job(args.job)
+    elif args.spec_json is not None:
         spec = TaskSpec.from_json(args.spec_json.read_bytes())
     elif args.kind == "feature-stats":
         spec = feature_stats_spec()

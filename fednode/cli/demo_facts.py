@@ -121,4 +121,4 @@ def privacy_facts(
              for edge, name in site_of.items()}
     return {"epsilon_budget": spec.epsilon_budget, "delta": spec.delta,
             "accountant": spec.accountant,
-            "noise_calibration": spec.extra.get("noise_calibration", "fixed"), "sites": sites}
+            "noise_calibration": spec.noise_calibration, "sites": sites}

@@ -101,19 +101,19 @@ def count_params(params: Mapping[str, Any]) -> int:
 
 
 def model_options(spec: TaskSpec) -> dict[str, Any]:
-    """The ``init_params`` keywords a task spec selects (CNN options live in ``spec.extra``).
+    """The ``init_params`` keywords a task spec selects (CNN options are typed spec fields).
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=6, model="cnn1d",
-      ...                 hidden_sizes=(8,), extra={"num_classes": 4})
+      ...                 hidden_sizes=(8,), num_classes=4)
       >>> sorted(model_options(spec).items())[:2]
       [('hidden_sizes', (8,)), ('kernel_size', 5)]
     """
     options: dict[str, Any] = {"model": spec.model, "num_features": spec.num_features,
                                "hidden_sizes": tuple(spec.hidden_sizes)}
     if spec.model == "cnn1d":
-        options["num_classes"] = int(spec.extra.get("num_classes", 2))
-        options["kernel_size"] = int(spec.extra.get("kernel_size", DEFAULT_KERNEL_SIZE))
+        options["num_classes"] = spec.num_classes
+        options["kernel_size"] = spec.kernel_size
     return options
 
 

@@ -6,12 +6,12 @@ the same step inside one jit-compiled ``lax.scan``, so a round costs one call an
 compiles once per (hyperparameters, data shape), not once per round.
 
 Loss (``fednode.device.loss``): masked mean cross-entropy plus the FedProx proximal term when
-``spec.proximal_mu > 0``. The local optimizer is read from ``spec.extra["local_optimizer"]``
+``spec.proximal_mu > 0``. The local optimizer is read from ``spec.local_optimizer``
 (``"sgd"``, ``"momentum"`` or ``"adam"``; default ``DEFAULT_LOCAL_OPTIMIZER``) with
 ``spec.learning_rate``. Everything is deterministic given ``key`` (batch order, and DP-SGD noise
 when enabled, are the only randomness).
 
-Example-level differential privacy (DP-SGD) runs when ``spec.extra["dp_unit"] == "example"``
+Example-level differential privacy (DP-SGD) runs when ``spec.dp_unit == "example"``
 and ``spec.clip_norm > 0``, as ``fednode.privacy.round_mechanism`` accounts for it: each of the
 ``local_epochs * ceil(n / batch_size)`` steps includes every row independently with probability
 ``q = min(1, batch_size / n)`` (Poisson sampling: the batch size varies), clips each included
@@ -41,7 +41,7 @@ import optax
 from fednode.device.data import epoch_batches
 from fednode.device.loss import add_proximal, clipped_gradient_sum, local_loss, noised_mean
 from fednode.errors import FednodeValueError
-from fednode.types import TaskSpec
+from fednode.types import DEFAULT_LOCAL_OPTIMIZER, LOCAL_OPTIMIZERS, TaskSpec
 
 __all__ = [
     "DEFAULT_LOCAL_OPTIMIZER",
@@ -55,8 +55,6 @@ __all__ = [
     "train_local",
 ]
 
-LOCAL_OPTIMIZERS = ("adam", "momentum", "sgd")
-DEFAULT_LOCAL_OPTIMIZER = "sgd"
 _MOMENTUM = 0.9
 _NOISE_STREAM = 0x5EED  # folds the DP-SGD noise stream out of the batch-order key
 _SAMPLE_STREAM = 0x5A3B  # folds the DP-SGD Poisson sampling stream out of the same key
@@ -161,7 +159,7 @@ def train_local(
         ``cnn1d``, sequences ``(n, spec.num_features, steps)`` and class indices ``(n,)``.
       key: PRNG key for the batch order of every epoch.
       spec: the task; uses local_epochs, batch_size, learning_rate, proximal_mu and
-        ``extra["local_optimizer"]``.
+        ``spec.local_optimizer``.
 
     Returns:
       ``LocalUpdate(delta, num_examples=n, dp_steps)``.
@@ -184,19 +182,15 @@ def train_local(
     if config.dp_clip > 0:
         dp_steps = int(steps)
     else:
-        update_level = spec.extra.get("dp_unit", "update") == "update"
+        update_level = spec.dp_unit == "update"
         dp_steps = 1 if update_level and spec.noise_multiplier > 0 else 0
     return LocalUpdate(_numpy_delta(local, params), int(y.shape[0]), dp_steps)
 
 
 def _config(spec: TaskSpec) -> _Config:
     spec.require_fixed_noise()
-    optimizer = str(spec.extra.get("local_optimizer", DEFAULT_LOCAL_OPTIMIZER))
-    if optimizer not in LOCAL_OPTIMIZERS:
-        raise FednodeValueError(
-            f"local_optimizer must be one of {LOCAL_OPTIMIZERS}, got {optimizer!r}"
-        )
-    example_dp = spec.extra.get("dp_unit", "update") == "example" and spec.clip_norm > 0
+    optimizer = spec.local_optimizer  # one of LOCAL_OPTIMIZERS: TaskSpec checks it
+    example_dp = spec.dp_unit == "example" and spec.clip_norm > 0
     return _Config(
         optimizer=optimizer,
         learning_rate=float(spec.learning_rate),
@@ -333,14 +327,14 @@ def _check_data(data: tuple[Any, Any], spec: TaskSpec) -> tuple[jax.Array, jax.A
 
 def _check_sequences(x: np.ndarray, y: np.ndarray, spec: TaskSpec) -> None:
     """``cnn1d`` data: ``(n, channels, steps)`` sequences and integer class indices."""
-    steps = spec.extra.get("sequence_length")
+    steps = spec.sequence_length or None
     if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] != spec.num_features or (
         steps is not None and x.shape[2] != int(steps)
     ):
         raise FednodeValueError(
             f"x must be (n >= 1, {spec.num_features}, {steps or 'steps'}), got {x.shape}"
         )
-    num_classes = int(spec.extra.get("num_classes", 2))
+    num_classes = spec.num_classes
     if not np.all((y == np.round(y)) & (y >= 0) & (y < num_classes)):
         raise FednodeValueError(f"labels must be class indices in [0, {num_classes})")
 

@@ -5,7 +5,7 @@ Each transform is an optax-style ``UpdateTransform(init, update)``: ``init(delta
 (``None`` is fine for transforms without randomness). ``chain`` composes them in order, like
 ``optax.chain``. ``transforms_for_spec`` builds the chain a task prescribes: clip to
 ``spec.clip_norm`` and add ``N(0, (noise_multiplier * clip_norm)^2)`` noise (update-level DP,
-when ``spec.extra["dp_unit"]`` is ``"update"``, the default), then the ``spec.compression``
+when ``spec.dp_unit`` is ``"update"``, the default), then the ``spec.compression``
 steps (``"topk"`` or ``"topk:<fraction>"``, then ``"int8"``) and ``pack_compressed``, which
 turns their per-tensor parts into the packed flat-model layout of ``fednode.update.packing``
 (what goes on chain). Deltas are nested dicts of float32 numpy arrays.
@@ -134,7 +134,7 @@ def transforms_for_spec(spec: TaskSpec) -> UpdateTransform:
     """
     spec.require_fixed_noise()
     steps: list[UpdateTransform] = []
-    if spec.extra.get("dp_unit", "update") == "update":
+    if spec.dp_unit == "update":
         if spec.noise_multiplier > 0 and not spec.clip_norm > 0:
             raise FednodeValueError("a noise_multiplier needs a clip_norm > 0")
         if spec.clip_norm > 0:

@@ -21,7 +21,7 @@ Neighbouring data sets differ by adding or removing one training example.
   Gaussian mechanism of multiplier ``noise_multiplier / 2`` (``UPDATE_SENSITIVITY``), sampled
   with probability 1. There is no amplification by site sampling: each update is attributed to
   its edge on chain, so whether a site took part in a round is public (a spec that asks for
-  ``extra["site_sampling"]`` other than 1 is refused).
+  ``spec.site_sampling`` other than 1 is refused).
 
 ``epsilon_spent`` gives the total epsilon after ``steps`` steps; ``epsilon_micro_increment``
 gives what one more update adds, the integer ``epsilon_micro`` an edge declares on chain (the
@@ -223,7 +223,7 @@ def dp_steps_per_round(spec: TaskSpec, num_examples: int) -> tuple[float, int]:
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, batch_size=32,
-      ...                 local_epochs=2, extra={"dp_unit": "example"})
+      ...                 local_epochs=2, dp_unit="example")
       >>> dp_steps_per_round(spec, 199)
       (0.16080402010050251, 14)
       >>> dp_steps_per_round(spec, 20)
@@ -231,10 +231,10 @@ def dp_steps_per_round(spec: TaskSpec, num_examples: int) -> tuple[float, int]:
     """
     if num_examples < 1:
         raise FednodeValueError(f"a round needs num_examples >= 1, got {num_examples}")
-    if spec.extra.get("dp_unit", "update") == "example":
+    if spec.dp_unit == "example":
         per_epoch = -(-num_examples // spec.batch_size)
         return min(1.0, spec.batch_size / num_examples), spec.local_epochs * per_epoch
-    sampling = spec.extra.get("site_sampling", 1.0)
+    sampling = spec.site_sampling
     if sampling != 1.0:
         raise FednodeValueError(
             f"site_sampling {sampling!r} is not supported: an update is attributed to its edge on "
@@ -273,7 +273,7 @@ def sensitivity(spec: TaskSpec) -> float:
       >>> sensitivity(TaskSpec(name="t", data_schema="s", num_features=2))
       2.0
     """
-    return UPDATE_SENSITIVITY if spec.extra.get("dp_unit", "update") == "update" else 1.0
+    return UPDATE_SENSITIVITY if spec.dp_unit == "update" else 1.0
 
 
 def declared_spend(spec: TaskSpec, num_examples: int, *, steps_before: int, steps_now: int) -> int:

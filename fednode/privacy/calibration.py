@@ -1,6 +1,6 @@
 """Device: per-site noise calibration: every site meets the task's epsilon budget on its data.
 
-A task that says ``extra["noise_calibration"] = "per_site"`` fixes the privacy *target* on
+A task that says ``noise_calibration = "per_site"`` fixes the privacy *target* on
 chain (``epsilon_budget``, ``delta``, ``accountant``, ``clip_norm``) instead of one noise
 multiplier for everyone: a site's epsilon depends on its own sampling rate (batch / n for DP-SGD)
 and step count, so one multiplier would over-noise large sites and under-protect small ones.
@@ -34,7 +34,7 @@ def calibrated_epsilon_target(spec: TaskSpec) -> float:
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, rounds=10, clip_norm=1.0,
-      ...                 epsilon_budget=1.0, extra={"noise_calibration": "per_site"})
+      ...                 epsilon_budget=1.0, noise_calibration="per_site")
       >>> calibrated_epsilon_target(spec)
       0.99999
     """
@@ -59,11 +59,11 @@ def site_privacy_spec(spec: TaskSpec, num_examples: int) -> TaskSpec:
 
     Example:
       >>> spec = TaskSpec(name="t", data_schema="s", num_features=2, rounds=10, clip_norm=1.0,
-      ...                 epsilon_budget=8.0, extra={"noise_calibration": "per_site"})
+      ...                 epsilon_budget=8.0, noise_calibration="per_site")
       >>> round(site_privacy_spec(spec, 100).noise_multiplier, 2)  # update-level: sensitivity 2
       4.04
-      >>> site_privacy_spec(dataclasses.replace(spec, extra={}), 100) == dataclasses.replace(
-      ...     spec, extra={})
+      >>> fixed = dataclasses.replace(spec, noise_calibration="fixed")
+      >>> site_privacy_spec(fixed, 100) is fixed
       True
     """
     if not spec.per_site_noise:
@@ -75,5 +75,5 @@ def site_privacy_spec(spec: TaskSpec, num_examples: int) -> TaskSpec:
         calibrated_epsilon_target(spec), sampling, steps * spec.rounds, delta=spec.delta,
         accountant=spec.accountant,
     )  # the accountant's multiplier is per unit of sensitivity
-    extra = {**spec.extra, "noise_calibration": "fixed"}  # this site's multiplier is now fixed
-    return dataclasses.replace(spec, noise_multiplier=noise, extra=extra)
+    # this site's multiplier is now fixed
+    return dataclasses.replace(spec, noise_multiplier=noise, noise_calibration="fixed")

@@ -42,7 +42,7 @@ SPEC = TaskSpec(
     name="cohort-dp", data_schema="synthetic-4", num_features=4, rounds=3, min_updates=2,
     batch_size=8, local_epochs=1, max_update_norm=50.0, clip_norm=1.0, noise_multiplier=3.0,
     epsilon_budget=20.0,
-    extra={"edge_cohort": {"size": 3, "secure": False}, "dp_unit": "update"},
+    edge_cohort={"size": 3, "secure": False}, dp_unit="update",
 )  # fmt: skip
 MEMBER_ROWS = (12, 30, 21)
 

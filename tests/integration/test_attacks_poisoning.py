@@ -75,7 +75,7 @@ def _federate(clients, bad: set[int], attack: str | None, aggregation: str, para
     spec = heart_task_spec(normalization_task=0, rounds=ROUNDS, min_updates=len(clients),
                            aggregation=aggregation)
     spec = dataclasses.replace(spec, max_update_norm=1e6,
-                               extra={**spec.extra, "aggregation_params": params})
+                               aggregation_params=params)
     admin = InMemoryLedger()
     edges = [f"0x{i + 1:040x}" for i in range(len(clients))]
     for i, edge in enumerate(edges):

@@ -58,7 +58,7 @@ def test_three_devices_behind_one_edge_make_one_on_chain_update(
     )  # fmt: skip
     spec = TaskSpec(
         name="cohort", data_schema="uci-heart-v1", num_features=4, rounds=2, min_updates=1,
-        max_update_norm=5.0, extra={"edge_cohort": {"size": 3, "secure": True, "timeout_s": 60}},
+        max_update_norm=5.0, edge_cohort={"size": 3, "secure": True, "timeout_s": 60},
     )  # fmt: skip
     initial = _params(np.zeros(5))
     task_id = Web3Ledger.connect(anvil_url, deployment, publisher).publish_task(

@@ -177,8 +177,8 @@ def test_private_fedprox_task_spends_each_sites_budget_on_chain_and_no_more(geth
     # Assert: the published spec says it all, and the contract's per-site sums fit the budget
     spec = report["spec"]
     assert spec["epsilon_budget"] == 1.0 and spec["accountant"] == "pld"
-    assert spec["extra"]["noise_calibration"] == "per_site" and spec["proximal_mu"] == 0.1
-    assert spec["extra"]["aggregation_params"] == {"example_power": 0.0}
+    assert spec["noise_calibration"] == "per_site" and spec["proximal_mu"] == 0.1
+    assert spec["aggregation_params"] == {"example_power": 0.0}
     sites = report["privacy"]["sites"]
     assert set(sites) == {"Cleveland", "Hungary", "Switzerland", "VA Long Beach"}
     for site in sites.values():

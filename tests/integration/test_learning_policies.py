@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from learning_common import federate, scores, sign_flip, with_extra  # noqa: E402
+from learning_common import federate, scores, sign_flip, with_options  # noqa: E402
 from sim_heart import normalize_sites  # noqa: E402
 
 from fednode.device import load_heart_disease  # noqa: E402
@@ -46,7 +46,7 @@ def test_median_survives_a_poisoned_hospital_that_breaks_fedavg(sites, clean_acc
 
 
 def test_krum_survives_the_same_attack(sites, clean_accuracy) -> None:
-    spec = with_extra(dataclasses.replace(BASE, aggregation="krum"),
+    spec = with_options(dataclasses.replace(BASE, aggregation="krum"),
                       aggregation_params={"num_byzantine": 1})
     robust = scores(federate(sites, spec, seed=0, attack=sign_flip({3}, -10.0))[0], sites)
     assert robust["pooled_accuracy"] >= clean_accuracy - 0.08

@@ -46,10 +46,10 @@ def split():
 def _spec(epsilon: float | None, num_members: int):
     spec = heart_task_spec(normalization_task=0, model="mlp", hidden_sizes=(64,),
                            local_epochs=200, learning_rate=0.01)
-    spec = dataclasses.replace(spec, extra={**spec.extra, "local_optimizer": "adam"})
+    spec = dataclasses.replace(spec, local_optimizer="adam")
     if epsilon is None:
         return spec
-    spec = dataclasses.replace(spec, clip_norm=1.0, extra={**spec.extra, "dp_unit": "example"})
+    spec = dataclasses.replace(spec, clip_norm=1.0, dp_unit="example")
     q, steps = dp_steps_per_round(spec, num_members)
     return dataclasses.replace(spec, noise_multiplier=noise_for_epsilon(epsilon, q, steps,
                                                                         delta=DELTA))

@@ -52,9 +52,9 @@ def test_round_leaves_out_refused_updates_and_reports_them_on_chain() -> None:
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_build_refuses_a_global_model_that_is_not_finite() -> None:
-    # Arrange: a finite initial model and a finite update (no norm bound) whose sum overflows
+    # Arrange: a finite initial model and a finite update (a bound it meets) whose sum overflows
     spec = TaskSpec(name="t", data_schema="s", num_features=4, min_updates=1,
-                    max_update_norm=float("inf"))
+                    max_update_norm=1e300)
     initial, delta = _params(3e38), _params(3e38)
     update = LedgerUpdate(1, 1, 0, EDGES[0], digest_bytes(delta), 1, 0, delta, 1, b"")
     # Act / Assert
@@ -67,7 +67,7 @@ def test_round_commits_nothing_when_the_new_model_is_not_finite() -> None:
     # Arrange
     admin = _consortium()
     spec = TaskSpec(name="t", data_schema="s", num_features=4, rounds=2, min_updates=1,
-                    max_update_norm=float("inf"))
+                    max_update_norm=1e300)
     task_id = admin.as_sender(PUBLISHER).publish_task(spec, _params(3e38))
     admin.as_sender(EDGES[0]).submit_update(task_id, 0, _params(3e38), num_examples=1)
     # Act / Assert

@@ -93,9 +93,8 @@ def test_tasks_without_noise_are_not_rederived() -> None:
 
 
 def _cohort_spec(dp_unit: str, **privacy) -> TaskSpec:
-    spec = heart_task_spec(normalization_task=1, rounds=4, clip_norm=1.0, **privacy)
-    cohort = {"edge_cohort": {"size": 3, "secure": True}, "dp_unit": dp_unit}
-    return dataclasses.replace(spec, extra={**spec.extra, **cohort})
+    return heart_task_spec(normalization_task=1, rounds=4, clip_norm=1.0, dp_unit=dp_unit,
+                           edge_cohort={"size": 3, "secure": True}, **privacy)
 
 
 def _cohort_updates(spec: TaskSpec, cohorts: list[dict[str, int]]) -> list[LedgerUpdate]:
@@ -126,12 +125,10 @@ COHORTS = [
 @pytest.mark.parametrize("cohorts", COHORTS)
 @pytest.mark.parametrize("privacy", [dict(noise_multiplier=3.0, epsilon_budget=10.0),
                                      dict(epsilon_budget=4.0,
-                                          extra={"noise_calibration": "per_site"})])
+                                          noise_calibration="per_site")])
 @pytest.mark.parametrize("dp_unit", ["update", "example"])
 def test_an_honest_cohort_edge_passes(cohorts, privacy, dp_unit) -> None:
-    extra = privacy.pop("extra", {})
     spec = _cohort_spec(dp_unit, **privacy)
-    spec = dataclasses.replace(spec, extra={**spec.extra, **extra})
     updates = _cohort_updates(spec, cohorts)
     assert check_privacy_declarations(spec, _versions(updates), updates) == []
 

@@ -25,8 +25,8 @@ def test_learning_flags_land_in_the_published_spec() -> None:
     # Assert
     assert (spec.epsilon_budget, spec.accountant, spec.proximal_mu) == (1.0, "pld", 0.1)
     assert spec.per_site_noise and spec.noise_multiplier == 0 and spec.clip_norm == 1.0
-    assert spec.extra["aggregation_params"] == {"example_power": 0.0}
-    assert spec.compression == ("int8",) and spec.extra["normalization_task"] == 1
+    assert spec.aggregation_params == (("example_power", 0.0),)
+    assert spec.compression == ("int8",) and spec.normalization_task == 1
 
 
 def test_without_flags_the_task_has_no_privacy_budget() -> None:
@@ -36,8 +36,8 @@ def test_without_flags_the_task_has_no_privacy_budget() -> None:
 
 def test_wearable_dp_keeps_its_own_local_optimizer() -> None:
     spec = _task_spec(_parse("--task", "wearable", "--dp-epsilon", "2"), stats_task=0, sites=4)
-    assert spec.extra["local_optimizer"] == "adam" and spec.batch_size == 8
-    assert spec.extra["dp_unit"] == "example" and spec.epsilon_budget == 2.0
+    assert spec.local_optimizer == "adam" and spec.batch_size == 8
+    assert spec.dp_unit == "example" and spec.epsilon_budget == 2.0
 
 
 @pytest.mark.parametrize("flag, value", [("--dp-epsilon", "-1"), ("--proximal-mu", "-0.5"),

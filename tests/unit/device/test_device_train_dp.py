@@ -31,7 +31,7 @@ from fednode.types import TaskSpec
 
 DP_SPEC = TaskSpec(
     name="t", data_schema="s", num_features=3, local_epochs=2, batch_size=20,
-    learning_rate=0.1, clip_norm=1.0, noise_multiplier=1.1, extra={"dp_unit": "example"},
+    learning_rate=0.1, clip_norm=1.0, noise_multiplier=1.1, dp_unit="example",
 )  # fmt: skip
 
 
@@ -155,7 +155,7 @@ def test_client_step_refuses_a_dp_sgd_task(key: jax.Array) -> None:
 def test_an_update_level_task_declares_one_release_per_update(
     key: jax.Array, noise: float, steps: int
 ) -> None:
-    spec = dataclasses.replace(DP_SPEC, noise_multiplier=noise, extra={"dp_unit": "update"})
+    spec = dataclasses.replace(DP_SPEC, noise_multiplier=noise, dp_unit="update")
     update = train_local(_params(key), _data(30), key=key, spec=spec)
     assert update.dp_steps == steps
     if noise:

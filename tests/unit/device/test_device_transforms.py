@@ -189,7 +189,7 @@ def test_malformed_compressed_updates_are_rejected(encoded, compression, reason)
 
 
 def test_update_dp_is_off_when_the_spec_asks_for_example_level_dp(key) -> None:
-    spec = dataclasses.replace(_spec(clip_norm=0.01), extra={"dp_unit": "example"})
+    spec = dataclasses.replace(_spec(clip_norm=0.01), dp_unit="example")
     delta = {"w": np.array([3.0, 4.0], np.float32)}
     assert apply_transforms(delta, spec, key=key)[0]["w"].tolist() == [3.0, 4.0]
     assert jax.random.key_data(key).shape == (2,)

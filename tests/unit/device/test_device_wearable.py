@@ -14,12 +14,12 @@ from fednode.device import (
     WEARABLE_CLASSES,
     apply_model,
     count_params,
-    normalize,
     evaluate,
     init_params,
     load_basic_motions,
     local_loss,
     multiclass_accuracy,
+    normalize,
     partition_by_class,
     pool_test_sets,
     softmax_log_loss,
@@ -166,7 +166,7 @@ def test_example_level_dp_runs_on_the_cnn(sites) -> None:
     # Arrange
     spec = dataclasses.replace(wearable_task_spec(local_epochs=1), clip_norm=1.0,
                                noise_multiplier=1.0,
-                               extra={**wearable_task_spec().extra, "dp_unit": "example"})
+                               dp_unit="example")
     params = decode_params(initial_payload(spec, key=jax.random.key(0)))
     # Act
     delta = train_local(params, sites[0].train, key=jax.random.key(2), spec=spec).delta

@@ -71,10 +71,10 @@ class Cohorts:
 
 
 def publish(admin: InMemoryLedger, name: str, cohort: Any) -> int:
-    """Publishes a task with ``extra["edge_cohort"] = cohort``."""
+    """Publishes a task with ``edge_cohort = cohort``."""
     spec = TaskSpec(
         name=name, data_schema="uci-heart-v1", num_features=4, rounds=3, min_updates=1,
-        max_update_norm=5.0, extra={"edge_cohort": cohort},
+        max_update_norm=5.0, edge_cohort=cohort,
     )  # fmt: skip
     return admin.publish_task(spec, encode_params(make_params()))
 

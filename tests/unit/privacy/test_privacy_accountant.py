@@ -55,7 +55,7 @@ def test_bad_arguments_are_refused(kwargs) -> None:
 
 def test_dp_sgd_rounds_are_poisson_rate_batch_over_rows_for_ceil_rows_over_batch_steps() -> None:
     spec = TaskSpec(name="t", data_schema="s", num_features=2, batch_size=32, local_epochs=3,
-                    clip_norm=1.0, noise_multiplier=1.2, extra={"dp_unit": "example"})
+                    clip_norm=1.0, noise_multiplier=1.2, dp_unit="example")
     assert dp_steps_per_round(spec, 199) == (32 / 199, 3 * 7)
     assert dp_steps_per_round(spec, 32) == (1.0, 3)
     assert dp_steps_per_round(spec, 5) == (1.0, 3)  # a site smaller than a batch: every row
@@ -71,14 +71,14 @@ def test_an_update_level_release_is_charged_for_a_sensitivity_of_twice_the_clip_
 
 def test_site_sampling_is_refused_because_updates_are_attributed_on_chain() -> None:
     spec = TaskSpec(name="t", data_schema="s", num_features=2, clip_norm=1.0,
-                    noise_multiplier=1.0, extra={"site_sampling": 0.1})
+                    noise_multiplier=1.0, site_sampling=0.1)
     with pytest.raises(FednodeValueError, match="site_sampling"):
         round_mechanism(spec, 10)
 
 
 def test_a_declaration_for_another_number_of_steps_than_the_mechanism_is_refused() -> None:
     spec = TaskSpec(name="t", data_schema="s", num_features=2, batch_size=10, local_epochs=1,
-                    clip_norm=1.0, noise_multiplier=1.0, extra={"dp_unit": "example"})
+                    clip_norm=1.0, noise_multiplier=1.0, dp_unit="example")
     with pytest.raises(FednodeValueError, match="ran 3 DP steps"):
         declared_spend(spec, 100, steps_before=0, steps_now=3)
     assert declared_spend(dataclasses.replace(spec, noise_multiplier=0.0), 100,

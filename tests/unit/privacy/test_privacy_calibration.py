@@ -40,8 +40,8 @@ def test_every_round_of_every_site_fits_the_budget_the_contract_enforces(account
     budget_micro = round(spec.epsilon_budget * EPSILON_SCALE)
     assert sum(declared) <= budget_micro
     assert sum(declared) >= 0.995 * budget_micro
-    assert site_spec.extra["noise_calibration"] == "fixed"
-    assert spec.extra["noise_calibration"] == "per_site"
+    assert site_spec.noise_calibration == "fixed"
+    assert spec.noise_calibration == "per_site"
 
 
 def test_a_higher_sampling_rate_needs_more_noise_and_pld_needs_less() -> None:
@@ -74,8 +74,8 @@ def test_private_training_and_site_weighting_set_the_published_spec() -> None:
     # Assert
     assert spec.epsilon_budget == 2.0 and spec.accountant == "pld" and spec.noise_multiplier == 0
     assert {k: getattr(spec, k) for k in HEART_DP_SGD} == HEART_DP_SGD
-    assert spec.extra["dp_unit"] == "example" and spec.extra["normalization_task"] == 3
-    assert spec.extra["aggregation_params"] == {"example_power": 0.0}
+    assert spec.dp_unit == "example" and spec.normalization_task == 3
+    assert spec.aggregation_params == (("example_power", 0.0),)
     assert TaskSpec.from_json(spec.to_json()) == spec
 
 
@@ -84,7 +84,7 @@ def test_private_training_and_site_weighting_set_the_published_spec() -> None:
     (dict(epsilon_budget=0.0), "per_site noise calibration needs"),
     (dict(noise_multiplier=2.0), "per_site noise calibration needs"),
     (dict(accountant="moments"), "accountant must be one of"),
-    (dict(extra={"noise_calibration": "per_device"}), "noise_calibration must be one of"),
+    (dict(noise_calibration="per_device"), "noise_calibration must be one of"),
 ])
 def test_inconsistent_privacy_specs_are_refused(changes, message) -> None:
     spec = with_private_training(heart_task_spec(normalization_task=1), epsilon=1.0)
@@ -101,7 +101,7 @@ def test_a_site_without_rows_cannot_calibrate() -> None:
 def test_an_update_level_site_noises_for_twice_the_clip_norm_and_fits_its_budget() -> None:
     # Arrange: one clipped, noised update a round; removing one row can move it 2 * clip_norm
     spec = heart_task_spec(normalization_task=1, rounds=5, clip_norm=1.0, epsilon_budget=4.0)
-    spec = dataclasses.replace(spec, extra={**spec.extra, "noise_calibration": "per_site"})
+    spec = dataclasses.replace(spec, noise_calibration="per_site")
     # Act
     site_spec = site_privacy_spec(spec, 85)
     declared = _declared_micro(site_spec, 85)
