@@ -48,7 +48,8 @@ def test_geth_is_driven_by_the_engine_api_only():
     # Arrange
     spec = NodeSpec(name="validator-1", datadir=Path("/d"), signer="0x" + "11" * 20,
                     network_id=1337, host="127.0.0.1", p2p_port=1, http_port=2,
-                    authrpc_port=3, gas_limit=60_000_000, static_nodes=())
+                    authrpc_port=3, gas_limit=60_000_000, static_nodes=(),
+                    password_file=Path("/net/secrets/validator-1.password"))
     # Act
     cmd = geth_bft_command(Path("/geth"), spec, Path("/d/jwt.hex"))
     # Assert: JWT on a loopback Engine API, no sealing, no unlocked key
