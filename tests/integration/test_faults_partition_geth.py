@@ -222,7 +222,7 @@ def test_async_task_converges_while_an_edge_is_partitioned_and_its_queue_settles
             latest = aggregator.latest_version(task_id)
             _train_round(live, task_id, spec, next(keys), version=latest)
             run_round(aggregator, task_id, timeout=120)
-            assert not peer_keys(cut.url), "the cut validator found a peer"
+            assert not peer_keys(info.ipc_paths[CUT]), "the cut validator found a peer"
         queued = cut.client.update_status(queued_ref)["status"]
         partition_blocks = block_height(info.http_urls[0]) - majority_start
         cut_end = block_height(cut.url)
@@ -297,7 +297,7 @@ def test_sync_round_times_out_clearly_while_an_edge_is_partitioned_then_complete
         cut_chain = {n: _block_hash(cut.url, n) for n in range(cut_start - 3, cut_end + 1)}
         partition_blocks = block_height(info.http_urls[0]) - majority_start
         partition_s = time.monotonic() - started
-        assert not peer_keys(cut.url), "the cut validator found a peer"
+        assert not peer_keys(info.ipc_paths[CUT]), "the cut validator found a peer"
         # Act 2: heal; the queued update lands and the round completes
         healed = time.monotonic()
         heal_partition(info, CUT)
