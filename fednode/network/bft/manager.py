@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_utils.address import to_checksum_address
 
 from fednode.errors import FednodeValueError, NetworkError
@@ -54,7 +53,14 @@ from fednode.network.bft.node import (
     write_jwt_secret,
 )
 from fednode.network.genesis import DEFAULT_BALANCE_WEI, DEFAULT_GAS_LIMIT
-from fednode.network.info import AccountInfo, NetworkInfo, ValidatorInfo, load_network, save_network
+from fednode.network.info import (
+    AccountInfo,
+    NetworkInfo,
+    ValidatorInfo,
+    load_network,
+    password_file_of,
+    save_network,
+)
 from fednode.network.layout import discard_partial, is_fresh_folder
 from fednode.network.node import NodeSpec, init_datadir, log_tail, rpc_call, write_node_config
 from fednode.network.ports import assign_ports, choose_free_ports, port_is_free
@@ -173,7 +179,8 @@ def _new_validator(directory: Path, index: int, app: Path) -> tuple[ValidatorInf
     name = f"validator-{index}"
     datadir = directory / "nodes" / name
     account = keyring.generate_private_key()
-    keyring.write_validator_keystore(datadir, account, secrets.token_hex(16))
+    keyring.write_validator_keystore(datadir, account, secrets.token_hex(16),
+                                     password_file=password_file_of(directory, name))
     node_key = keyring.generate_private_key()
     keyring.write_node_key(datadir, node_key)
     write_jwt_secret(datadir / "jwt.hex")
@@ -248,6 +255,7 @@ def _geth_specs(info: NetworkInfo) -> list[NodeSpec]:
             host=_HOST, p2p_port=v.p2p_port, http_port=v.http_port,
             authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
             static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
+            password_file=password_file_of(info.dir, v.name),
         )  # fmt: skip
         for v in info.validators
     ]
@@ -336,12 +344,15 @@ def _start(info: NetworkInfo, bft: BftInfo, *, timeout: float, tie_to_caller: bo
 
 
 def bft_restart_validators(
-    directory: str | os.PathLike[str], names: Sequence[str], *, tie_to_caller: bool = False
+    directory: str | os.PathLike[str], names: Sequence[str], *, tie_to_caller: bool = False,
+    extra_flags: Sequence[str] = (),
 ) -> NetworkInfo:
     """Starts again the stopped (or killed) validators ``names`` of a running network.
 
     They keep their ports, keys and data: geth resumes from its database and CometBFT catches
     up from its peers, the application importing every block it missed (FinalizeBlock).
+    ``extra_flags`` go to their fednode-bft command lines only (the fault tests start a
+    validator with the test-only ``--fault-propose-invalid`` this way).
 
     Raises:
         NetworkError: An unknown name, or a validator whose processes still run.
@@ -361,7 +372,8 @@ def bft_restart_validators(
                                for s in _geth_specs(info) if s.name in names})
         save_network(info)
         nodes = tuple(
-            replace(v, pid=_spawn_bft(app, s, tie_to_caller=tie_to_caller))
+            replace(v, pid=_spawn_bft(app, replace(s, extra_flags=tuple(extra_flags)),
+                                      tie_to_caller=tie_to_caller))
             if v.name in names else v
             for v, s in zip(bft.validators, _bft_specs(info, bft), strict=True)
         )
@@ -467,38 +479,13 @@ def bft_network_down(directory: str | os.PathLike[str], *,
         return _stop_all(info, bft, timeout=timeout)
 
 
-def _comet_get(url: str, path: str) -> dict[str, Any] | None:
-    try:
-        reply = httpx.get(f"{url}/{path}", timeout=3.0).json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    result = reply.get("result")
-    return result if isinstance(result, dict) else None
-
-
 def bft_network_status(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Engine, versions and, per validator: PIDs, heights, peers, voting power.
+    """Engine, versions, height, validator set, every PID and, per validator, heights and peers.
 
     Returns:
-        A JSON-ready dict (what ``fednode network status --json`` prints for this engine).
+        A JSON-ready dict (what ``fednode network status --json`` prints for this engine); its
+        shape is :func:`fednode.network.bft.status.build_status`'s.
     """
-    info, bft = load_network(directory), load_bft(directory)
-    rows = []
-    for e, c in zip(info.validators, bft.validators, strict=True):
-        status = _comet_get(c.rpc_url, "status") if is_running(c.pid, c.home) else None
-        net = _comet_get(c.rpc_url, "net_info") if status else None
-        head = None
-        with contextlib.suppress(NetworkError):
-            head = int(rpc_call(e.http_url, "eth_blockNumber", timeout=3.0), 16)
-        rows.append({
-            "name": e.name, "http_url": e.http_url, "cometbft_rpc": c.rpc_url,
-            "geth_pid": e.pid, "geth_alive": is_running(e.pid, e.datadir),
-            "cometbft_pid": c.pid, "cometbft_alive": is_running(c.pid, c.home),
-            "head": head, "finalized": finalized_number(e.http_url),
-            "cometbft_height": int(status["sync_info"]["latest_block_height"]) if status else None,
-            "voting_power": int(status["validator_info"]["voting_power"]) if status else None,
-            "peers": int(net["n_peers"]) if net else None,
-            "validator_address": c.address, "node_id": c.node_id,
-        })  # fmt: skip
-    return {"engine": bft.engine, "chain_id": info.chain_id,
-            "versions": {"geth": info.geth_version, **bft.versions}, "validators": rows}
+    from fednode.network.bft.status import LiveProbe, build_status  # status imports this module
+
+    return build_status(load_network(directory), load_bft(directory), LiveProbe())

@@ -56,6 +56,8 @@ class BftSpec:
     host: str = "127.0.0.1"
     timeout_commit: str = "500ms"
     log_level: str = "*:error,fednode-app:info"
+    extra_flags: tuple[str, ...] = ()
+    """Appended to the command line; the fault tests pass ``--fault-propose-invalid`` here."""
 
     @property
     def log_path(self) -> Path:
@@ -187,7 +189,7 @@ def bft_command(app: Path, spec: BftSpec) -> list[str]:
         "--p2p", f"tcp://{spec.host}:{spec.p2p_port}",
         "--rpc", f"tcp://{spec.host}:{spec.rpc_port}",
         "--peers", ",".join(spec.peers), "--timeout-commit", spec.timeout_commit,
-        "--log-level", spec.log_level,
+        "--log-level", spec.log_level, *spec.extra_flags,
     ]  # fmt: skip
 
 

@@ -48,7 +48,8 @@ def test_geth_is_driven_by_the_engine_api_only():
     # Arrange
     spec = NodeSpec(name="validator-1", datadir=Path("/d"), signer="0x" + "11" * 20,
                     network_id=1337, host="127.0.0.1", p2p_port=1, http_port=2,
-                    authrpc_port=3, gas_limit=60_000_000, static_nodes=())
+                    authrpc_port=3, gas_limit=60_000_000, static_nodes=(),
+                    password_file=Path("/s/validator-1.password"))
     # Act
     cmd = geth_bft_command(Path("/geth"), spec, Path("/d/jwt.hex"))
     # Assert: JWT on a loopback Engine API, no sealing, no unlocked key
@@ -69,3 +70,17 @@ def test_fednode_bft_gets_its_peers_and_engine_as_flags():
     assert cmd[cmd.index("--peers") + 1] == "aa@127.0.0.1:6,bb@127.0.0.1:7"
     assert cmd[cmd.index("--p2p") + 1] == "tcp://127.0.0.1:4"
     assert cmd[cmd.index("--engine") + 1] == "http://127.0.0.1:3"
+
+
+def test_extra_flags_such_as_a_test_fault_end_the_command_line():
+    # Arrange
+    spec = BftSpec(name="validator-1", home=Path("/h"), engine_url="http://127.0.0.1:3",
+                   jwt_secret=Path("/d/jwt.hex"), p2p_port=4, rpc_port=5, peers=(),
+                   extra_flags=("--fault-propose-invalid",))
+    # Act
+    cmd = bft_command(Path("/bin/fednode-bft"), spec)
+    # Assert
+    assert cmd[-1] == "--fault-propose-invalid"
+    assert "--fault-propose-invalid" not in bft_command(Path("/b"), BftSpec(
+        name="v", home=Path("/h"), engine_url="u", jwt_secret=Path("/j"), p2p_port=4,
+        rpc_port=5, peers=()))
