@@ -182,9 +182,11 @@ def _fault_hashes(log: Path) -> set[str]:
 
 
 def _rejected(log: Path, hashes: set[str]) -> set[str]:
-    """Which of ``hashes`` an honest validator's application rejected in ProcessProposal."""
+    """Which of ``hashes`` an honest validator's application rejected in ProcessProposal
+    because its geth found the payload INVALID (not for a rule it derives alone)."""
     text = log.read_text(encoding="utf-8", errors="replace")
-    rejections = [line for line in text.splitlines() if "rejecting proposal" in line]
+    rejections = [line for line in text.splitlines()
+                  if "rejecting proposal" in line and "status INVALID" in line]
     return {h for h in hashes if any(h in line for line in rejections)}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
 from fednode.errors import NetworkError
+from fednode.network.bft import node
 from fednode.network.bft.manager import (
     BFT_FILE,
     BftInfo,
@@ -84,3 +86,32 @@ def test_extra_flags_such_as_a_test_fault_end_the_command_line():
     assert "--fault-propose-invalid" not in bft_command(Path("/b"), BftSpec(
         name="v", home=Path("/h"), engine_url="u", jwt_secret=Path("/j"), p2p_port=4,
         rpc_port=5, peers=()))
+
+
+def _fake_build(cache: Path, tag: str) -> Path:
+    app = cache / f"fednode-bft-0.38.26-{tag}" / "bin" / "fednode-bft"
+    app.parent.mkdir(parents=True)
+    app.write_text("#!/bin/sh\n")
+    app.chmod(0o755)
+    return app
+
+
+def test_the_build_of_this_checkouts_sources_wins_over_a_newer_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Arrange: the sources' own build, then a newer build of other sources
+    src = tmp_path / "bft"
+    src.mkdir()
+    for name, text in {"go.mod": "m", "go.sum": "s", "main.go": "a", "app_test.go": "t"}.items():
+        (src / name).write_text(text)
+    tag = node.bft_source_hash(src)
+    assert tag == hashlib.sha256(b"msa").hexdigest()[:12]  # tests excluded, as build_bft.sh
+    own = _fake_build(tmp_path / "cache", str(tag))
+    _fake_build(tmp_path / "cache", "0123456789ab")
+    monkeypatch.setenv("FEDNODE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FEDNODE_BFT_APP", raising=False)
+    monkeypatch.setattr(node, "bft_source_hash", lambda: tag)
+    # Act / Assert
+    assert node.find_bft_app() == own
+    monkeypatch.setattr(node, "bft_source_hash", lambda: "not-built-yet")
+    assert node.find_bft_app() != own  # falls back to the newest build
