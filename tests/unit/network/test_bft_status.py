@@ -136,3 +136,15 @@ def test_cli_prints_the_status_as_json_and_exits_3_when_a_process_is_down(
     # Assert
     assert code == 3
     assert json.loads(capsys.readouterr().out) == status
+
+
+def test_status_table_caption_shows_height_and_voting_power():
+    # Arrange
+    info, bft = _network()
+    status = build_status(info, bft, FakeProbe(info, bft))
+    # Act
+    table = bft_cmd.render_bft_table(status)
+    # Assert
+    assert table.caption == ("CometBFT height 43, finalized execution block 43, 4 validators "
+                             "with voting power 40")
+    assert table.row_count == 4
