@@ -47,7 +47,7 @@ from fednode.network.bft.manager import bft_restart_validators, finalized_number
 from fednode.network.bft.node import checked_bft_geth_version, find_bft_app, find_bft_geth
 from fednode.network.info import NetworkInfo, load_network
 from fednode.network.keys import read_key_file
-from fednode.network.node import rpc_call
+from fednode.network.node import log_tail, rpc_call
 from fednode.network.process import is_running
 from fednode.tasks import initial_payload
 from fednode.types import TaskSpec
@@ -206,6 +206,8 @@ def test_invalid_payload_from_one_proposer_is_rejected_and_the_chain_goes_on(net
                            extra_flags=(FAULT_FLAG,))
     info, bft = load_network(network), load_bft(network)
     faulty, honest = bft.validators[3], bft.validators[:3]
+    time.sleep(1.0)  # a binary without the flag exits at once on it
+    assert is_running(faulty.pid, faulty.home), log_tail(faulty.log_path, 20)
     _wait_finalized(info.http_urls, (finalized_number(info.http_urls[0]) or 0) + 1, timeout=120)
     start = int(httpx.get(f"{honest[0].rpc_url}/status", timeout=10.0)
                 .json()["result"]["sync_info"]["latest_block_height"])
