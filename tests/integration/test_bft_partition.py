@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from fednode.errors import NetworkError
-from fednode.network.bft.manager import BftInfo, _create
+from fednode.network.bft import bft_network_create
+from fednode.network.bft.manager import BftInfo
 from fednode.network.bft.node import (
     BftSpec,
     bft_command,
@@ -34,7 +35,6 @@ from fednode.network.bft.node import (
     geth_bft_command,
     spawn,
 )
-from fednode.network.genesis import DEFAULT_GAS_LIMIT
 from fednode.network.info import NetworkInfo, password_file_of
 from fednode.network.node import NodeSpec, log_tail, write_node_config
 from fednode.network.process import stop_nodes
@@ -181,9 +181,8 @@ def test_partition_two_plus_two_halts_both_sides_and_heals_without_a_fork(
 ):
     # Arrange: 4 validators in 4 namespaces, finalizing
     del namespaces
-    (tmp_path / "net").mkdir()
-    info, bft = _create(tmp_path / "net", validators=VALIDATORS, accounts=None, chain_id=1337,
-                        gas_limit=DEFAULT_GAS_LIMIT, progress=lambda line: None)
+    info, bft = bft_network_create(tmp_path / "net", validators=VALIDATORS,
+                                   progress=lambda line: None)
     bft = replace(bft, validators=tuple(replace(v, rpc_port=COMET_RPC, p2p_port=COMET_P2P)
                                         for v in bft.validators))
     processes = _start(info, bft)

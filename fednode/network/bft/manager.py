@@ -70,6 +70,7 @@ __all__ = [
     "BFT_FILE",
     "BftInfo",
     "BftValidator",
+    "bft_network_create",
     "bft_network_down",
     "bft_network_status",
     "bft_network_up",
@@ -392,6 +393,43 @@ def _stop_all(info: NetworkInfo, bft: BftInfo, *, timeout: float) -> list[StopRe
     return [replace(r, name=f"{r.name} cometbft") for r in comet] + [
         replace(r, name=f"{r.name} geth") for r in execution
     ]
+
+
+def bft_network_create(
+    directory: str | os.PathLike[str],
+    *,
+    validators: int = 4,
+    accounts: Sequence[str] | None = None,
+    chain_id: int = 1337,
+    gas_limit: int = DEFAULT_GAS_LIMIT,
+    progress: Progress | None = None,
+) -> tuple[NetworkInfo, BftInfo]:
+    """Lays out a new CometBFT network (keys, both genesis files, datadirs) without starting it.
+
+    ``bft_network_up`` does this for a fresh folder before starting; callers that run the
+    processes themselves (the partition test puts each validator in a network namespace of
+    its own) start from here.
+
+    Raises:
+        NetworkError: Binaries missing, or the folder not empty.
+        FednodeValueError: Bad settings.
+    """
+    if not 1 <= validators <= 32:
+        raise FednodeValueError(f"validators must be between 1 and 32, got {validators}")
+    root = Path(directory).resolve()
+    with _folder_lock(root):
+        if not is_fresh_folder(root):
+            raise NetworkError(f"{root} already holds a network")
+        try:
+            info, bft = _create(root, validators=validators, accounts=accounts,
+                                chain_id=chain_id, gas_limit=gas_limit,
+                                progress=progress or _log.info)
+        except BaseException:
+            discard_partial(root)
+            raise
+        save_network(info)
+        _save_bft(root, bft)
+    return info, bft
 
 
 def bft_network_up(

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fednode.errors import NetworkError
+from fednode.errors import FednodeValueError, NetworkError
 from fednode.network.bft import node
 from fednode.network.bft.manager import (
     BFT_FILE,
     BftInfo,
     BftValidator,
+    bft_network_create,
     is_bft_network,
     load_bft,
 )
@@ -115,3 +116,13 @@ def test_the_build_of_this_checkouts_sources_wins_over_a_newer_one(
     assert node.find_bft_app() == own
     monkeypatch.setattr(node, "bft_source_hash", lambda: "not-built-yet")
     assert node.find_bft_app() != own  # falls back to the newest build
+
+
+def test_create_refuses_bad_sizes_and_folders_holding_something(tmp_path: Path):
+    with pytest.raises(FednodeValueError, match="between 1 and 32"):
+        bft_network_create(tmp_path / "a", validators=0)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    with pytest.raises(NetworkError, match="not empty"):
+        bft_network_create(tmp_path / "b")
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
