@@ -57,6 +57,9 @@ type App struct {
 	statePath string
 	buildWait time.Duration
 
+	// faultProposeInvalid (test only, --fault-propose-invalid) corrupts every proposal.
+	faultProposeInvalid bool
+
 	mu      sync.Mutex
 	state   committed            // last committed height and execution head
 	pending *committed           // set by FinalizeBlock, persisted by Commit
@@ -219,6 +222,11 @@ func (a *App) buildPayload(ctx context.Context, head common.Hash, height int64, 
 	block, err := engine.ExecutableDataToBlock(*data, blobHashes(data.Transactions), &zeroHash, nil)
 	if err != nil {
 		return nil, fmt.Errorf("payload from geth does not form a block: %w", err)
+	}
+	if a.faultProposeInvalid {
+		block = corruptStateRoot(block)
+		a.log.Error("TEST FAULT: proposing an execution block with a corrupted state root",
+			"height", height, "number", block.NumberU64(), "hash", block.Hash())
 	}
 	a.log.Info("proposing execution block", "height", height, "number", block.NumberU64(),
 		"hash", block.Hash(), "txs", len(block.Transactions()))

@@ -92,6 +92,7 @@ func runInit(args []string) {
 type runFlags struct {
 	home, moniker, engineURL, jwtPath, p2p, rpc, peers, logLevel string
 	timeoutCommit, buildWait, engineWait                         time.Duration
+	faultProposeInvalid                                          bool
 }
 
 func parseRun(args []string) runFlags {
@@ -109,6 +110,8 @@ func parseRun(args []string) runFlags {
 	fs.DurationVar(&f.buildWait, "build-wait", 250*time.Millisecond,
 		"time geth gets to fill a payload with transactions")
 	fs.DurationVar(&f.engineWait, "engine-wait", 60*time.Second, "how long to wait for geth")
+	fs.BoolVar(&f.faultProposeInvalid, "fault-propose-invalid", false,
+		"TEST ONLY: propose execution blocks with a corrupted state root (fault tests)")
 	_ = fs.Parse(args)
 	if f.home == "" || f.jwtPath == "" {
 		fail("run needs --home and --jwt-secret")
@@ -159,6 +162,10 @@ func runNode(args []string) {
 		logger.With("module", "fednode-app"))
 	if err != nil {
 		fail("%v", err)
+	}
+	app.faultProposeInvalid = f.faultProposeInvalid
+	if f.faultProposeInvalid {
+		logger.Error("TEST FAULT --fault-propose-invalid: this validator proposes invalid blocks")
 	}
 	nodeKey, err := p2p.LoadNodeKey(config.NodeKeyFile())
 	if err != nil {

@@ -24,10 +24,20 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _caption(status: dict[str, Any]) -> str:
+    """Height, finalized block and the validator set's total voting power."""
+    members = status.get("validator_set") or {}
+    power = members.get("total_voting_power")
+    return (f"CometBFT height {_cell(status.get('height'))}, finalized execution block "
+            f"{_cell(status.get('finalized'))}, {len(members.get('validators', []))} validators "
+            f"with voting power {_cell(power)}")
+
+
 def render_bft_table(status: dict[str, Any]) -> Table:
     """One row per validator: heights, peers, voting power, both PIDs, liveness."""
     versions = ", ".join(f"{k} {v}" for k, v in status["versions"].items())
-    table = Table(title=f"{status['engine']} validators ({versions})", header_style="bold")
+    table = Table(title=f"{status['engine']} validators ({versions})", header_style="bold",
+                  caption=_caption(status))
     for column in ("node", "head", "finalized", "cometbft", "peers", "power", "geth pid",
                    "cometbft pid", "alive", "rpc"):
         table.add_column(column)

@@ -7,6 +7,7 @@ the Clique engine's format, so every tool reaches the chain the same way.
 """
 
 from fednode.network.bft.manager import (
+    bft_network_create,
     bft_network_down,
     bft_network_status,
     bft_network_up,
@@ -15,6 +16,7 @@ from fednode.network.bft.manager import (
 )
 
 __all__ = [
+    "bft_network_create",
     "bft_network_down",
     "bft_network_status",
     "bft_network_up",

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_utils.address import to_checksum_address
 
 from fednode.errors import FednodeValueError, NetworkError
@@ -71,6 +70,7 @@ __all__ = [
     "BFT_FILE",
     "BftInfo",
     "BftValidator",
+    "bft_network_create",
     "bft_network_down",
     "bft_network_status",
     "bft_network_up",
@@ -256,7 +256,7 @@ def _geth_specs(info: NetworkInfo) -> list[NodeSpec]:
             host=_HOST, p2p_port=v.p2p_port, http_port=v.http_port,
             authrpc_port=v.authrpc_port, gas_limit=info.gas_limit,
             static_nodes=tuple(o.enode for o in info.validators if o.name != v.name),
-            password_file=password_file_of(info.dir, v.name),  # geth unlocks nothing here
+            password_file=password_file_of(info.dir, v.name),
         )  # fmt: skip
         for v in info.validators
     ]
@@ -345,12 +345,15 @@ def _start(info: NetworkInfo, bft: BftInfo, *, timeout: float, tie_to_caller: bo
 
 
 def bft_restart_validators(
-    directory: str | os.PathLike[str], names: Sequence[str], *, tie_to_caller: bool = False
+    directory: str | os.PathLike[str], names: Sequence[str], *, tie_to_caller: bool = False,
+    extra_flags: Sequence[str] = (),
 ) -> NetworkInfo:
     """Starts again the stopped (or killed) validators ``names`` of a running network.
 
     They keep their ports, keys and data: geth resumes from its database and CometBFT catches
     up from its peers, the application importing every block it missed (FinalizeBlock).
+    ``extra_flags`` go to their fednode-bft command lines only (the fault tests start a
+    validator with the test-only ``--fault-propose-invalid`` this way).
 
     Raises:
         NetworkError: An unknown name, or a validator whose processes still run.
@@ -370,7 +373,8 @@ def bft_restart_validators(
                                for s in _geth_specs(info) if s.name in names})
         save_network(info)
         nodes = tuple(
-            replace(v, pid=_spawn_bft(app, s, tie_to_caller=tie_to_caller))
+            replace(v, pid=_spawn_bft(app, replace(s, extra_flags=tuple(extra_flags)),
+                                      tie_to_caller=tie_to_caller))
             if v.name in names else v
             for v, s in zip(bft.validators, _bft_specs(info, bft), strict=True)
         )
@@ -389,6 +393,43 @@ def _stop_all(info: NetworkInfo, bft: BftInfo, *, timeout: float) -> list[StopRe
     return [replace(r, name=f"{r.name} cometbft") for r in comet] + [
         replace(r, name=f"{r.name} geth") for r in execution
     ]
+
+
+def bft_network_create(
+    directory: str | os.PathLike[str],
+    *,
+    validators: int = 4,
+    accounts: Sequence[str] | None = None,
+    chain_id: int = 1337,
+    gas_limit: int = DEFAULT_GAS_LIMIT,
+    progress: Progress | None = None,
+) -> tuple[NetworkInfo, BftInfo]:
+    """Lays out a new CometBFT network (keys, both genesis files, datadirs) without starting it.
+
+    ``bft_network_up`` does this for a fresh folder before starting; callers that run the
+    processes themselves (the partition test puts each validator in a network namespace of
+    its own) start from here.
+
+    Raises:
+        NetworkError: Binaries missing, or the folder not empty.
+        FednodeValueError: Bad settings.
+    """
+    if not 1 <= validators <= 32:
+        raise FednodeValueError(f"validators must be between 1 and 32, got {validators}")
+    root = Path(directory).resolve()
+    with _folder_lock(root):
+        if not is_fresh_folder(root):
+            raise NetworkError(f"{root} already holds a network")
+        try:
+            info, bft = _create(root, validators=validators, accounts=accounts,
+                                chain_id=chain_id, gas_limit=gas_limit,
+                                progress=progress or _log.info)
+        except BaseException:
+            discard_partial(root)
+            raise
+        save_network(info)
+        _save_bft(root, bft)
+    return info, bft
 
 
 def bft_network_up(
@@ -476,38 +517,13 @@ def bft_network_down(directory: str | os.PathLike[str], *,
         return _stop_all(info, bft, timeout=timeout)
 
 
-def _comet_get(url: str, path: str) -> dict[str, Any] | None:
-    try:
-        reply = httpx.get(f"{url}/{path}", timeout=3.0).json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    result = reply.get("result")
-    return result if isinstance(result, dict) else None
-
-
 def bft_network_status(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Engine, versions and, per validator: PIDs, heights, peers, voting power.
+    """Engine, versions, height, validator set, every PID and, per validator, heights and peers.
 
     Returns:
-        A JSON-ready dict (what ``fednode network status --json`` prints for this engine).
+        A JSON-ready dict (what ``fednode network status --json`` prints for this engine); its
+        shape is :func:`fednode.network.bft.status.build_status`'s.
     """
-    info, bft = load_network(directory), load_bft(directory)
-    rows = []
-    for e, c in zip(info.validators, bft.validators, strict=True):
-        status = _comet_get(c.rpc_url, "status") if is_running(c.pid, c.home) else None
-        net = _comet_get(c.rpc_url, "net_info") if status else None
-        head = None
-        with contextlib.suppress(NetworkError):
-            head = int(rpc_call(e.http_url, "eth_blockNumber", timeout=3.0), 16)
-        rows.append({
-            "name": e.name, "http_url": e.http_url, "cometbft_rpc": c.rpc_url,
-            "geth_pid": e.pid, "geth_alive": is_running(e.pid, e.datadir),
-            "cometbft_pid": c.pid, "cometbft_alive": is_running(c.pid, c.home),
-            "head": head, "finalized": finalized_number(e.http_url),
-            "cometbft_height": int(status["sync_info"]["latest_block_height"]) if status else None,
-            "voting_power": int(status["validator_info"]["voting_power"]) if status else None,
-            "peers": int(net["n_peers"]) if net else None,
-            "validator_address": c.address, "node_id": c.node_id,
-        })  # fmt: skip
-    return {"engine": bft.engine, "chain_id": info.chain_id,
-            "versions": {"geth": info.geth_version, **bft.versions}, "validators": rows}
+    from fednode.network.bft.status import LiveProbe, build_status  # status imports this module
+
+    return build_status(load_network(directory), load_bft(directory), LiveProbe())

@@ -9,6 +9,7 @@ their own session whose output goes to ``<datadir>/node.log`` and ``<home>/bft.l
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ __all__ = [
     "BftSpec",
     "bft_command",
     "bft_init",
+    "bft_source_hash",
     "bft_version",
     "find_bft_app",
     "find_bft_geth",
@@ -56,6 +58,8 @@ class BftSpec:
     host: str = "127.0.0.1"
     timeout_commit: str = "500ms"
     log_level: str = "*:error,fednode-app:info"
+    extra_flags: tuple[str, ...] = ()
+    """Appended to the command line; the fault tests pass ``--fault-propose-invalid`` here."""
 
     @property
     def log_path(self) -> Path:
@@ -88,8 +92,22 @@ def find_bft_geth() -> Path:
     )
 
 
+_BFT_SOURCES = Path(__file__).resolve().parents[3] / "bft"
+
+
+def bft_source_hash(src: Path = _BFT_SOURCES) -> str | None:
+    """The tag ``scripts/build_bft.sh`` gives a build of ``src``: sha256 of go.mod, go.sum and
+    the non-test ``*.go`` files (name order), first 12 hex digits; None without the sources."""
+    names = sorted(p.name for p in src.glob("*.go") if not p.name.endswith("_test.go"))
+    files = [src / "go.mod", src / "go.sum", *(src / n for n in names)]
+    if not names or not all(f.is_file() for f in files):
+        return None
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+
+
 def find_bft_app() -> Path:
-    """Finds fednode-bft: $FEDNODE_BFT_APP, then the newest build in the cache.
+    """Finds fednode-bft: $FEDNODE_BFT_APP, then the build of this checkout's ``bft/`` sources
+    in the cache, then (no sources, or not built) the newest build there.
 
     Raises:
         NetworkError: None found; the message says how to build one.
@@ -99,6 +117,11 @@ def find_bft_app() -> Path:
         if _executable(candidate):
             return candidate
         raise NetworkError(f"FEDNODE_BFT_APP={candidate} is not an executable")
+    tag = bft_source_hash()
+    if tag is not None:
+        exact = _cache() / f"fednode-bft-{COMETBFT_VERSION}-{tag}" / "bin" / "fednode-bft"
+        if _executable(exact):
+            return exact
     built = [
         p / "bin" / "fednode-bft"
         for p in _cache().glob(f"fednode-bft-{COMETBFT_VERSION}-*")
@@ -187,7 +210,7 @@ def bft_command(app: Path, spec: BftSpec) -> list[str]:
         "--p2p", f"tcp://{spec.host}:{spec.p2p_port}",
         "--rpc", f"tcp://{spec.host}:{spec.rpc_port}",
         "--peers", ",".join(spec.peers), "--timeout-commit", spec.timeout_commit,
-        "--log-level", spec.log_level,
+        "--log-level", spec.log_level, *spec.extra_flags,
     ]  # fmt: skip
 
 

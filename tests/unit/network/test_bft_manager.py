@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from fednode.errors import NetworkError
+from fednode.errors import FednodeValueError, NetworkError
+from fednode.network.bft import node
 from fednode.network.bft.manager import (
     BFT_FILE,
     BftInfo,
     BftValidator,
+    bft_network_create,
     is_bft_network,
     load_bft,
 )
@@ -49,7 +52,7 @@ def test_geth_is_driven_by_the_engine_api_only():
     spec = NodeSpec(name="validator-1", datadir=Path("/d"), signer="0x" + "11" * 20,
                     network_id=1337, host="127.0.0.1", p2p_port=1, http_port=2,
                     authrpc_port=3, gas_limit=60_000_000, static_nodes=(),
-                    password_file=Path("/net/secrets/validator-1.password"))
+                    password_file=Path("/s/validator-1.password"))
     # Act
     cmd = geth_bft_command(Path("/geth"), spec, Path("/d/jwt.hex"))
     # Assert: JWT on a loopback Engine API, no sealing, no unlocked key
@@ -70,3 +73,56 @@ def test_fednode_bft_gets_its_peers_and_engine_as_flags():
     assert cmd[cmd.index("--peers") + 1] == "aa@127.0.0.1:6,bb@127.0.0.1:7"
     assert cmd[cmd.index("--p2p") + 1] == "tcp://127.0.0.1:4"
     assert cmd[cmd.index("--engine") + 1] == "http://127.0.0.1:3"
+
+
+def test_extra_flags_such_as_a_test_fault_end_the_command_line():
+    # Arrange
+    spec = BftSpec(name="validator-1", home=Path("/h"), engine_url="http://127.0.0.1:3",
+                   jwt_secret=Path("/d/jwt.hex"), p2p_port=4, rpc_port=5, peers=(),
+                   extra_flags=("--fault-propose-invalid",))
+    # Act
+    cmd = bft_command(Path("/bin/fednode-bft"), spec)
+    # Assert
+    assert cmd[-1] == "--fault-propose-invalid"
+    assert "--fault-propose-invalid" not in bft_command(Path("/b"), BftSpec(
+        name="v", home=Path("/h"), engine_url="u", jwt_secret=Path("/j"), p2p_port=4,
+        rpc_port=5, peers=()))
+
+
+def _fake_build(cache: Path, tag: str) -> Path:
+    app = cache / f"fednode-bft-0.38.26-{tag}" / "bin" / "fednode-bft"
+    app.parent.mkdir(parents=True)
+    app.write_text("#!/bin/sh\n")
+    app.chmod(0o755)
+    return app
+
+
+def test_the_build_of_this_checkouts_sources_wins_over_a_newer_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Arrange: the sources' own build, then a newer build of other sources
+    src = tmp_path / "bft"
+    src.mkdir()
+    for name, text in {"go.mod": "m", "go.sum": "s", "main.go": "a", "app_test.go": "t"}.items():
+        (src / name).write_text(text)
+    tag = node.bft_source_hash(src)
+    assert tag == hashlib.sha256(b"msa").hexdigest()[:12]  # tests excluded, as build_bft.sh
+    own = _fake_build(tmp_path / "cache", str(tag))
+    _fake_build(tmp_path / "cache", "0123456789ab")
+    monkeypatch.setenv("FEDNODE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FEDNODE_BFT_APP", raising=False)
+    monkeypatch.setattr(node, "bft_source_hash", lambda: tag)
+    # Act / Assert
+    assert node.find_bft_app() == own
+    monkeypatch.setattr(node, "bft_source_hash", lambda: "not-built-yet")
+    assert node.find_bft_app() != own  # falls back to the newest build
+
+
+def test_create_refuses_bad_sizes_and_folders_holding_something(tmp_path: Path):
+    with pytest.raises(FednodeValueError, match="between 1 and 32"):
+        bft_network_create(tmp_path / "a", validators=0)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    with pytest.raises(NetworkError, match="not empty"):
+        bft_network_create(tmp_path / "b")
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
