@@ -37,7 +37,6 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from edge_server.device_client import EdgeClient
 from edge_server.service import EdgeServer
 from fednode.chain.connect import open_ledger
 from fednode.codec import encode_params
@@ -49,6 +48,7 @@ from fednode.network.info import NetworkInfo, load_network
 from fednode.network.keys import read_key_file
 from fednode.network.node import log_tail, rpc_call
 from fednode.network.process import is_running
+from fednode.site.device_client import EdgeClient
 from fednode.tasks import initial_payload
 from fednode.types import TaskSpec
 from tests.chainkit import start_edge_with_device
