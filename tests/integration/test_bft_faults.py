@@ -22,9 +22,7 @@ tests/integration/test_netns_federation.py); 1 of 4 killed is in test_bft_engine
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,24 +32,26 @@ import httpx
 import jax
 import numpy as np
 import pytest
-from eth_account import Account
-from web3 import Web3
 
 from edge_server.service import EdgeServer
 from fednode.chain.connect import open_ledger
 from fednode.codec import encode_params
-from fednode.errors import NetworkError
 from fednode.network.bft import bft_network_down, bft_network_status, bft_network_up, load_bft
 from fednode.network.bft.manager import bft_restart_validators, finalized_number
-from fednode.network.bft.node import checked_bft_geth_version, find_bft_app, find_bft_geth
-from fednode.network.info import NetworkInfo, load_network
-from fednode.network.keys import read_key_file
+from fednode.network.info import load_network
 from fednode.network.node import log_tail, rpc_call
 from fednode.network.process import is_running
 from fednode.site.device_client import EdgeClient
 from fednode.tasks import initial_payload
 from fednode.types import TaskSpec
 from tests.chainkit import start_edge_with_device
+from tests.integration.bft_kit import (
+    require_bft_binaries,
+    send_transfer,
+    sigkill,
+    wait_finalized,
+    wait_receipt,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,20 +59,11 @@ SPEC = TaskSpec(name="bft-faults", data_schema="s", num_features=2, rounds=3, mi
 FAULT_FLAG = "--fault-propose-invalid"
 
 
-def _require_binaries() -> None:
-    try:
-        checked_bft_geth_version(find_bft_geth())
-        find_bft_app()
-    except NetworkError as exc:
-        if os.environ.get("FEDNODE_REQUIRE_GETH"):
-            pytest.fail(f"FEDNODE_REQUIRE_GETH is set but the CometBFT engine is missing: {exc}")
-        pytest.skip(f"no CometBFT engine binaries: {exc}")
-
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """4 validators with the contracts deployed, shared by the module, stopped at its end."""
-    _require_binaries()
+    require_bft_binaries()
     from fednode.cli.chain_cmd import deploy_network
 
     directory = tmp_path_factory.mktemp("bft-faults") / "net"
@@ -95,62 +86,23 @@ def _finalized(urls: list[str]) -> list[int | None]:
     return [finalized_number(u) for u in urls]
 
 
-def _wait_finalized(urls: list[str], number: int, *, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        heights = _finalized(urls)
-        if all(h is not None and h >= number for h in heights):
-            return
-        assert time.monotonic() < deadline, f"finalized {heights}, wanted {number} on all"
-        time.sleep(0.5)
-
 
 def _block_hash(url: str, number: int) -> str | None:
     block = rpc_call(url, "eth_getBlockByNumber", [hex(number), False], timeout=10.0)
     return None if block is None else str(block["hash"])
 
 
-def _sigkill(pid: int | None, marker: str) -> None:
-    if pid and is_running(pid, marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while is_running(pid, marker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not is_running(pid, marker), f"pid {pid} ({marker}) survived SIGKILL"
-
 
 def _kill(directory: Path, names: list[str]) -> None:
     """SIGKILLs both processes (fednode-bft, then geth) of the validators ``names``."""
     for comet in load_bft(directory).validators:
         if comet.name in names:
-            _sigkill(comet.pid, comet.home)
+            sigkill(comet.pid, comet.home)
     for geth in load_network(directory).validators:
         if geth.name in names:
-            _sigkill(geth.pid, geth.datadir)
+            sigkill(geth.pid, geth.datadir)
 
 
-def _send_transfer(info: NetworkInfo, url: str, account: str) -> str:
-    """Signs a 1-wei transfer with ``account``'s own key and sends it raw to ``url``."""
-    sender = Account.from_key(read_key_file(info.key_file(account)))
-    w3 = Web3(Web3.HTTPProvider(url))
-    base_fee = int(w3.eth.get_block("latest")["baseFeePerGas"])
-    tip = int(w3.eth.max_priority_fee)
-    tx = {
-        "to": info.accounts["auditor"].address, "value": 1, "gas": 21_000,
-        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-        "maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip,
-        "chainId": info.chain_id, "type": 2,
-    }  # fmt: skip
-    return "0x" + w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction).hex()
-
-
-def _receipt(url: str, tx_hash: str, *, timeout: float = 90.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while (receipt := rpc_call(url, "eth_getTransactionReceipt", [tx_hash], timeout=10.0)) is None:
-        assert time.monotonic() < deadline, f"{tx_hash} not in a block within {timeout} s"
-        time.sleep(0.5)
-    return receipt
 
 
 def _delta(edge_index: int, version: int) -> dict:
@@ -165,7 +117,7 @@ def _publish(directory: Path) -> int:
     publisher = open_ledger(directory, "publisher", node=0)
     task_id = publisher.publish_task(SPEC, initial_payload(SPEC, key=jax.random.key(0)))
     urls = _urls(directory)
-    _wait_finalized(urls, (finalized_number(urls[0]) or 0) + 2)
+    wait_finalized(urls, (finalized_number(urls[0]) or 0) + 2, timeout=90.0)
     return task_id
 
 
@@ -208,13 +160,13 @@ def test_invalid_payload_from_one_proposer_is_rejected_and_the_chain_goes_on(net
     faulty, honest = bft.validators[3], bft.validators[:3]
     time.sleep(1.0)  # a binary without the flag exits at once on it
     assert is_running(faulty.pid, faulty.home), log_tail(faulty.log_path, 20)
-    _wait_finalized(info.http_urls, (finalized_number(info.http_urls[0]) or 0) + 1, timeout=120)
+    wait_finalized(info.http_urls, (finalized_number(info.http_urls[0]) or 0) + 1, timeout=120)
     start = int(httpx.get(f"{honest[0].rpc_url}/status", timeout=10.0)
                 .json()["result"]["sync_info"]["latest_block_height"])
     # Act: 12 heights go by, in which validator-4 is the first proposer of about 3; meanwhile
     # a transfer is sent to the faulty validator's own geth
-    tx_hash = _send_transfer(info, info.http_urls[3], "edge-4")
-    _wait_finalized(info.http_urls, (finalized_number(info.http_urls[0]) or 0) + 12, timeout=180)
+    tx_hash = send_transfer(info, info.http_urls[3], "edge-4")
+    wait_finalized(info.http_urls, (finalized_number(info.http_urls[0]) or 0) + 12, timeout=180)
     end = int(httpx.get(f"{honest[0].rpc_url}/status", timeout=10.0)
               .json()["result"]["sync_info"]["latest_block_height"])
     # Assert: it did propose corrupted blocks, every honest validator rejected them, none is on
@@ -229,9 +181,9 @@ def test_invalid_payload_from_one_proposer_is_rejected_and_the_chain_goes_on(net
     proposers = _proposers(honest[0].rpc_url, range(start + 1, end + 1))
     assert faulty.address.upper() not in proposers.values()
     assert len(set(proposers.values())) == 3
-    receipt = _receipt(info.http_urls[0], tx_hash)
+    receipt = wait_receipt(info.http_urls[0], tx_hash, timeout=90.0)
     number = int(receipt["blockNumber"], 16)
-    _wait_finalized(info.http_urls, number)
+    wait_finalized(info.http_urls, number, timeout=90.0)
     assert len({_block_hash(u, number) for u in info.http_urls}) == 1
     assert receipt["status"] == "0x1"
 
@@ -294,7 +246,7 @@ def test_two_of_four_killed_halts_edges_queue_and_restart_lands_each_update_once
     assert stalled == halted_at and heads == halted_at, (halted_at, stalled, heads)
     assert all(status != "committed" for status in queued), queued
     assert min(pooled) >= 4
-    _wait_finalized(urls, max(h or 0 for h in stalled) + 2, timeout=120)
+    wait_finalized(urls, max(h or 0 for h in stalled) + 2, timeout=120)
     updates = open_ledger(network, "auditor", node=2).read_updates(task_id)
     assert sorted(s["chain_update_id"] for s in statuses) == sorted(u.update_id for u in updates)
     assert len(updates) == 4 and len({u.edge for u in updates}) == 4
@@ -320,7 +272,7 @@ def test_kill_all_four_and_restart_keeps_the_finalized_head_and_every_update(net
     task_id = _publish(network)
     accepted = _submit_all(network, task_id)
     urls = _urls(network)
-    _wait_finalized(urls, (finalized_number(urls[0]) or 0) + 2)
+    wait_finalized(urls, (finalized_number(urls[0]) or 0) + 2, timeout=90.0)
     before = open_ledger(network, "auditor", node=0).read_updates(task_id)
     killed_at = min(h or 0 for h in _finalized(urls))
     hashes = {n: _block_hash(urls[0], n) for n in range(max(1, killed_at - 8), killed_at + 1)}
@@ -328,7 +280,7 @@ def test_kill_all_four_and_restart_keeps_the_finalized_head_and_every_update(net
     _kill(network, [f"validator-{i}" for i in range(1, 5)])
     bft_network_up(network, timeout=180.0, tie_to_caller=True)
     urls = _urls(network)
-    _wait_finalized(urls, killed_at + 1, timeout=120)
+    wait_finalized(urls, killed_at + 1, timeout=120)
     # Assert: every validator holds the same blocks as before the crash, and every update
     after = open_ledger(network, "auditor", node=3).read_updates(task_id)
     for url in urls:
